@@ -1,0 +1,36 @@
+"""mosaic-assembler: an AOI plus a pile of imagery in, one analysis-ready COG out.
+
+Dependency order: errors <- grid <- sources <- tilers <- writer <- api <- cli
+"""
+
+from mosaic_assembler.api import AssembleOptions, AssembleResult, Progress, TilesFailedError, assemble
+from mosaic_assembler.errors import (
+    AOIError,
+    ConfigError,
+    EmptyPlanError,
+    MosaicAssemblerError,
+    OutputError,
+    PlanTooLargeError,
+    SourceError,
+    TileFetchError,
+    TileReadError,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AOIError",
+    "AssembleOptions",
+    "AssembleResult",
+    "ConfigError",
+    "EmptyPlanError",
+    "MosaicAssemblerError",
+    "OutputError",
+    "PlanTooLargeError",
+    "Progress",
+    "SourceError",
+    "TileFetchError",
+    "TileReadError",
+    "TilesFailedError",
+    "assemble",
+]

@@ -1,0 +1,384 @@
+"""mosaic_assembler.api: `assemble(...)`, the one function notebooks and the CLI call."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import time
+from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy
+
+from mosaic_assembler.errors import (
+    ConfigError,
+    EmptyPlanError,
+    MosaicAssemblerError,
+    TileReadError,
+)
+from mosaic_assembler.grid import AOI, Clipper, check_zoom, plan_tiles
+from mosaic_assembler.sources import open_source
+from mosaic_assembler.tilers import BandInfo, LocalTiler, ReadOptions, TileData, TileSource
+from mosaic_assembler.writer import COGOptions, OutputTarget, TileWriter, finalize_cog
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["AssembleOptions", "AssembleResult", "Progress", "TilesFailedError", "assemble"]
+
+
+class TilesFailedError(MosaicAssemblerError):
+    """Some tiles could not be read; carries them as ((z, x, y), message) pairs."""
+
+    def __init__(self, failed: list[tuple[tuple[int, int, int], str]], total: int):
+        self.failed = failed
+        first = ", ".join(f"{z}/{x}/{y}" for (x, y, z), _ in failed[:5])
+        more = " …" if len(failed) > 5 else ""
+        super().__init__(
+            f"{len(failed)} of {total} tiles failed ({first}{more}); first error: "
+            f"{failed[0][1]}. No output written (use --allow-partial to write the rest masked)"
+        )
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Tiles finished so far; handed to the progress callback after every tile."""
+
+    done: int
+    empty: int
+    failed: int
+    total: int
+
+
+@dataclass(frozen=True)
+class AssembleOptions:
+    """Everything a run needs, validated on construction.
+
+    Exactly one of `bbox`/`aoi` (or neither: the source's bounds) and one of
+    `mosaicjson`/`items`.
+    """
+
+    zoom: int
+    bbox: tuple[float, float, float, float] | None = None
+    aoi: Mapping[str, Any] | str | Path | None = None
+    mosaicjson: str | Path | None = None
+    items: str | Path | None = None
+    assets: tuple[str, ...] = ()
+    read: ReadOptions = field(default_factory=ReadOptions)
+    cog: COGOptions = field(default_factory=COGOptions)
+    clip: bool = False
+    overwrite: bool = False
+    allow_empty: bool = False
+    allow_partial: bool = False
+    max_pixels: float = 1e10
+    concurrency: int | None = None
+
+    def __post_init__(self) -> None:
+        check_zoom(self.zoom)
+        if self.bbox is not None:
+            AOI.from_bbox(*self.bbox)  # validates
+        if self.bbox is not None and self.aoi is not None:
+            raise ConfigError("give either a bbox or an AOI, not both")
+        if self.concurrency is not None and self.concurrency < 1:
+            raise ConfigError(f"concurrency must be >= 1, got {self.concurrency}")
+        if not self.max_pixels > 0:
+            raise ConfigError(f"max-pixels must be positive, got {self.max_pixels}")
+
+
+@dataclass(frozen=True)
+class AssembleResult:
+    """What a run did.
+
+    Attributes:
+        path: the COG written (None for a dry run or an empty run).
+        tiles_total: tiles the AOI covers.
+        tiles_done: tiles written with data.
+        tiles_empty: tiles with no data (no asset, or all pixels masked).
+        tiles_failed: tiles that could not be read (only with allow_partial).
+    """
+
+    path: Path | None
+    tiles_total: int
+    tiles_done: int
+    tiles_empty: int
+    tiles_failed: int
+    failed_tiles: tuple[tuple[int, int, int], ...]
+    width: int
+    height: int
+    count: int
+    dtype: str
+    zoom: int
+    tilesize: int
+    bounds: tuple[float, float, float, float]
+    estimated_bytes: int
+    size_bytes: int
+    seconds: Mapping[str, float]
+    dry_run: bool = False
+
+    def to_json(self) -> str:
+        """The result as a JSON object (paths as strings)."""
+        d = dataclasses.asdict(self)
+        d["path"] = str(self.path) if self.path else None
+        d["failed_tiles"] = [f"{z}/{x}/{y}" for x, y, z in self.failed_tiles]
+        return json.dumps(d)
+
+
+def _load_aoi(aoi: Mapping[str, Any] | str | Path) -> AOI:
+    if isinstance(aoi, Mapping):
+        return AOI.from_geojson(dict(aoi))
+    text = str(aoi)
+    if text.lstrip().startswith("{"):
+        return AOI.from_geojson(text)
+    try:
+        return AOI.from_geojson(Path(text).read_text())
+    except OSError as e:
+        raise ConfigError(f"cannot read AOI file {text!r}: {e.strerror or e}") from e
+
+
+def _iter_results(
+    tiler: TileSource,
+    jobs: list[tuple[tuple[int, int, int], list]],
+    concurrency: int,
+) -> Iterator[tuple[tuple[int, int, int], TileData | None, str | None]]:
+    """Read tiles concurrently; yield them as they finish, never more than 2×N in flight."""
+
+    def one(tile: tuple[int, int, int], assets: list) -> TileData | None:
+        return tiler.read_tile(tile, assets)
+
+    pending: dict[Future, tuple[int, int, int]] = {}
+    it = iter(jobs)
+    limit = 2 * concurrency
+    with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="tile") as pool:
+        try:
+            while True:
+                while len(pending) < limit:
+                    job = next(it, None)
+                    if job is None:
+                        break
+                    pending[pool.submit(one, *job)] = job[0]
+                if not pending:
+                    return
+                finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+                for fut in finished:
+                    tile = pending.pop(fut)
+                    try:
+                        yield tile, fut.result(), None
+                    except TileReadError as e:
+                        yield tile, None, str(e)
+        finally:
+            for fut in pending:
+                fut.cancel()
+
+
+def assemble(
+    output: str | Path,
+    *,
+    progress: bool | Callable[[Progress], None] = True,
+    dry_run: bool = False,
+    **options: Any,
+) -> AssembleResult:
+    """Assemble a COG of `output` from a source over an AOI.
+
+    Args:
+        output: path of the COG to write (appears atomically when the run succeeds).
+        progress: True for a tqdm.auto bar, False for none, or a callback given a
+            `Progress` after every tile.
+        dry_run: plan only: no tile is read and nothing is written.
+        **options: `AssembleOptions` fields; read options (`pixel_selection`, `tilesize`,
+            `bidx`, `expression`, `resampling`) and COG options (`cog_profile`,
+            `creation_options`, `gdal_config`, `overview_resampling`) may be given flat.
+
+    Returns:
+        AssembleResult.
+
+    Raises:
+        ConfigError: invalid options (bad bbox, zoom, method, profile …).
+        SourceError: the source cannot be read.
+        EmptyPlanError: the AOI intersects no asset (unless allow_empty).
+        OutputError: the output cannot be written.
+        TilesFailedError: tiles failed (unless allow_partial).
+
+    Examples:
+        >>> from mosaic_assembler import assemble
+        >>> r = assemble("out.tif", bbox=(5.6, 45.3, 6.4, 45.7), zoom=10,
+        ...              items="items.json", assets=("red", "green", "blue"),
+        ...              pixel_selection="median")
+    """
+    opts = build_options(**options)
+    if progress is True:
+        callback: Callable[[Progress], None] | None = _tqdm_callback()
+    elif progress is False or progress is None:
+        callback = None
+    else:
+        callback = progress
+    try:
+        return run(Path(output), opts, progress=callback, dry_run=dry_run)
+    finally:
+        close = getattr(callback, "close", None)
+        if close is not None:
+            close()
+
+
+def build_options(**options: Any) -> AssembleOptions:
+    """AssembleOptions from flat keyword arguments.
+
+    Raises:
+        ConfigError: unknown or invalid option.
+    """
+    read_keys = {f.name for f in dataclasses.fields(ReadOptions)}
+    cog_map = {
+        "cog_profile": "profile",
+        "creation_options": "creation_options",
+        "gdal_config": "config",
+        "overview_resampling": "overview_resampling",
+    }
+    read_kw = {k: options.pop(k) for k in list(options) if k in read_keys}
+    cog_kw = {cog_map[k]: options.pop(k) for k in list(options) if k in cog_map}
+    if "bidx" in read_kw and read_kw["bidx"] is not None:
+        read_kw["bidx"] = tuple(read_kw["bidx"])
+    if "assets" in options and options["assets"] is not None:
+        a = options["assets"]
+        options["assets"] = tuple(a.split(",")) if isinstance(a, str) else tuple(a)
+    if options.get("bbox") is not None:
+        bbox = tuple(options["bbox"])
+        if len(bbox) != 4:
+            raise ConfigError(f"bbox needs 4 numbers W S E N, got {len(bbox)}")
+        options["bbox"] = bbox
+    known = {f.name for f in dataclasses.fields(AssembleOptions)}
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise ConfigError(f"unknown option(s): {', '.join(unknown)}")
+    if "zoom" not in options:
+        raise ConfigError("zoom is required")
+    try:
+        return AssembleOptions(read=ReadOptions(**read_kw), cog=COGOptions(**cog_kw), **options)
+    except TypeError as e:
+        raise ConfigError(str(e)) from e
+
+
+def _tqdm_callback() -> Callable[[Progress], None]:
+    from tqdm.auto import tqdm
+
+    bar: Any = None
+
+    def update(p: Progress) -> None:
+        nonlocal bar
+        if bar is None:
+            bar = tqdm(total=p.total, unit="tile", desc="tiles")
+        bar.n = p.done + p.empty + p.failed
+        bar.set_postfix(empty=p.empty, failed=p.failed, refresh=False)
+        bar.refresh()
+
+    def close() -> None:
+        if bar is not None:
+            bar.close()
+
+    update.close = close  # type: ignore[attr-defined]
+    return update
+
+
+def run(
+    output: Path,
+    opts: AssembleOptions,
+    progress: Callable[[Progress], None] | None = None,
+    dry_run: bool = False,
+) -> AssembleResult:
+    """Run a validated configuration (see `assemble`)."""
+    t0 = time.perf_counter()
+    target = OutputTarget(output, overwrite=opts.overwrite)
+    if not dry_run:
+        target.check()
+    source = open_source(mosaicjson=opts.mosaicjson, items=opts.items, assets=opts.assets)
+    if opts.bbox is not None:
+        aoi = AOI.from_bbox(*opts.bbox)
+    elif opts.aoi is not None:
+        aoi = _load_aoi(opts.aoi)
+    else:
+        aoi = AOI.from_bbox(*source.bounds)
+    plan = plan_tiles(aoi, opts.zoom, opts.read.tilesize, opts.max_pixels)
+    jobs = [(t, source.assets_for_tile(*t)) for t in plan.tiles]
+    jobs = [(t, a) for t, a in jobs if a]
+    tiler: TileSource = LocalTiler(opts.read)
+    seconds: dict[str, float] = {"plan": time.perf_counter() - t0}
+    empty_result = dict(
+        tiles_total=len(plan.tiles), zoom=plan.zoom, tilesize=plan.tilesize,
+        bounds=plan.bounds, width=plan.width, height=plan.height,
+    )
+    if not jobs:
+        if not opts.allow_empty:
+            raise EmptyPlanError(
+                f"the AOI (bounds {', '.join(f'{v:.5g}' for v in aoi.bbox)}) intersects no "
+                f"asset of the source (source bounds "
+                f"{', '.join(f'{v:.5g}' for v in source.bounds)}); nothing to do "
+                "(use --allow-empty to exit successfully anyway)"
+            )
+        logger.warning("the AOI intersects no asset; nothing written")
+        return AssembleResult(
+            path=None, tiles_done=0, tiles_empty=len(plan.tiles), tiles_failed=0,
+            failed_tiles=(), count=0, dtype="", estimated_bytes=0, size_bytes=0,
+            seconds=seconds, dry_run=dry_run, **empty_result,
+        )
+    bands = tiler.band_info(jobs[0][1])
+    opts.cog.check_bands(bands)
+    estimated = plan.width * plan.height * bands.count * numpy.dtype(bands.dtype).itemsize
+    if dry_run:
+        return AssembleResult(
+            path=None, tiles_done=0, tiles_empty=len(plan.tiles) - len(jobs), tiles_failed=0,
+            failed_tiles=(), count=bands.count, dtype=bands.dtype, estimated_bytes=estimated,
+            size_bytes=0, seconds=seconds, dry_run=True, **empty_result,
+        )
+    concurrency = opts.concurrency or _default_concurrency()
+    clipper = Clipper.from_aoi(aoi) if opts.clip else None
+    done = empty = 0
+    failed: list[tuple[tuple[int, int, int], str]] = []
+    empty += len(plan.tiles) - len(jobs)
+    logger.info(
+        "assembling %d tiles (%d with assets) into %d x %d px, %d x %s",
+        len(plan.tiles), len(jobs), plan.width, plan.height, bands.count, bands.dtype,
+    )
+    with target:
+        assert target.workdir is not None
+        streamed = target.workdir / "streamed.tif"
+        t1 = time.perf_counter()
+        with TileWriter(streamed, plan, bands) as writer:
+            if progress:
+                progress(Progress(done, empty, 0, len(plan.tiles)))
+            for tile, data, error in _iter_results(tiler, jobs, concurrency):
+                if error is not None:
+                    failed.append((tile, error))
+                    logger.debug("tile %s failed: %s", tile, error)
+                else:
+                    if data is not None and clipper is not None:
+                        valid = data.valid & clipper.inside(tile, plan.tilesize)
+                        data = TileData(data.data, valid) if valid.any() else None
+                    if data is None:
+                        empty += 1
+                    else:
+                        writer.write(tile, data)
+                        done += 1
+                if progress:
+                    progress(Progress(done, empty, len(failed), len(plan.tiles)))
+        seconds["read"] = time.perf_counter() - t1
+        if failed and not opts.allow_partial:
+            raise TilesFailedError(sorted(failed), len(plan.tiles))
+        t2 = time.perf_counter()
+        cog = target.workdir / "out.tif"
+        finalize_cog(streamed, cog, opts.cog)
+        size = cog.stat().st_size
+        target.commit(cog)
+        seconds["finalize"] = time.perf_counter() - t2
+    seconds["total"] = time.perf_counter() - t0
+    return AssembleResult(
+        path=output, tiles_done=done, tiles_empty=empty, tiles_failed=len(failed),
+        failed_tiles=tuple(sorted(t for t, _ in failed)), count=bands.count, dtype=bands.dtype,
+        estimated_bytes=estimated, size_bytes=size, seconds=seconds, **empty_result,
+    )
+
+
+def _default_concurrency() -> int:
+    import os
+
+    return max(2, min(32, (os.cpu_count() or 1) * 2))

@@ -1,0 +1,278 @@
+"""assemble-mosaic: the command line. Thin: parse → options → `api.run`."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from mosaic_assembler import __version__
+from mosaic_assembler.api import AssembleResult, Progress, TilesFailedError, build_options, run
+from mosaic_assembler.errors import MosaicAssemblerError
+from mosaic_assembler.tilers._base import PIXEL_SELECTION_METHODS, RESAMPLING_METHODS
+from mosaic_assembler.writer import COG_PROFILES, OVERVIEW_RESAMPLINGS
+
+EXIT_USAGE = 2
+EXIT_FAILED = 1
+
+
+class BidxParamType(click.ParamType):
+    """Comma-separated 1-based band indexes, e.g. `1,2,3`."""
+
+    name = "bidx"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> tuple[int, ...]:  # noqa: D102
+        if isinstance(value, tuple):
+            return value
+        try:
+            out = tuple(int(v) for v in str(value).split(","))
+        except ValueError:
+            self.fail(f"{value!r} is not a comma-separated list of band indexes", param, ctx)
+        if not out or any(v < 1 for v in out):
+            self.fail(f"band indexes are 1-based, got {value!r}", param, ctx)
+        return out
+
+
+class KeyValueType(click.ParamType):
+    """NAME=VALUE (for --co and --config)."""
+
+    name = "NAME=VALUE"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> tuple[str, str]:  # noqa: D102
+        if isinstance(value, tuple):
+            return value
+        name, sep, val = str(value).partition("=")
+        if not sep or not name:
+            self.fail(f"{value!r} is not NAME=VALUE", param, ctx)
+        return name.strip(), val
+
+
+class DefaultCommandGroup(click.Group):
+    """A group whose default command runs when the first argument is not a subcommand."""
+
+    default_command = "assemble"
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:  # noqa: D102
+        if args and args[0] not in self.commands and args[0] not in ("-h", "--help", "--version"):
+            args = [self.default_command, *args]
+        return super().parse_args(ctx, args)
+
+
+class RunError(click.ClickException):
+    """An expected error of a run: one line, exit code 2 (bad input) or 1 (tiles failed)."""
+
+    def __init__(self, message: str, exit_code: int = EXIT_USAGE):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+def _setup_logging(verbose: int, quiet: int) -> None:
+    level = logging.WARNING - 10 * verbose + 10 * quiet
+    logging.basicConfig(level=max(logging.DEBUG, level), format="%(levelname)s: %(message)s",
+                        stream=sys.stderr, force=True)
+
+
+def _progress_bar(quiet: bool) -> Any:
+    if quiet:
+        return None
+    from tqdm import tqdm
+
+    bar: Any = None
+
+    def update(p: Progress) -> None:
+        nonlocal bar
+        if bar is None:
+            bar = tqdm(total=p.total, unit="tile", desc="tiles", file=sys.stderr, leave=False)
+        bar.n = p.done + p.empty + p.failed
+        bar.set_postfix(empty=p.empty, failed=p.failed, refresh=False)
+        bar.refresh()
+
+    def close() -> None:
+        if bar is not None:
+            bar.close()
+
+    update.close = close  # type: ignore[attr-defined]
+    return update
+
+
+def _human(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if abs(n) < 1000 or unit == "TB":
+            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
+        n /= 1000
+    return f"{n:.1f} TB"
+
+
+def _print_plan(r: AssembleResult) -> None:
+    click.echo(f"tiles:   {r.tiles_total} at zoom {r.zoom} ({r.tilesize} px), "
+               f"{r.tiles_total - r.tiles_empty} with assets")
+    click.echo(f"output:  {r.width} x {r.height} px, {r.count} band(s) {r.dtype}, EPSG:3857")
+    click.echo("bounds:  " + ", ".join(f"{v:.3f}" for v in r.bounds))
+    click.echo(f"size:    {_human(r.estimated_bytes)} uncompressed (estimated)")
+
+
+def _summary_line(r: AssembleResult) -> str:
+    return (
+        f"wrote {r.path}: {r.width} x {r.height} px, {r.count} x {r.dtype}; tiles: "
+        f"{r.tiles_done} done, {r.tiles_empty} empty, {r.tiles_failed} failed; "
+        f"{r.seconds.get('total', 0):.1f} s; {_human(r.size_bytes)}"
+    )
+
+
+def _execute(output: str, dry_run: bool, as_json: bool, quiet: int, **options: Any) -> None:
+    bar = _progress_bar(bool(quiet) or dry_run or as_json)
+    try:
+        result = run(Path(output), build_options(**options), progress=bar, dry_run=dry_run)
+    except TilesFailedError as e:
+        raise RunError(str(e), EXIT_FAILED) from e
+    except MosaicAssemblerError as e:
+        raise RunError(str(e)) from e
+    finally:
+        if bar is not None:
+            bar.close()
+    if as_json:
+        click.echo(result.to_json())
+    elif dry_run:
+        _print_plan(result)
+    elif result.path is None:
+        click.echo("the AOI intersects no asset: nothing written", err=True)
+    elif not quiet:
+        click.echo(_summary_line(result), err=True)
+        if result.tiles_failed:
+            click.echo(f"warning: {result.tiles_failed} tile(s) failed and are masked", err=True)
+
+
+source_options = [
+    click.option("--mosaicjson", type=click.Path(dir_okay=False), help="mosaicJSON file."),
+    click.option("--items", type=click.Path(dir_okay=False),
+                 help="STAC ItemCollection / FeatureCollection JSON file."),
+    click.option("--assets", help="Asset keys to read from each STAC item, e.g. red,green,blue."),
+]
+
+
+def _apply(options: list) -> Any:
+    def deco(f: Any) -> Any:
+        for o in reversed(options):
+            f = o(f)
+        return f
+
+    return deco
+
+
+@click.group(cls=DefaultCommandGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "--version")
+def cli() -> None:
+    """Assemble a Cloud Optimized GeoTIFF from imagery over an area of interest.
+
+    \b
+    assemble-mosaic --bbox W S E N --zoom Z --mosaicjson m.json OUT.tif
+    assemble-mosaic --aoi area.geojson --zoom Z --items items.json --assets red,green,blue OUT.tif
+    assemble-mosaic demo OUT_DIR
+    """
+
+
+@cli.command("assemble", context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("output", type=click.Path(dir_okay=False))
+@click.option("--bbox", nargs=4, type=float, metavar="W S E N",
+              help="AOI in lon/lat; W > E crosses the antimeridian.")
+@click.option("--aoi", metavar="FILE", help="GeoJSON (Multi)Polygon/Feature/FeatureCollection; '-' reads stdin.")
+@click.option("--zoom", "-z", type=int, required=True, help="WebMercatorQuad zoom (0-24).")
+@click.option("--tilesize", type=click.Choice(["256", "512"]), default="512", show_default=True)
+@_apply(source_options)
+@click.option("--pixel-selection", type=click.Choice(list(PIXEL_SELECTION_METHODS)),
+              default="first", show_default=True, help="rio-tiler pixel-selection method.")
+@click.option("--bidx", type=BidxParamType(), help="Band indexes, e.g. 1,2,3.")
+@click.option("--expression", help="rio-tiler band math, e.g. 'b1,b2,(b4-b3)/(b4+b3)'.")
+@click.option("--resampling", type=click.Choice(list(RESAMPLING_METHODS)), default="nearest",
+              show_default=True)
+@click.option("--clip", is_flag=True, help="Mask pixels outside the AOI polygon.")
+@click.option("--cog-profile", type=click.Choice(list(COG_PROFILES)), default="deflate",
+              show_default=True)
+@click.option("--co", "creation_options", multiple=True, type=KeyValueType(),
+              help="COG creation option NAME=VALUE (repeatable).")
+@click.option("--config", "gdal_config", multiple=True, type=KeyValueType(),
+              help="GDAL config option NAME=VALUE (repeatable).")
+@click.option("--overview-resampling", type=click.Choice(list(OVERVIEW_RESAMPLINGS)),
+              default="nearest", show_default=True)
+@click.option("--overwrite", is_flag=True, help="Replace an existing output.")
+@click.option("--dry-run", is_flag=True, help="Print the plan and exit.")
+@click.option("--allow-empty", is_flag=True, help="Succeed when the AOI intersects no asset.")
+@click.option("--allow-partial", is_flag=True, help="Write the COG with failed tiles masked.")
+@click.option("--max-pixels", type=float, default=1e10, show_default=True,
+              help="Refuse outputs larger than this (width x height).")
+@click.option("--concurrency", type=click.IntRange(min=1), help="Tiles read in parallel.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout.")
+@click.option("-v", "--verbose", count=True)
+@click.option("-q", "--quiet", count=True)
+def assemble_command(output: str, aoi: str | None, tilesize: str, bidx: Any,
+                     creation_options: tuple, gdal_config: tuple, verbose: int, quiet: int,
+                     dry_run: bool, as_json: bool, **kwargs: Any) -> None:
+    """Assemble OUTPUT (a COG) from a mosaicJSON or STAC items over an AOI."""
+    _setup_logging(verbose, quiet)
+    aoi_value: Any = aoi
+    if aoi == "-":
+        aoi_value = click.get_text_stream("stdin").read()
+        if not aoi_value.strip():
+            raise click.BadParameter("stdin is empty", param_hint="--aoi")
+    if not kwargs["bbox"]:
+        kwargs["bbox"] = None
+    _execute(
+        output, dry_run, as_json, quiet,
+        aoi=aoi_value, tilesize=int(tilesize), bidx=bidx,
+        creation_options=dict(creation_options), gdal_config=dict(gdal_config), **kwargs,
+    )
+
+
+@cli.command("demo")
+@click.argument("out_dir", type=click.Path(file_okay=False))
+@click.option("--pixel-selection", type=click.Choice(list(PIXEL_SELECTION_METHODS)),
+              default="median", show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout.")
+@click.option("-v", "--verbose", count=True)
+@click.option("-q", "--quiet", count=True)
+def demo_command(out_dir: str, pixel_selection: str, as_json: bool, verbose: int,
+                 quiet: int) -> None:
+    """Generate a synthetic multi-date sample in OUT_DIR and assemble a composite of it."""
+    from mosaic_assembler.demo_data import make_demo_sample
+
+    _setup_logging(verbose, quiet)
+    sample = make_demo_sample(out_dir)
+    output = Path(out_dir) / f"{pixel_selection}.tif"
+    bbox = " ".join(f"{v:.4f}" for v in sample.bbox)
+    if not quiet and not as_json:
+        items = sample.items_path
+        click.echo(f"sample: {items} ({len(sample.scene_paths)} scenes) and "
+                   f"{sample.mosaicjson_path}", err=True)
+        click.echo(f"running: assemble-mosaic --bbox {bbox} --zoom {sample.zoom} --items {items} "
+                   f"--assets blue,green,red,nir08 --pixel-selection {pixel_selection} "
+                   f"--overwrite {output}", err=True)
+    _execute(
+        str(output), False, as_json, quiet, bbox=sample.bbox, zoom=sample.zoom,
+        items=str(sample.items_path), assets="blue,green,red,nir08",
+        pixel_selection=pixel_selection, overwrite=True,
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: one clear line on stderr and a non-zero exit for every expected error."""
+    try:
+        cli.main(args=argv, prog_name="assemble-mosaic", standalone_mode=False)
+    except click.exceptions.Exit as e:
+        sys.exit(e.exit_code)
+    except click.Abort:
+        click.echo("Aborted.", err=True)
+        sys.exit(130)
+    except click.ClickException as e:
+        click.echo(f"Error: {e.format_message()}", err=True)
+        sys.exit(e.exit_code)
+    except KeyboardInterrupt:
+        click.echo("Interrupted; no output written.", err=True)
+        sys.exit(130)
+    sys.exit(0)
+
+
+if __name__ == "__main__":
+    main()

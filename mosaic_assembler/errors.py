@@ -1,0 +1,49 @@
+"""mosaic_assembler.errors: one root error and the layer errors below it."""
+
+from __future__ import annotations
+
+
+class MosaicAssemblerError(Exception):
+    """Root of every error this package raises on purpose."""
+
+
+class ConfigError(MosaicAssemblerError, ValueError):
+    """The run's options are invalid (bad bbox, zoom, method, profile …)."""
+
+
+class AOIError(ConfigError):
+    """The area of interest cannot be used (not a polygon, out of range, unreadable)."""
+
+
+class SourceError(MosaicAssemblerError):
+    """A source (mosaicJSON, STAC items) cannot be read or is inconsistent."""
+
+
+class EmptyPlanError(MosaicAssemblerError):
+    """The area of interest intersects no asset of the source."""
+
+
+class PlanTooLargeError(ConfigError):
+    """The planned output exceeds the allowed number of pixels."""
+
+
+class OutputError(MosaicAssemblerError, OSError):
+    """The output cannot be written (exists, not writable, invalid COG)."""
+
+
+class TileReadError(MosaicAssemblerError):
+    """A tile could not be read from its assets."""
+
+    def __init__(self, message: str, tile: tuple[int, int, int] | None = None):
+        super().__init__(message)
+        self.tile = tile
+
+
+class TileFetchError(TileReadError):
+    """A tile could not be fetched from a dynamic tiler; carries the HTTP status."""
+
+    def __init__(
+        self, message: str, tile: tuple[int, int, int] | None = None, status: int | None = None
+    ):
+        super().__init__(message, tile)
+        self.status = status

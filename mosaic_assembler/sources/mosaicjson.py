@@ -1,0 +1,101 @@
+"""A mosaicJSON document (cogeo-mosaic's model) as an asset source."""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import morecantile
+from cogeo_mosaic.mosaic import MosaicJSON
+from pydantic import ValidationError
+
+from mosaic_assembler.errors import SourceError
+from mosaic_assembler.sources._files import read_json, resolve_href
+
+_WMQ = morecantile.tms.get("WebMercatorQuad")
+
+
+@dataclass(frozen=True)
+class MosaicJSONSource:
+    """The quadkey → assets table of a mosaicJSON, with hrefs resolved.
+
+    Asset order within a quadkey is the document's order; for a tile smaller than a quadkey
+    the assets of its parent quadkey apply, for a larger tile the de-duplicated union of its
+    child quadkeys, exactly as cogeo-mosaic's backends (and so TiTiler) look them up.
+    """
+
+    path: str
+    quadkey_zoom: int
+    minzoom: int
+    maxzoom: int
+    bounds: tuple[float, float, float, float]
+    tiles: dict[str, tuple[str, ...]]
+
+    kind = "mosaicjson"
+
+    def assets_for_tile(self, x: int, y: int, z: int) -> list[str]:
+        """Assets of the quadkey(s) covering tile (x, y, z)."""
+        tile = morecantile.Tile(x, y, z)
+        if z >= self.quadkey_zoom:
+            parent = tile
+            for _ in range(z - self.quadkey_zoom):
+                parent = _WMQ.parent(parent)[0]
+            quadkeys = [_WMQ.quadkey(parent)]
+        else:
+            quadkeys = [_WMQ.quadkey(t) for t in _WMQ.children(tile, zoom=self.quadkey_zoom)]
+        return list(
+            dict.fromkeys(itertools.chain.from_iterable(self.tiles.get(q, ()) for q in quadkeys))
+        )
+
+    def all_assets(self) -> list[str]:
+        """Every asset, de-duplicated, in first-seen order."""
+        return list(dict.fromkeys(itertools.chain.from_iterable(self.tiles.values())))
+
+
+def open_mosaicjson(path: str | Path) -> MosaicJSONSource:
+    """Load and validate a mosaicJSON file.
+
+    Relative asset paths resolve against the mosaicJSON's directory.
+
+    Raises:
+        SourceError: missing file, invalid JSON, not a mosaicJSON, or a non-WebMercatorQuad TMS.
+    """
+    doc: Any = read_json(path, "mosaicJSON")
+    try:
+        mosaic = MosaicJSON.model_validate(doc)
+    except ValidationError as e:
+        first = e.errors()[0]
+        loc = ".".join(str(p) for p in first["loc"]) or "document"
+        raise SourceError(
+            f"{str(path)!r} is not a valid mosaicJSON: {loc}: {first['msg']}"
+        ) from e
+    if mosaic.tilematrixset is not None and mosaic.tilematrixset.id != "WebMercatorQuad":
+        raise SourceError(
+            f"mosaicJSON {str(path)!r} uses TileMatrixSet {mosaic.tilematrixset.id!r}; "
+            "only WebMercatorQuad is supported"
+        )
+    if not mosaic.tiles:
+        raise SourceError(f"mosaicJSON {str(path)!r} lists no tiles")
+    qk_zoom = mosaic.quadkey_zoom if mosaic.quadkey_zoom is not None else mosaic.minzoom
+    lengths = {len(q) for q in mosaic.tiles}
+    if lengths != {qk_zoom}:
+        raise SourceError(
+            f"mosaicJSON {str(path)!r}: quadkeys have lengths {sorted(lengths)} but "
+            f"quadkey_zoom is {qk_zoom}"
+        )
+    base = Path(path).resolve().parent
+    prefix = mosaic.asset_prefix or ""
+    tiles = {
+        qk: tuple(resolve_href(prefix + a, base) for a in assets)
+        for qk, assets in mosaic.tiles.items()
+    }
+    return MosaicJSONSource(
+        path=str(path),
+        quadkey_zoom=qk_zoom,
+        minzoom=mosaic.minzoom,
+        maxzoom=mosaic.maxzoom,
+        bounds=tuple(mosaic.bounds),  # type: ignore[arg-type]
+        tiles=tiles,
+    )

@@ -1,0 +1,153 @@
+"""A STAC ItemCollection / FeatureCollection file as an asset source."""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import mercantile
+from shapely import STRtree
+from shapely.geometry import box, shape
+
+from mosaic_assembler.errors import SourceError
+from mosaic_assembler.sources._files import read_json, resolve_href
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ItemAssets:
+    """One STAC item reduced to what a tile read needs.
+
+    Attributes:
+        id: item id.
+        datetime: the item's datetime string (or start_datetime), "" if none.
+        item_json: the item as JSON, hrefs absolute, only the selected assets kept.
+        assets: the selected asset keys, in band order.
+    """
+
+    id: str
+    datetime: str
+    item_json: str = field(repr=False)
+    assets: tuple[str, ...]
+
+    @property
+    def item(self) -> dict[str, Any]:
+        """The item as a dict (parsed on each call)."""
+        return json.loads(self.item_json)
+
+
+@dataclass(frozen=True)
+class StacItemsSource:
+    """STAC items with their footprints; selection order is the file's order."""
+
+    path: str
+    items: tuple[ItemAssets, ...]
+    footprints: tuple[str, ...]  # GeoJSON geometry strings, lon/lat
+    skipped: tuple[str, ...]  # ids of items lacking a selected asset
+
+    kind = "stac-items"
+
+    @cached_property
+    def _tree(self) -> STRtree:
+        return STRtree([shape(json.loads(f)) for f in self.footprints])
+
+    @cached_property
+    def bounds(self) -> tuple[float, float, float, float]:
+        """Lon/lat bounds of all item footprints."""
+        return _union_bounds(self.footprints)
+
+    def assets_for_tile(self, x: int, y: int, z: int) -> list[ItemAssets]:
+        """Items whose footprint intersects tile (x, y, z), in file order."""
+        b = mercantile.bounds(x, y, z)
+        hits = self._tree.query(box(b.west, b.south, b.east, b.north), predicate="intersects")
+        return [self.items[i] for i in sorted(int(h) for h in hits)]
+
+    def all_assets(self) -> list[ItemAssets]:
+        """Every item, in file order."""
+        return list(self.items)
+
+
+def _union_bounds(footprints: tuple[str, ...]) -> tuple[float, float, float, float]:
+    bs = [shape(json.loads(f)).bounds for f in footprints]
+    return (min(b[0] for b in bs), min(b[1] for b in bs), max(b[2] for b in bs),
+            max(b[3] for b in bs))
+
+
+def open_stac_items(path: str | Path, assets: tuple[str, ...]) -> StacItemsSource:
+    """Load a STAC ItemCollection (or FeatureCollection of items, or a single item).
+
+    Args:
+        path: local JSON file; relative asset hrefs resolve against its directory.
+        assets: asset keys to read, in band order (e.g. ("red", "green", "blue")).
+
+    Raises:
+        SourceError: unreadable file, no items, no `assets` given, or an asset key that no
+            item has. Items lacking some of the keys are skipped and reported (`skipped`).
+    """
+    doc = read_json(path, "STAC items file")
+    if isinstance(doc, dict) and doc.get("type") == "Feature":
+        features = [doc]
+    elif isinstance(doc, dict) and doc.get("type") == "FeatureCollection":
+        features = doc.get("features") or []
+    else:
+        raise SourceError(
+            f"{str(path)!r} is not a STAC ItemCollection/FeatureCollection or Item"
+        )
+    if not features:
+        raise SourceError(f"STAC items file {str(path)!r} contains no items")
+    available = sorted({k for f in features for k in (f.get("assets") or {})})
+    if not assets:
+        raise SourceError(
+            f"--assets is required with --items; the items have: {', '.join(available)}"
+        )
+    missing = [a for a in assets if a not in available]
+    if missing:
+        raise SourceError(
+            f"asset key(s) {', '.join(missing)} not found in any item of {str(path)!r}; "
+            f"available: {', '.join(available)}"
+        )
+    base = Path(path).resolve().parent
+    items: list[ItemAssets] = []
+    footprints: list[str] = []
+    skipped: list[str] = []
+    for n, feat in enumerate(features):
+        item_id = str(feat.get("id", f"#{n}"))
+        item_assets = feat.get("assets") or {}
+        if any(a not in item_assets for a in assets):
+            skipped.append(item_id)
+            continue
+        geom = feat.get("geometry")
+        if geom is None:
+            if not feat.get("bbox"):
+                raise SourceError(f"item {item_id!r} has neither geometry nor bbox")
+            bbox = feat["bbox"]
+            geom = box(bbox[0], bbox[1], bbox[-2], bbox[-1]).__geo_interface__
+        try:
+            footprint = shape(geom)
+        except Exception as e:
+            raise SourceError(f"item {item_id!r} has an invalid geometry: {e}") from e
+        reduced = dict(feat)
+        reduced["assets"] = {
+            a: {**item_assets[a], "href": resolve_href(item_assets[a]["href"], base)}
+            for a in assets
+        }
+        reduced["links"] = []
+        props = feat.get("properties") or {}
+        dt = props.get("datetime") or props.get("start_datetime") or ""
+        items.append(ItemAssets(item_id, str(dt), json.dumps(reduced), tuple(assets)))
+        footprints.append(json.dumps(footprint.__geo_interface__))
+    if skipped:
+        logger.warning(
+            "%d item(s) lack asset(s) %s and are skipped: %s",
+            len(skipped), ",".join(assets), ", ".join(skipped[:5]) + (" …" if len(skipped) > 5 else ""),
+        )
+    if not items:
+        raise SourceError(
+            f"no item of {str(path)!r} has all of the assets {', '.join(assets)}"
+        )
+    return StacItemsSource(str(path), tuple(items), tuple(footprints), tuple(skipped))

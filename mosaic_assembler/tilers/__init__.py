@@ -1,0 +1,33 @@
+"""mosaic_assembler.tilers: one TileSource interface, several ways to render a tile.
+
+`LocalTiler` reads the assets in-process with rio-tiler (the embedded default). Everything
+downstream (writer, state, executors) sees only `TileSource.read_tile` and `TileData`.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol, Sequence
+
+from mosaic_assembler.tilers._base import PIXEL_SELECTION_METHODS, BandInfo, ReadOptions, TileData
+from mosaic_assembler.tilers.local import LocalTiler
+
+__all__ = [
+    "PIXEL_SELECTION_METHODS",
+    "BandInfo",
+    "LocalTiler",
+    "ReadOptions",
+    "TileData",
+    "TileSource",
+]
+
+
+class TileSource(Protocol):
+    """Renders one WebMercatorQuad tile from the assets that cover it."""
+
+    def read_tile(self, tile: tuple[int, int, int], assets: Sequence) -> TileData | None:
+        """The tile's pixels and mask, or None when no asset has data there."""
+        ...
+
+    def band_info(self, assets: Sequence) -> BandInfo:
+        """Band count, dtype and names of the tiles this source renders."""
+        ...

@@ -1,0 +1,265 @@
+"""mosaic_assembler.writer: stream tiles to a disk-backed GeoTIFF, finish a valid COG, atomically.
+
+Tiles go straight into a tiled, sparse GeoTIFF on disk (blocks = tiles, so every tile write
+completes whole blocks and GDAL's bounded block cache flushes them); nothing holds the whole
+output in memory. Pixels without data are recorded in an internal per-dataset mask band, never
+as a nodata value that could collide with real zeros. The COG is written by GDAL's COG driver
+into a temporary file next to the output, validated with rio-cogeo, then renamed into place.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+
+import numpy
+import rasterio
+import rasterio.shutil
+from rasterio.windows import Window
+from rio_cogeo.cogeo import cog_validate
+
+from mosaic_assembler.errors import ConfigError, OutputError
+from mosaic_assembler.grid import Plan
+from mosaic_assembler.tilers import BandInfo, TileData
+
+logger = logging.getLogger(__name__)
+
+#: COG creation options per profile name (rio-cogeo's profile names, GDAL COG driver options).
+COG_PROFILES: dict[str, dict[str, str]] = {
+    "deflate": {"COMPRESS": "DEFLATE", "PREDICTOR": "YES"},
+    "zstd": {"COMPRESS": "ZSTD", "PREDICTOR": "YES"},
+    "lzw": {"COMPRESS": "LZW", "PREDICTOR": "YES"},
+    "webp": {"COMPRESS": "WEBP", "QUALITY": "90"},
+    "jpeg": {"COMPRESS": "JPEG", "QUALITY": "90"},
+}
+_LOSSY_8BIT = {"webp", "jpeg"}
+OVERVIEW_RESAMPLINGS = ("nearest", "average", "bilinear", "cubic", "mode", "rms")
+
+#: GDAL block cache while streaming and finishing (bytes); bounded so memory does not grow
+#: with the output (GDAL's default is 5 % of RAM).
+DEFAULT_CACHE_BYTES = 64 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class COGOptions:
+    """How the final COG is written.
+
+    Attributes:
+        profile: one of COG_PROFILES.
+        creation_options: extra `--co NAME=VALUE`, override the profile's.
+        config: extra GDAL config (`--config NAME=VALUE`) for the whole write.
+        overview_resampling: resampling for overviews.
+        blocksize: internal tile size of the COG.
+    """
+
+    profile: str = "deflate"
+    creation_options: Mapping[str, str] = field(default_factory=dict)
+    config: Mapping[str, str] = field(default_factory=dict)
+    overview_resampling: str = "nearest"
+    blocksize: int = 512
+
+    def __post_init__(self) -> None:
+        if self.profile not in COG_PROFILES:
+            raise ConfigError(
+                f"unknown COG profile {self.profile!r}; valid: {', '.join(COG_PROFILES)}"
+            )
+        if self.overview_resampling not in OVERVIEW_RESAMPLINGS:
+            raise ConfigError(
+                f"unknown overview resampling {self.overview_resampling!r}; valid: "
+                + ", ".join(OVERVIEW_RESAMPLINGS)
+            )
+
+    def check_bands(self, bands: BandInfo) -> None:
+        """Refuse a lossy 8-bit profile for data it would corrupt."""
+        if self.profile in _LOSSY_8BIT:
+            if bands.dtype != "uint8":
+                raise ConfigError(
+                    f"--cog-profile {self.profile} needs uint8 data, the output is {bands.dtype}; "
+                    "use deflate, zstd or lzw for analytic data"
+                )
+            allowed = (1, 3) if self.profile == "jpeg" else (3, 4)
+            if bands.count not in allowed:
+                raise ConfigError(
+                    f"--cog-profile {self.profile} needs {' or '.join(map(str, allowed))} bands, "
+                    f"the output has {bands.count}"
+                )
+
+    def creation_kwargs(self) -> dict[str, str]:
+        """GDAL COG driver creation options."""
+        opts = {
+            "BLOCKSIZE": str(self.blocksize),
+            "BIGTIFF": "IF_SAFER",
+            "NUM_THREADS": "ALL_CPUS",
+            "OVERVIEWS": "AUTO",
+            "OVERVIEW_RESAMPLING": self.overview_resampling.upper(),
+            **COG_PROFILES[self.profile],
+        }
+        opts.update({k.upper(): str(v) for k, v in self.creation_options.items()})
+        return opts
+
+
+class OutputTarget:
+    """An output path that appears atomically: work happens in a sibling temp directory.
+
+    Raises:
+        OutputError: on enter, when the output exists (and `overwrite` is False), its
+            directory does not exist, or it is not writable.
+    """
+
+    def __init__(self, path: str | Path, overwrite: bool = False):
+        self.path = Path(path)
+        self.overwrite = overwrite
+        self.workdir: Path | None = None
+
+    def check(self) -> None:
+        """Check the output can be written, without creating anything."""
+        p = self.path
+        if p.is_dir():
+            raise OutputError(f"output {str(p)!r} is a directory")
+        if p.exists() and not self.overwrite:
+            raise OutputError(f"output {str(p)!r} exists; use --overwrite to replace it")
+        parent = p.absolute().parent
+        if not parent.is_dir():
+            raise OutputError(f"output directory {str(parent)!r} does not exist")
+        if not os.access(parent, os.W_OK | os.X_OK):
+            raise OutputError(f"output directory {str(parent)!r} is not writable")
+        if p.exists() and not os.access(p, os.W_OK):
+            raise OutputError(f"output {str(p)!r} is not writable")
+
+    def __enter__(self) -> OutputTarget:
+        self.check()
+        try:
+            self.workdir = Path(
+                tempfile.mkdtemp(prefix=f".{self.path.name}.partial-", dir=self.path.absolute().parent)
+            )
+        except OSError as e:
+            raise OutputError(f"cannot create a temporary directory next to {str(self.path)!r}: {e}") from e
+        return self
+
+    def commit(self, finished: Path) -> None:
+        """Move a finished file into place (atomic on one filesystem)."""
+        if self.path.exists() and not self.overwrite:
+            raise OutputError(f"output {str(self.path)!r} appeared during the run; not replaced")
+        os.replace(finished, self.path)
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self.workdir is not None:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+            self.workdir = None
+
+
+class TileWriter:
+    """Writes tiles into a tiled, sparse GeoTIFF with an internal mask as they arrive.
+
+    Owned by one thread: GDAL dataset handles are not thread-safe.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        plan: Plan,
+        bands: BandInfo,
+        cache_bytes: int = DEFAULT_CACHE_BYTES,
+    ):
+        self.path = path
+        self.plan = plan
+        self.bands = bands
+        self._env = rasterio.Env(GDAL_CACHEMAX=int(cache_bytes), GDAL_TIFF_INTERNAL_MASK="YES")
+        self._env.__enter__()
+        try:
+            self._dst = rasterio.open(
+                path,
+                "w",
+                driver="GTiff",
+                width=plan.width,
+                height=plan.height,
+                count=bands.count,
+                dtype=bands.dtype,
+                crs="EPSG:3857",
+                transform=plan.transform,
+                tiled=True,
+                blockxsize=plan.tilesize,
+                blockysize=plan.tilesize,
+                compress="ZSTD",
+                zstd_level=1,
+                sparse_ok=True,
+                bigtiff="IF_SAFER",
+            )
+            for i, name in enumerate(bands.names, start=1):
+                if name:
+                    self._dst.set_band_description(i, name)
+        except Exception:
+            self._env.__exit__(None, None, None)
+            raise
+
+    def write(self, tile: tuple[int, int, int], data: TileData) -> None:
+        """Write one tile's pixels and mask at its place in the output."""
+        row, col = self.plan.offset(tile)
+        size = self.plan.tilesize
+        window = Window(col, row, size, size)
+        arr = data.data
+        if arr.dtype != numpy.dtype(self.bands.dtype):
+            if not numpy.can_cast(arr.dtype, self.bands.dtype, casting="same_kind"):
+                raise OutputError(
+                    f"tile {tile[2]}/{tile[0]}/{tile[1]} has dtype {arr.dtype}, the output is "
+                    f"{self.bands.dtype}: the assets have incompatible data types"
+                )
+            arr = arr.astype(self.bands.dtype)
+        if arr.shape != (self.bands.count, size, size):
+            raise OutputError(
+                f"tile {tile[2]}/{tile[0]}/{tile[1]} has shape {arr.shape}, expected "
+                f"{(self.bands.count, size, size)}: the assets have different band counts"
+            )
+        self._dst.write(arr, window=window)
+        self._dst.write_mask(numpy.where(data.valid, 255, 0).astype("uint8"), window=window)
+
+    def close(self) -> None:
+        """Flush and close the GeoTIFF."""
+        try:
+            self._dst.close()
+        finally:
+            self._env.__exit__(None, None, None)
+
+    def __enter__(self) -> TileWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def finalize_cog(
+    src_path: Path,
+    dst_path: Path,
+    options: COGOptions,
+    cache_bytes: int = DEFAULT_CACHE_BYTES,
+) -> None:
+    """Translate the streamed GeoTIFF into a COG and validate it.
+
+    Raises:
+        OutputError: GDAL failed to write, or the result is not a valid COG.
+    """
+    config = {
+        "GDAL_CACHEMAX": int(cache_bytes),
+        "GDAL_NUM_THREADS": "ALL_CPUS",
+        "GDAL_TIFF_INTERNAL_MASK": "YES",
+        **{k.upper(): str(v) for k, v in options.config.items()},
+    }
+    try:
+        with rasterio.Env(**config):
+            rasterio.shutil.copy(src_path, dst_path, driver="COG", **options.creation_kwargs())
+    except rasterio.errors.RasterioError as e:
+        raise OutputError(f"GDAL could not write the COG: {e}") from e
+    valid, errors, _warnings = cog_validate(str(dst_path), quiet=True)
+    if not valid or errors:
+        raise OutputError(f"the written file is not a valid COG: {'; '.join(errors)}")
