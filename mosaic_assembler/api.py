@@ -321,7 +321,8 @@ def run(
             failed_tiles=(), count=0, dtype="", estimated_bytes=0, size_bytes=0,
             seconds=seconds, dry_run=dry_run, **empty_result,
         )
-    bands = tiler.band_info(jobs[0][1])
+    probe = list(dict.fromkeys(a for _, assets in jobs[:50] for a in assets))[:5]
+    bands = tiler.band_info(probe)
     opts.cog.check_bands(bands)
     estimated = plan.width * plan.height * bands.count * numpy.dtype(bands.dtype).itemsize
     if dry_run:

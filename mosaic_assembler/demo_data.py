@@ -31,8 +31,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy
+import shapely
 from affine import Affine
 from pyproj import CRS, Transformer
+from rasterio.crs import CRS as RioCRS
 from rasterio.io import MemoryFile
 from rasterio.shutil import copy as rio_copy
 from shapely.geometry import Point, Polygon, box
@@ -138,9 +140,9 @@ _TILT_DEG = 12.2  # Landsat descending track, clockwise from grid north
 _FOOTPRINT_CROSS = 0.80  # valid width (across track), as a fraction of the raster side
 _FOOTPRINT_ALONG = 0.78  # valid height (along track), as a fraction of the raster side
 _ALONG_SPACING = 0.86  # along-track distance of a date's two scenes, in footprint heights
-# Per-date offsets of the scene pair: across track (footprint widths), along track (heights).
-_DATE_CROSS = (0.0, -0.45, 0.45, -0.22, 0.22, -0.1, 0.1)
-_DATE_ALONG = (0.0, 0.12, -0.12, 0.25, -0.25, 0.05, -0.05)
+# Per-date offsets of the scene pair: east (footprint widths) and north (footprint heights).
+_DATE_EAST = (0.0, -0.45, 0.45, -0.22, 0.22, -0.1, 0.1)
+_DATE_NORTH = (0.0, 0.0, 0.0, 0.15, -0.15, 0.07, -0.07)
 _FIRST_DATE = _dt.date(2023, 5, 12)
 _WRS_PATH = 196
 _WRS_ROW = 28
@@ -230,11 +232,10 @@ def _build_layout(seed: int, n_scenes: int, size: int, resolution: float) -> lis
         offset_days = 16 * d + 7 * ((d + 1) // 2)
         date = _FIRST_DATE + _dt.timedelta(days=offset_days)
         doy = date.timetuple().tm_yday
-        base = (
-            _DATE_CROSS[d % len(_DATE_CROSS)] * width * cross
-            + _DATE_ALONG[d % len(_DATE_ALONG)] * height * along
+        base = numpy.array(
+            [_DATE_EAST[d % len(_DATE_EAST)] * width, _DATE_NORTH[d % len(_DATE_NORTH)] * height]
         )
-        path = _WRS_PATH - int(round(_DATE_CROSS[d % len(_DATE_CROSS)] / 0.45))
+        path = _WRS_PATH - int(round(_DATE_EAST[d % len(_DATE_EAST)] / 0.45))
         start = _dt.datetime(date.year, date.month, date.day, 10, 16, 40, tzinfo=_dt.UTC)
         start += _dt.timedelta(seconds=int(rng.integers(0, 30)))
         declination = 23.44 * math.sin(2 * math.pi * (doy - 81) / 365.0)
@@ -299,9 +300,10 @@ class _Waves:
         self.amp = amp / amp.sum()
 
     def __call__(self, x: numpy.ndarray, y: numpy.ndarray) -> numpy.ndarray:
-        out = numpy.zeros(x.shape, dtype="float64")
+        out = numpy.zeros(x.shape, dtype=x.dtype)
+        f = x.dtype.type
         for kx, ky, ph, a in zip(self.kx, self.ky, self.phase, self.amp, strict=True):
-            out += a * numpy.cos(kx * x + ky * y + ph)
+            out += f(a) * numpy.cos(f(kx) * x + f(ky) * y + f(ph))
         return out
 
 
@@ -323,14 +325,14 @@ def _smoothstep(e0: float, e1: float, x: numpy.ndarray) -> numpy.ndarray:
 
 
 # Surface reflectance spectra (blue, green, red, nir08).
-_SOIL = numpy.array([0.085, 0.115, 0.150, 0.235])
-_GREEN = numpy.array([0.030, 0.070, 0.035, 0.420])
-_SENESCENT = numpy.array([0.070, 0.095, 0.115, 0.255])
-_FOREST = numpy.array([0.025, 0.045, 0.026, 0.290])
-_ROCK = numpy.array([0.125, 0.145, 0.165, 0.225])
-_URBAN = numpy.array([0.090, 0.105, 0.120, 0.190])
-_WATER = numpy.array([0.040, 0.050, 0.030, 0.012])
-_CLOUD = numpy.array([0.420, 0.430, 0.450, 0.480])
+_SOIL = numpy.array([0.085, 0.115, 0.150, 0.235], dtype="float32")
+_GREEN = numpy.array([0.030, 0.070, 0.035, 0.420], dtype="float32")
+_SENESCENT = numpy.array([0.070, 0.095, 0.115, 0.255], dtype="float32")
+_FOREST = numpy.array([0.025, 0.045, 0.026, 0.290], dtype="float32")
+_ROCK = numpy.array([0.125, 0.145, 0.165, 0.225], dtype="float32")
+_URBAN = numpy.array([0.090, 0.105, 0.120, 0.190], dtype="float32")
+_WATER = numpy.array([0.040, 0.050, 0.030, 0.012], dtype="float32")
+_CLOUD = numpy.array([0.420, 0.430, 0.450, 0.480], dtype="float32")
 
 
 class _Landscape:
@@ -379,54 +381,54 @@ class _Landscape:
     def reflectance(
         self, x: numpy.ndarray, y: numpy.ndarray, doy: int
     ) -> tuple[numpy.ndarray, numpy.ndarray]:
-        """Surface reflectance (4, H, W) and water mask for a day of year."""
-        elev = self.elevation(x, y) * 2.2
-        moist = self.moisture(x, y) * 2.0
-        tex = self.texture(x, y) * 2.0
+        """Surface reflectance (4, H, W) float32 and water mask for a day of year."""
+        f32 = numpy.float32
+        elev = self.elevation(x, y) * f32(1.8)
+        moist = self.moisture(x, y) * f32(2.0)
+        tex = self.texture(x, y) * f32(2.0)
         water = self.water(x, y)
 
         # crop parcels on a slightly warped rotated grid
-        ca, sa = math.cos(self.parcel_angle), math.sin(self.parcel_angle)
-        u = x * ca + y * sa + 120.0 * self.warp_u(x, y)
-        v = -x * sa + y * ca + 120.0 * self.warp_v(x, y)
-        iu = numpy.floor(u / self.parcel_size[0]).astype("int64")
-        iv = numpy.floor(v / self.parcel_size[1]).astype("int64")
-        kind = _hash01(iu, iv, self.salt)
-        shift = (_hash01(iu, iv, self.salt + 1) - 0.5) * 30.0
-        bright = 0.85 + 0.35 * _hash01(iu, iv, self.salt + 2)
+        ca, sa = f32(math.cos(self.parcel_angle)), f32(math.sin(self.parcel_angle))
+        u = x * ca + y * sa + f32(120.0) * self.warp_u(x, y)
+        v = -x * sa + y * ca + f32(120.0) * self.warp_v(x, y)
+        iu = numpy.floor(u / f32(self.parcel_size[0])).astype("int64")
+        iv = numpy.floor(v / f32(self.parcel_size[1])).astype("int64")
+        kind = _hash01(iu, iv, self.salt).astype("float32")
+        shift = (_hash01(iu, iv, self.salt + 1).astype("float32") - f32(0.5)) * f32(30.0)
+        bright = f32(0.85) + f32(0.35) * _hash01(iu, iv, self.salt + 2).astype("float32")
         wheat = kind < 0.35
         maize = (kind >= 0.35) & (kind < 0.65)
         meadow = (kind >= 0.65) & (kind < 0.87)
-        t = doy - shift
-        green = numpy.where(wheat, numpy.exp(-(((t - 140.0) / 32.0) ** 2)), 0.0)
-        green = numpy.where(maize, numpy.exp(-(((t - 215.0) / 35.0) ** 2)), green)
-        mow = 0.7 + 0.2 * numpy.cos(2 * math.pi * (t + 90.0 * kind) / 45.0)
+        t = f32(doy) - shift
+        green = numpy.where(wheat, numpy.exp(-(((t - f32(140.0)) / f32(32.0)) ** 2)), f32(0.0))
+        green = numpy.where(maize, numpy.exp(-(((t - f32(215.0)) / f32(35.0)) ** 2)), green)
+        mow = f32(0.7) + f32(0.2) * numpy.cos(f32(2 * math.pi / 45.0) * (t + f32(90.0) * kind))
         green = numpy.where(meadow, mow, green)
-        green = numpy.where(~(wheat | maize | meadow), 0.12, green)
-        senescent = numpy.where(wheat & (t > 165.0), 0.7, 0.05 + 0.1 * (1 - green))
-        soil_w = numpy.clip(1.0 - green - senescent, 0.0, 1.0)
+        green = numpy.where(wheat | maize | meadow, green, f32(0.12))
+        senescent = numpy.where(wheat & (t > 165.0), f32(0.7), f32(0.05) + f32(0.1) * (1 - green))
+        soil_w = numpy.clip(f32(1.0) - green - senescent, f32(0.0), f32(1.0)) * bright
         crop = (
-            _SOIL[:, None, None] * (soil_w * bright)
+            _SOIL[:, None, None] * soil_w
             + _GREEN[:, None, None] * green
             + _SENESCENT[:, None, None] * senescent
-        )
+        ) * (f32(1.0) + f32(0.04) * tex)
 
-        season = 0.9 + 0.1 * math.sin(2 * math.pi * (doy - 100) / 365.0)
-        forest = _FOREST[:, None, None] * (1.0 + 0.06 * tex)
+        season = f32(0.9 + 0.1 * math.sin(2 * math.pi * (doy - 100) / 365.0))
+        forest = _FOREST[:, None, None] * (f32(1.0) + f32(0.06) * tex)
         forest[3] *= season
-        rock = _ROCK[:, None, None] * (1.0 + 0.1 * tex)
-        urban = _URBAN[:, None, None] * (1.0 + 0.25 * numpy.sign(tex) * numpy.abs(tex) ** 0.5)
-        turbid = 1.0 + 0.3 * (self.shore(x * 0.5, y * 0.5))
-        water_r = _WATER[:, None, None] * turbid
+        rock = _ROCK[:, None, None] * (f32(1.0) + f32(0.1) * tex)
+        urban = _URBAN[:, None, None] * (f32(1.0) + f32(0.2) * numpy.cos(f32(3.0) * tex))
+        water_r = _WATER[:, None, None] * (f32(1.0) + f32(0.25) * moist)
 
-        town = numpy.zeros(x.shape)
+        town = numpy.zeros(x.shape, dtype="float32")
         for tx, ty, r in self.towns:
-            town += numpy.exp(-((x - tx) ** 2 + (y - ty) ** 2) / (2 * r * r))
-        is_rock = elev > 0.75
-        is_forest = (elev > 0.3) | (moist > 0.75)
-        is_urban = (town + 0.15 * tex > 0.6) & (elev < 0.3)
+            town += numpy.exp(-((x - f32(tx)) ** 2 + (y - f32(ty)) ** 2) / f32(2 * r * r))
+        is_rock = elev > 0.95
+        is_forest = (elev > 0.5) | (moist > 0.9)
+        is_urban = (town + f32(0.15) * tex > 0.6) & (elev < 0.4)
 
-        refl = numpy.where(is_forest, forest, crop * (1.0 + 0.04 * tex))
+        refl = numpy.where(is_forest, forest, crop)
         refl = numpy.where(is_rock, rock, refl)
         refl = numpy.where(is_urban, urban, refl)
         refl = numpy.where(water, water_r, refl)
@@ -452,10 +454,10 @@ class _Clouds:
                 px, py = rng.uniform(minx, maxx), rng.uniform(miny, maxy)
                 if inner.contains(Point(px, py)):
                     break
-            s1 = rng.uniform(0.04, 0.09) * side
+            s1 = rng.uniform(0.05, 0.11) * side
             s2 = s1 * rng.uniform(0.4, 1.0)
             self.blobs.append((px, py, s1, s2, rng.uniform(0, math.pi), rng.uniform(1.0, 1.5)))
-        self.texture = _Waves(rng, 6, 300.0, 3000.0)
+        self.texture = _Waves(rng, 8, 250.0, 3000.0)
 
     def density(self, x: numpy.ndarray, y: numpy.ndarray) -> numpy.ndarray:
         """Cloud density; > 0.6 is cloud, 0.45-0.6 dilated cloud."""
@@ -468,7 +470,7 @@ class _Clouds:
             u = (dx * ca + dy * sa) / s1
             v = (-dx * sa + dy * ca) / s2
             out += amp * numpy.exp(-0.5 * (u * u + v * v))
-        return out * (1.0 + 0.3 * self.texture(x, y))
+        return out * (1.0 + 0.45 * self.texture(x, y))
 
 
 # --------------------------------------------------------------------------------------------
@@ -480,7 +482,7 @@ def _write_cog(
     path: Path,
     data: numpy.ndarray,
     *,
-    crs: CRS,
+    epsg: int,
     transform: Affine,
     nodata: float | None,
     resampling: str,
@@ -494,7 +496,7 @@ def _write_cog(
         "height": height,
         "width": width,
         "dtype": data.dtype.name,
-        "crs": crs.to_wkt(),
+        "crs": RioCRS.from_epsg(epsg),
         "transform": transform,
         "nodata": nodata,
     }
@@ -636,14 +638,15 @@ def _pick_bbox(
     ]
     coslat = math.cos(math.radians(_CENTER_LAT))
     inner = unary_union(merc).buffer(-margin_m / coslat)
+    shapely.prepare(inner)
     cx = to_merc.transform(_ZONE_BOUNDARY_LON, _CENTER_LAT)[0]
     best: tuple[float, float, float, float] | None = None
     best_area = 0.0
     minx, miny, maxx, maxy = inner.bounds
-    for cy in numpy.linspace(miny, maxy, 21)[1:-1]:
-        for aspect in numpy.linspace(0.25, 4.0, 31):
+    for cy in numpy.linspace(miny, maxy, 17)[1:-1]:
+        for aspect in numpy.geomspace(0.25, 4.0, 25):
             lo, hi = 0.0, max(maxx - minx, maxy - miny)
-            for _ in range(30):
+            for _ in range(24):
                 mid = 0.5 * (lo + hi)
                 hw, hh = mid * math.sqrt(aspect), mid / math.sqrt(aspect)
                 if inner.contains(box(cx - hw, cy - hh, cx + hw, cy + hh)):
@@ -724,7 +727,7 @@ def make_demo_sample(
     landscape = _Landscape(seed, side)
     to_ll = _local_to_lonlat()
 
-    # per-date clouds: one clear date (when there are several), the others 1-4 blobs
+    # per-date clouds: one clear date (when there are several), the others 2-5 blobs
     n_dates = scenes[-1].date_index + 1
     crng = numpy.random.default_rng([seed, 3])
     clear_date = int(crng.integers(0, n_dates)) if n_dates > 1 else -1
@@ -732,10 +735,10 @@ def make_demo_sample(
     shadow_shift: dict[int, tuple[float, float]] = {}
     for d in range(n_dates):
         date_fps = [Polygon(s.corners_local) for s in scenes if s.date_index == d]
-        n_blobs = 0 if d == clear_date else int(crng.integers(1, 5))
+        n_blobs = 0 if d == clear_date else int(crng.integers(2, 6))
         clouds[d] = _Clouds(crng, n_blobs, date_fps, side)
         sc = next(s for s in scenes if s.date_index == d)
-        length = crng.uniform(1500.0, 3000.0) / math.tan(math.radians(sc.sun_elevation))
+        length = crng.uniform(2000.0, 4000.0) / math.tan(math.radians(sc.sun_elevation))
         az = math.radians(sc.sun_azimuth)
         shadow_shift[d] = (length * math.sin(az), length * math.cos(az))
 
@@ -748,7 +751,7 @@ def make_demo_sample(
         t = scene.transform
         ux, uy = numpy.meshgrid(t.c + cols * t.a, t.f + cols * t.e)
         to_local = Transformer.from_crs(crs, _LOCAL_CRS, always_xy=True)
-        x, y = to_local.transform(ux, uy)
+        x, y = (a.astype("float32") for a in to_local.transform(ux, uy))
 
         # valid footprint: the rotated rectangle, in the local frame
         inside = numpy.ones(x.shape, dtype=bool)
@@ -763,16 +766,18 @@ def make_demo_sample(
         cloud_field = clouds[scene.date_index]
         dens = cloud_field.density(x, y)
         sx, sy = shadow_shift[scene.date_index]
-        shadow_dens = cloud_field.density(x + sx, y + sy)
-        alpha = _smoothstep(0.3, 0.75, dens)
-        shade = _smoothstep(0.45, 0.7, shadow_dens) * (1.0 - alpha)
-        refl = refl * (1.0 - 0.6 * shade)
+        shadow_dens = cloud_field.density(x + numpy.float32(sx), y + numpy.float32(sy))
+        # flagged: cloud > 0.6 >= dilated cloud > 0.45; shadow > 0.5. Unflagged pixels are
+        # untouched by clouds and shadows, so a QA-masked composite has no bright/dark rims.
+        alpha = _smoothstep(0.45, 0.8, dens)
+        shade = _smoothstep(0.5, 0.75, shadow_dens) * (1 - alpha)
+        refl = refl * (1 - 0.6 * shade)
         nrng = numpy.random.default_rng([seed, 100 + scene.index])
-        haze = nrng.uniform(0.0, 0.006)
+        haze = numpy.float32(nrng.uniform(0.0, 0.006))
         cloud_refl = _CLOUD[:, None, None] * (0.92 + 0.1 * numpy.clip(dens - 0.6, 0.0, 1.0))
-        refl = refl * (1.0 - alpha) + cloud_refl * alpha
-        refl = refl + numpy.array([haze, 0.6 * haze, 0.3 * haze, 0.0])[:, None, None]
-        refl = refl + nrng.normal(0.0, 0.0025, refl.shape)
+        refl = refl * (1 - alpha) + cloud_refl * alpha
+        refl += numpy.array([1.0, 0.6, 0.3, 0.0], dtype="float32")[:, None, None] * haze
+        refl += nrng.standard_normal(refl.shape, dtype="float32") * numpy.float32(0.0025)
         data = _to_dn(refl)
         data[:, ~inside] = 0
 
@@ -780,7 +785,7 @@ def make_demo_sample(
         qa[water] = QA_CLEAR_WATER
         cloud = dens > 0.6
         dilated = (dens > 0.45) & ~cloud
-        shadow = (shadow_dens > 0.55) & ~cloud & ~dilated
+        shadow = (shadow_dens > 0.5) & ~cloud & ~dilated
         qa[shadow] = QA_SHADOW_VALUE
         qa[dilated] = QA_DILATED_CLOUD_VALUE
         qa[cloud] = QA_CLOUD_HIGH_CONF
@@ -796,7 +801,7 @@ def make_demo_sample(
             _write_cog(
                 sdir / f"{sid}_{suffix}.TIF",
                 data[b : b + 1],
-                crs=crs,
+                epsg=scene.epsg,
                 transform=t,
                 nodata=0,
                 resampling="AVERAGE",
@@ -805,7 +810,7 @@ def make_demo_sample(
         _write_cog(
             sdir / f"{sid}_QA_PIXEL.TIF",
             qa[None],
-            crs=crs,
+            epsg=scene.epsg,
             transform=t,
             nodata=None,
             resampling="NEAREST",
@@ -815,7 +820,7 @@ def make_demo_sample(
         _write_cog(
             stack_path,
             data,
-            crs=crs,
+            epsg=scene.epsg,
             transform=t,
             nodata=0,
             resampling="AVERAGE",

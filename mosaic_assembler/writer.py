@@ -90,10 +90,10 @@ class COGOptions:
                     f"the output has {bands.count}"
                 )
 
-    def creation_kwargs(self) -> dict[str, str]:
-        """GDAL COG driver creation options."""
+    def creation_kwargs(self, width: int, height: int) -> dict[str, str]:
+        """GDAL COG driver creation options for a raster of this size."""
         opts = {
-            "BLOCKSIZE": str(self.blocksize),
+            "BLOCKSIZE": str(pick_blocksize(width, height, self.blocksize)),
             "BIGTIFF": "IF_SAFER",
             "NUM_THREADS": "ALL_CPUS",
             "OVERVIEWS": "AUTO",
@@ -102,6 +102,30 @@ class COGOptions:
         }
         opts.update({k.upper(): str(v) for k, v in self.creation_options.items()})
         return opts
+
+
+def _levels(width: int, height: int, block: int) -> list[tuple[int, int]]:
+    """Full resolution and the overview sizes GDAL's COG driver makes with OVERVIEWS=AUTO."""
+    levels = [(width, height)]
+    while width > block or height > block:
+        width, height = -(-width // 2), -(-height // 2)
+        levels.append((width, height))
+    return levels
+
+
+def pick_blocksize(width: int, height: int, preferred: int = 512) -> int:
+    """A COG block size that rio-cogeo's validator accepts for this raster.
+
+    Notes:
+        `cog_validate` reports a level wider or taller than 512 px whose block width equals its
+        width as "not tiled", even when it is tiled (e.g. a 512 x 768 overview in 512-px
+        blocks). Such levels appear for some shapes with any one block size, so try the
+        preferred size first, then others.
+    """
+    for block in (preferred, 256, 1024, 128, 2048):
+        if not any((w > 512 or h > 512) and w == block for w, h in _levels(width, height, block)):
+            return block
+    return preferred
 
 
 class OutputTarget:
@@ -257,7 +281,9 @@ def finalize_cog(
     }
     try:
         with rasterio.Env(**config):
-            rasterio.shutil.copy(src_path, dst_path, driver="COG", **options.creation_kwargs())
+            with rasterio.open(src_path) as src:
+                kwargs = options.creation_kwargs(src.width, src.height)
+                rasterio.shutil.copy(src, dst_path, driver="COG", **kwargs)
     except rasterio.errors.RasterioError as e:
         raise OutputError(f"GDAL could not write the COG: {e}") from e
     valid, errors, _warnings = cog_validate(str(dst_path), quiet=True)

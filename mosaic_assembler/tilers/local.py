@@ -115,7 +115,7 @@ class LocalTiler:
         return TileData(numpy.ma.getdata(arr), valid)
 
     def band_info(self, assets: Sequence) -> BandInfo:
-        """Band count and dtype of the output, from a small preview of the first asset.
+        """Band count and dtype of the output, from a small preview of the first readable asset.
 
         The preview goes through the same pixel-selection method, so methods that change the
         band count (`count`, `lastbandhigh/low`) or the dtype (`stdev`) are accounted for.
@@ -125,15 +125,18 @@ class LocalTiler:
         """
         if not assets:
             raise SourceError("no asset to read band information from")
-        asset = assets[0]
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                img = _preview_asset(asset, **_reader_kwargs(self.options))
-        except Exception as e:
-            raise SourceError(
-                f"cannot read {_asset_name(asset)!r}: {type(e).__name__}: {e}"
-            ) from e
+        errors = []
+        for asset in assets:  # the first readable asset decides
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    img = _preview_asset(asset, **_reader_kwargs(self.options))
+                break
+            except Exception as e:
+                errors.append(f"cannot read {_asset_name(asset)!r}: {type(e).__name__}: {e}")
+        else:
+            raise SourceError(errors[0] if len(errors) == 1 else
+                              f"none of {len(errors)} assets could be read; first: {errors[0]}")
         method = PIXEL_SELECTION_METHODS[self.options.pixel_selection]()
         method.width, method.height, method.count = img.width, img.height, img.count
         method.feed(img.array)
