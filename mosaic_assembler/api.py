@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy
+import rasterio
 
 from mosaic_assembler.errors import (
     ConfigError,
@@ -23,7 +24,13 @@ from mosaic_assembler.errors import (
 from mosaic_assembler.grid import AOI, Clipper, check_zoom, plan_tiles
 from mosaic_assembler.sources import open_source
 from mosaic_assembler.tilers import BandInfo, LocalTiler, ReadOptions, TileData, TileSource
-from mosaic_assembler.writer import COGOptions, OutputTarget, TileWriter, finalize_cog
+from mosaic_assembler.writer import (
+    COGOptions,
+    OutputTarget,
+    TileWriter,
+    config_value,
+    finalize_cog,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -287,6 +294,17 @@ def run(
     dry_run: bool = False,
 ) -> AssembleResult:
     """Run a validated configuration (see `assemble`)."""
+    config = {k.upper(): config_value(v) for k, v in opts.cog.config.items()}
+    with rasterio.Env(**config):
+        return _run(output, opts, progress, dry_run)
+
+
+def _run(
+    output: Path,
+    opts: AssembleOptions,
+    progress: Callable[[Progress], None] | None,
+    dry_run: bool,
+) -> AssembleResult:
     t0 = time.perf_counter()
     target = OutputTarget(output, overwrite=opts.overwrite)
     if not dry_run:

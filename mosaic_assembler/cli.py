@@ -271,6 +271,12 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         click.echo("Interrupted; no output written.", err=True)
         sys.exit(130)
+    except Exception as e:  # a bug or an unexpected environment: still one line
+        if logging.getLogger().isEnabledFor(logging.DEBUG):
+            raise
+        click.echo(f"Error: unexpected {type(e).__name__}: {e} (run with -vv for a traceback)",
+                   err=True)
+        sys.exit(EXIT_FAILED)
     sys.exit(0)
 
 

@@ -110,6 +110,7 @@ _STAC_EXTENSIONS = [
     "https://stac-extensions.github.io/raster/v1.1.0/schema.json",
     "https://stac-extensions.github.io/view/v1.0.0/schema.json",
     "https://stac-extensions.github.io/classification/v1.1.0/schema.json",
+    "https://landsat.usgs.gov/stac/landsat-extension/v1.1.1/schema.json",
 ]
 
 _QA_BITFIELDS: list[dict[str, Any]] = [

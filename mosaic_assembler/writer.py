@@ -262,6 +262,12 @@ class TileWriter:
         self.close()
 
 
+def config_value(value: object) -> str | int:
+    """GDAL config values as rasterio.Env wants them (it requires ints for some keys)."""
+    text = str(value)
+    return int(text) if text.isdigit() else text
+
+
 def finalize_cog(
     src_path: Path,
     dst_path: Path,
@@ -277,7 +283,7 @@ def finalize_cog(
         "GDAL_CACHEMAX": int(cache_bytes),
         "GDAL_NUM_THREADS": "ALL_CPUS",
         "GDAL_TIFF_INTERNAL_MASK": "YES",
-        **{k.upper(): str(v) for k, v in options.config.items()},
+        **{k.upper(): config_value(v) for k, v in options.config.items()},
     }
     try:
         with rasterio.Env(**config):

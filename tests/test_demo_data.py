@@ -162,8 +162,9 @@ def test_footprints_overlap_and_cross_the_zone_line(sample: DemoSample, items: l
     crossing = [g for g in shapes if g.intersects(meridian)]
     assert len(crossing) >= 2
     # scenes of different zones overlap, and the overlap straddles 6°E
-    west = unary_union([g for g, it in zip(shapes, items) if it["properties"]["proj:epsg"] == 32631])
-    east = unary_union([g for g, it in zip(shapes, items) if it["properties"]["proj:epsg"] == 32632])
+    epsg = [it["properties"]["proj:epsg"] for it in items]
+    west = unary_union([g for g, code in zip(shapes, epsg, strict=True) if code == 32631])
+    east = unary_union([g for g, code in zip(shapes, epsg, strict=True) if code == 32632])
     overlap = west.intersection(east)
     assert overlap.area > 0 and overlap.intersects(meridian)
     # every scene overlaps at least one scene of another date
@@ -184,7 +185,7 @@ def test_geometry_is_the_valid_footprint(sample: DemoSample, items: list[dict]) 
             geom = transform_geom("EPSG:4326", src.crs, item["geometry"])
             inside = ~geometry_mask([geom], out_shape=src.shape, transform=src.transform)
         valid = qa != QA_FILL
-        assert 0.7 < valid.mean() < 0.97  # a tilted footprint, not the whole raster
+        assert 0.5 < valid.mean() < 0.9  # a tilted footprint, not the whole raster
         assert (inside == valid).mean() > 0.995
 
 
@@ -233,7 +234,7 @@ def test_qa_bits_match_pixels(sample: DemoSample, items: list[dict]) -> None:
         if cloud.sum() > 100:
             seen_cloud = True
             assert blue[cloud].mean() > blue[clear].mean() + 5000  # ~ +0.14 reflectance
-            assert (qa[cloud] & QA_CLEAR == 0).all()
+            assert ((qa[cloud] & QA_CLEAR) == 0).all()
             shadow = ((qa & QA_CLOUD_SHADOW) != 0) & ~cloud
             if shadow.sum() > 100:
                 assert nir[shadow].mean() < nir[land].mean()

@@ -1,0 +1,140 @@
+"""The assemble-mosaic command: outputs, dry run, JSON summary, one-line errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+import rasterio
+from click.testing import CliRunner
+from rio_cogeo.cogeo import cog_validate
+
+from mosaic_assembler.cli import cli
+
+
+def _bbox_args(scenes):
+    return ["--bbox", *map(str, scenes.bbox), "--zoom", str(scenes.zoom)]
+
+
+def run_cli(args, input=None):
+    """Run the real entry point in a subprocess (as a user would)."""
+    return subprocess.run(
+        [sys.executable, "-c", "from mosaic_assembler.cli import main; main()", *args],
+        capture_output=True, text=True, input=input, timeout=300,
+    )
+
+
+def test_cli_median_from_mosaicjson(scenes, tmp_path):
+    out = tmp_path / "median.tif"
+    r = CliRunner().invoke(cli, [*_bbox_args(scenes), "--mosaicjson", str(scenes.mosaicjson),
+                                 "--pixel-selection", "median", "--json", str(out)])
+    assert r.exit_code == 0, r.output
+    summary = json.loads(r.stdout.strip().splitlines()[-1])
+    assert summary["path"] == str(out)
+    assert summary["tiles_done"] > 0 and summary["tiles_failed"] == 0
+    assert summary["size_bytes"] == out.stat().st_size
+    assert cog_validate(str(out), quiet=True)[0]
+
+
+def test_cli_items_with_co_and_profile(scenes, tmp_path):
+    from conftest import make_items
+
+    items = make_items(list(scenes.paths), scenes.dir / "items.json", ("red", "green", "blue"))
+    out = tmp_path / "o.tif"
+    r = CliRunner().invoke(cli, [*_bbox_args(scenes), "--items", str(items),
+                                 "--assets", "red,green", "--cog-profile", "zstd",
+                                 "--co", "LEVEL=9", "--config", "GDAL_CACHEMAX=32", "-q",
+                                 str(out)])
+    assert r.exit_code == 0, r.output
+    with rasterio.open(out) as src:
+        assert src.count == 2
+        assert src.compression.value == "ZSTD"
+        assert src.descriptions[0].startswith("red")
+
+
+def test_dry_run_prints_plan(scenes, tmp_path):
+    out = tmp_path / "o.tif"
+    r = CliRunner().invoke(cli, [*_bbox_args(scenes), "--mosaicjson", str(scenes.mosaicjson),
+                                 "--dry-run", str(out)])
+    assert r.exit_code == 0, r.output
+    assert "tiles:" in r.stdout and "px" in r.stdout and "uint16" in r.stdout
+    assert "uncompressed" in r.stdout
+    assert not out.exists()
+
+
+def test_aoi_from_stdin(scenes, tmp_path):
+    poly = {"type": "Polygon", "coordinates": [[[5.7, 45.35], [6.3, 45.35], [6.0, 45.65],
+                                                [5.7, 45.35]]]}
+    out = tmp_path / "o.tif"
+    r = run_cli(["--aoi", "-", "--zoom", "9", "--mosaicjson", str(scenes.mosaicjson), "--clip",
+                 "-q", str(out)], input=json.dumps(poly))
+    assert r.returncode == 0, r.stderr
+    assert out.exists()
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--bbox", "10", "50", "11", "49", "--zoom", "9"], "inverted"),
+    (["--bbox", "-190", "40", "11", "49", "--zoom", "9"], "outside -180..180"),
+    (["--bbox", "nan", "40", "11", "49", "--zoom", "9"], "finite"),
+    (["--bbox", "5", "45", "6", "46", "--zoom", "25"], "zoom must be an integer between 0 and 24"),
+    (["--bbox", "5", "45", "6", "46", "--zoom", "9", "--pixel-selection", "mode"],
+     "'mode' is not one of 'first'"),
+    (["--bbox", "5", "45", "6", "46", "--zoom", "9", "--max-pixels", "100"], "lower zoom"),
+    (["--bbox", "10", "10", "10.5", "10.5", "--zoom", "9"], "intersects no asset"),
+    (["--bbox", "5", "45", "6", "46", "--zoom", "9", "--aoi", "x.geojson"], "not both"),
+])
+def test_bad_input_one_line_exit_2(scenes, tmp_path, args, message):
+    out = tmp_path / "o.tif"
+    r = run_cli([*args, "--mosaicjson", str(scenes.mosaicjson), str(out)])
+    assert r.returncode == 2, r.stderr
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1, r.stderr
+    assert lines[0].startswith("Error: ") and message in lines[0], lines[0]
+    assert "Traceback" not in r.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_bad_sources_and_outputs(scenes, tmp_path):
+    (tmp_path / "bad.json").write_text("{")
+    (tmp_path / "aoi_point.geojson").write_text('{"type": "Point", "coordinates": [6, 45]}')
+    (tmp_path / "exists.tif").write_text("x")
+    base = ["--bbox", *map(str, scenes.bbox), "--zoom", "9"]
+    cases = [
+        ([*base, "--mosaicjson", str(tmp_path / "nope.json"), "o.tif"], "does not exist"),
+        ([*base, "--mosaicjson", str(tmp_path / "bad.json"), "o.tif"], "not valid JSON"),
+        (["--aoi", str(tmp_path / "aoi_point.geojson"), "--zoom", "9", "--mosaicjson",
+          str(scenes.mosaicjson), "o.tif"], "Polygon or MultiPolygon"),
+        ([*base, "--mosaicjson", str(scenes.mosaicjson), str(tmp_path / "exists.tif")],
+         "--overwrite"),
+        ([*base, "--mosaicjson", str(scenes.mosaicjson), str(tmp_path / "no" / "o.tif")],
+         "does not exist"),
+        ([*base, "--items", str(scenes.mosaicjson), "--assets", "red", "o.tif"],
+         "not a STAC"),
+        ([*base, "--mosaicjson", str(scenes.mosaicjson), "--cog-profile", "jpeg", "o.tif"],
+         "needs uint8"),
+    ]
+    for args, message in cases:
+        r = run_cli(args)
+        lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+        assert r.returncode == 2 and len(lines) == 1 and message in lines[0], (args, r.stderr)
+    assert (tmp_path / "exists.tif").read_text() == "x"
+
+
+def test_unwritable_output(scenes, tmp_path):
+    base = [*_bbox_args(scenes), "--mosaicjson", str(scenes.mosaicjson)]
+    r = run_cli([*base, str(tmp_path)])
+    assert r.returncode == 2 and "is a directory" in r.stderr
+    # /proc refuses new files even for root
+    r = run_cli([*base, "/proc/o.tif"])
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert r.returncode == 2 and len(lines) == 1, r.stderr
+    assert "not writable" in lines[0] or "cannot create" in lines[0]
+
+
+def test_version_and_help():
+    r = CliRunner().invoke(cli, ["--help"])
+    assert r.exit_code == 0 and "demo" in r.output
+    r = CliRunner().invoke(cli, ["assemble", "--help"])
+    assert "--pixel-selection" in r.output and "lastbandhigh" in r.output
