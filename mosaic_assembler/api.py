@@ -25,6 +25,7 @@ from mosaic_assembler.grid import AOI, Clipper, check_zoom, plan_tiles
 from mosaic_assembler.sources import open_source
 from mosaic_assembler.tilers import BandInfo, LocalTiler, ReadOptions, TileData, TileSource
 from mosaic_assembler.writer import (
+    DEFAULT_CACHE_BYTES,
     COGOptions,
     OutputTarget,
     TileWriter,
@@ -294,7 +295,9 @@ def run(
     dry_run: bool = False,
 ) -> AssembleResult:
     """Run a validated configuration (see `assemble`)."""
-    config = {k.upper(): config_value(v) for k, v in opts.cog.config.items()}
+    # GDAL's block cache defaults to 5 % of RAM and would grow with the amount read: bound it.
+    config: dict[str, Any] = {"GDAL_CACHEMAX": DEFAULT_CACHE_BYTES}
+    config.update({k.upper(): config_value(v) for k, v in opts.cog.config.items()})
     with rasterio.Env(**config):
         return _run(output, opts, progress, dry_run)
 

@@ -706,6 +706,17 @@ def make_demo_sample(
         size: Scene width and height in pixels (>= 64).
         resolution: Pixel size in metres (> 0).
 
+    Notes:
+        * Items are ordered by date, then north scene before south scene; ``scene_paths``
+          and each quadkey's asset list in ``mosaic.json`` follow that order. The quadkey
+          zoom is the suggested zoom, so ``assets_for_tile`` keeps the order at that zoom
+          and above; below it, cogeo-mosaic merges several quadkeys' lists.
+        * QA_PIXEL values: 1 fill, 21824 clear land, 21952 clear water, 21762 dilated
+          cloud, 22280 high-confidence cloud, 23888 cloud shadow. As in real C2 data, the
+          shadow value also has the clear bit (6) set: test bit 4 to mask shadows.
+        * One date (of several) is cloud-free; ``eo:cloud_cover`` is the percentage of
+          footprint pixels with the cloud bit (3) set.
+
     Returns:
         The :class:`DemoSample` describing what was written.
 
