@@ -243,9 +243,9 @@ def demo_command(out_dir: str, pixel_selection: str, as_json: bool, verbose: int
     output = Path(out_dir) / f"{pixel_selection}.tif"
     bbox = " ".join(f"{v:.4f}" for v in sample.bbox)
     if not quiet and not as_json:
-        items = sample.items_path
+        items = _display_path(sample.items_path)
         click.echo(f"sample: {items} ({len(sample.scene_paths)} scenes) and "
-                   f"{sample.mosaicjson_path}", err=True)
+                   f"{_display_path(sample.mosaicjson_path)}", err=True)
         click.echo(f"running: assemble-mosaic --bbox {bbox} --zoom {sample.zoom} --items {items} "
                    f"--assets blue,green,red,nir08 --pixel-selection {pixel_selection} "
                    f"--overwrite {output}", err=True)
@@ -254,6 +254,14 @@ def demo_command(out_dir: str, pixel_selection: str, as_json: bool, verbose: int
         items=str(sample.items_path), assets="blue,green,red,nir08",
         pixel_selection=pixel_selection, overwrite=True,
     )
+
+
+def _display_path(path: Path) -> str:
+    """A path relative to the working directory when it lies below it."""
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
 
 
 def main(argv: list[str] | None = None) -> None:

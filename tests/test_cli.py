@@ -138,3 +138,16 @@ def test_version_and_help():
     assert r.exit_code == 0 and "demo" in r.output
     r = CliRunner().invoke(cli, ["assemble", "--help"])
     assert "--pixel-selection" in r.output and "lastbandhigh" in r.output
+
+
+def test_demo_command_end_to_end(tmp_path):
+    out_dir = tmp_path / "demo"
+    r = CliRunner().invoke(cli, ["demo", str(out_dir), "--json"])
+    assert r.exit_code == 0, r.output
+    summary = json.loads(r.stdout.strip().splitlines()[-1])
+    out = out_dir / "median.tif"
+    assert summary["path"] == str(out) and summary["count"] == 4 and summary["dtype"] == "uint16"
+    assert cog_validate(str(out), quiet=True)[0]
+    with rasterio.open(out) as src:
+        assert 0.2 < (src.dataset_mask() > 0).mean() < 1.0
+    assert (out_dir / "items.json").exists() and (out_dir / "mosaic.json").exists()
