@@ -21,9 +21,10 @@ from mosaic_assembler.errors import (
     MosaicAssemblerError,
     TileReadError,
 )
-from mosaic_assembler.grid import AOI, Clipper, check_zoom, plan_tiles
+from mosaic_assembler.grid import AOI, Clipper, Plan, check_zoom, plan_tiles
 from mosaic_assembler.sources import open_source
 from mosaic_assembler.tilers import BandInfo, LocalTiler, ReadOptions, TileData, TileSource
+from mosaic_assembler.tilers.http import HttpOptions, HttpTiler
 from mosaic_assembler.writer import (
     DEFAULT_CACHE_BYTES,
     COGOptions,
@@ -65,8 +66,9 @@ class Progress:
 class AssembleOptions:
     """Everything a run needs, validated on construction.
 
-    Exactly one of `bbox`/`aoi` (or neither: the source's bounds) and one of
-    `mosaicjson`/`items`.
+    At most one of `bbox`/`aoi` (neither: the source's bounds). One of `mosaicjson`/`items`,
+    or `http` (a dynamic tiler resolves the assets; a source may still be given to skip
+    tiles that have none).
     """
 
     zoom: int
@@ -83,6 +85,7 @@ class AssembleOptions:
     allow_partial: bool = False
     max_pixels: float = 1e10
     concurrency: int | None = None
+    http: HttpOptions | None = None
 
     def __post_init__(self) -> None:
         check_zoom(self.zoom)
@@ -94,6 +97,11 @@ class AssembleOptions:
             raise ConfigError(f"concurrency must be >= 1, got {self.concurrency}")
         if not self.max_pixels > 0:
             raise ConfigError(f"max-pixels must be positive, got {self.max_pixels}")
+        if self.http is None and self.mosaicjson is None and self.items is None:
+            raise ConfigError("give a source: --mosaicjson FILE, --items FILE or --tiler URL")
+        if self.http is not None and self.mosaicjson is None and self.items is None:
+            if self.bbox is None and self.aoi is None:
+                raise ConfigError("--tiler without a local source needs --bbox or --aoi")
 
 
 @dataclass(frozen=True)
@@ -151,34 +159,35 @@ def _iter_results(
     jobs: list[tuple[tuple[int, int, int], list]],
     concurrency: int,
 ) -> Iterator[tuple[tuple[int, int, int], TileData | None, str | None]]:
-    """Read tiles concurrently; yield them as they finish, never more than 2×N in flight."""
+    """Read tiles concurrently; yield them as they finish, never more than 2×N in flight.
 
-    def one(tile: tuple[int, int, int], assets: list) -> TileData | None:
-        return tiler.read_tile(tile, assets)
-
+    A tile that fails is yielded with its error message; a configuration error (e.g. a 4xx
+    from a tiler) propagates at once and cancels what is pending.
+    """
     pending: dict[Future, tuple[int, int, int]] = {}
     it = iter(jobs)
     limit = 2 * concurrency
-    with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="tile") as pool:
-        try:
-            while True:
-                while len(pending) < limit:
-                    job = next(it, None)
-                    if job is None:
-                        break
-                    pending[pool.submit(one, *job)] = job[0]
-                if not pending:
-                    return
-                finished, _ = wait(pending, return_when=FIRST_COMPLETED)
-                for fut in finished:
-                    tile = pending.pop(fut)
-                    try:
-                        yield tile, fut.result(), None
-                    except TileReadError as e:
-                        yield tile, None, str(e)
-        finally:
-            for fut in pending:
-                fut.cancel()
+    pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="tile")
+    try:
+        while True:
+            while len(pending) < limit:
+                job = next(it, None)
+                if job is None:
+                    break
+                pending[pool.submit(tiler.read_tile, *job)] = job[0]
+            if not pending:
+                return
+            finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+            for fut in finished:
+                tile = pending.pop(fut)
+                try:
+                    data = fut.result()
+                except TileReadError as e:
+                    yield tile, None, str(e)
+                else:
+                    yield tile, data, None
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
 
 
 def assemble(
@@ -243,7 +252,21 @@ def build_options(**options: Any) -> AssembleOptions:
         "gdal_config": "config",
         "overview_resampling": "overview_resampling",
     }
+    http_map = {"tiler": "template", "tiler_params": "params", "headers": "headers",
+                "retries": "retries", "timeout": "timeout", "http_seed": "seed",
+                "backoff": "backoff"}
     read_kw = {k: options.pop(k) for k in list(options) if k in read_keys}
+    http_kw = {http_map[k]: options.pop(k) for k in list(options) if k in http_map}
+    for key in ("params", "headers"):
+        if isinstance(http_kw.get(key), Mapping):
+            http_kw[key] = tuple(http_kw[key].items())
+        elif http_kw.get(key) is not None:
+            http_kw[key] = tuple(tuple(kv) for kv in http_kw[key])
+    http_kw = {k: v for k, v in http_kw.items() if v is not None}
+    if http_kw.get("template"):
+        if options.get("concurrency"):
+            http_kw["concurrency"] = options["concurrency"]
+        options["http"] = HttpOptions(**http_kw)
     cog_kw = {cog_map[k]: options.pop(k) for k in list(options) if k in cog_map}
     if "bidx" in read_kw and read_kw["bidx"] is not None:
         read_kw["bidx"] = tuple(read_kw["bidx"])
@@ -312,23 +335,30 @@ def _run(
     target = OutputTarget(output, overwrite=opts.overwrite)
     if not dry_run:
         target.check()
-    source = open_source(mosaicjson=opts.mosaicjson, items=opts.items, assets=opts.assets)
+    source = None
+    if opts.mosaicjson is not None or opts.items is not None:
+        source = open_source(mosaicjson=opts.mosaicjson, items=opts.items, assets=opts.assets)
     if opts.bbox is not None:
         aoi = AOI.from_bbox(*opts.bbox)
     elif opts.aoi is not None:
         aoi = _load_aoi(opts.aoi)
     else:
+        assert source is not None  # AssembleOptions guarantees an AOI without a source
         aoi = AOI.from_bbox(*source.bounds)
     plan = plan_tiles(aoi, opts.zoom, opts.read.tilesize, opts.max_pixels)
-    jobs = [(t, source.assets_for_tile(*t)) for t in plan.tiles]
-    jobs = [(t, a) for t, a in jobs if a]
-    tiler: TileSource = LocalTiler(opts.read)
+    if source is not None:
+        jobs = [(t, source.assets_for_tile(*t)) for t in plan.tiles]
+        jobs = [(t, a) for t, a in jobs if a]
+    else:
+        jobs = [(t, []) for t in plan.tiles]
+    tiler: Any = HttpTiler(opts.http, opts.read) if opts.http else LocalTiler(opts.read)
     seconds: dict[str, float] = {"plan": time.perf_counter() - t0}
-    empty_result = dict(
+    grid = dict(
         tiles_total=len(plan.tiles), zoom=plan.zoom, tilesize=plan.tilesize,
         bounds=plan.bounds, width=plan.width, height=plan.height,
     )
     if not jobs:
+        assert source is not None
         if not opts.allow_empty:
             raise EmptyPlanError(
                 f"the AOI (bounds {', '.join(f'{v:.5g}' for v in aoi.bbox)}) intersects no "
@@ -337,35 +367,27 @@ def _run(
                 "(use --allow-empty to exit successfully anyway)"
             )
         logger.warning("the AOI intersects no asset; nothing written")
-        return AssembleResult(
-            path=None, tiles_done=0, tiles_empty=len(plan.tiles), tiles_failed=0,
-            failed_tiles=(), count=0, dtype="", estimated_bytes=0, size_bytes=0,
-            seconds=seconds, dry_run=dry_run, **empty_result,
-        )
+        return _result(None, plan, grid, 0, len(plan.tiles), [], None, 0, seconds, dry_run)
     probe = list(dict.fromkeys(a for _, assets in jobs[:50] for a in assets))[:5]
-    bands = tiler.band_info(probe)
-    opts.cog.check_bands(bands)
-    estimated = plan.width * plan.height * bands.count * numpy.dtype(bands.dtype).itemsize
+    bands: BandInfo | None = tiler.band_info(probe)
+    if bands is not None:
+        opts.cog.check_bands(bands)
     if dry_run:
-        return AssembleResult(
-            path=None, tiles_done=0, tiles_empty=len(plan.tiles) - len(jobs), tiles_failed=0,
-            failed_tiles=(), count=bands.count, dtype=bands.dtype, estimated_bytes=estimated,
-            size_bytes=0, seconds=seconds, dry_run=True, **empty_result,
-        )
-    concurrency = opts.concurrency or _default_concurrency()
+        return _result(None, plan, grid, 0, len(plan.tiles) - len(jobs), [], bands, 0,
+                       seconds, True)
+    concurrency = opts.concurrency or getattr(tiler, "default_concurrency", None) or \
+        _default_concurrency()
     clipper = Clipper.from_aoi(aoi) if opts.clip else None
-    done = empty = 0
+    done, empty = 0, len(plan.tiles) - len(jobs)
     failed: list[tuple[tuple[int, int, int], str]] = []
-    empty += len(plan.tiles) - len(jobs)
-    logger.info(
-        "assembling %d tiles (%d with assets) into %d x %d px, %d x %s",
-        len(plan.tiles), len(jobs), plan.width, plan.height, bands.count, bands.dtype,
-    )
+    logger.info("assembling %d tiles (%d to read) into %d x %d px", len(plan.tiles), len(jobs),
+                plan.width, plan.height)
     with target:
         assert target.workdir is not None
         streamed = target.workdir / "streamed.tif"
+        writer: TileWriter | None = None
         t1 = time.perf_counter()
-        with TileWriter(streamed, plan, bands) as writer:
+        try:
             if progress:
                 progress(Progress(done, empty, 0, len(plan.tiles)))
             for tile, data, error in _iter_results(tiler, jobs, concurrency):
@@ -379,13 +401,35 @@ def _run(
                     if data is None:
                         empty += 1
                     else:
+                        if writer is None:  # opened on the first tile with data
+                            bands = bands or BandInfo(data.data.shape[0], str(data.data.dtype),
+                                                      ())
+                            opts.cog.check_bands(bands)
+                            writer = TileWriter(streamed, plan, bands)
                         writer.write(tile, data)
                         done += 1
                 if progress:
                     progress(Progress(done, empty, len(failed), len(plan.tiles)))
+        finally:
+            if writer is not None:
+                writer.close()
+            close = getattr(tiler, "close", None)
+            if close is not None:
+                close()
         seconds["read"] = time.perf_counter() - t1
         if failed and not opts.allow_partial:
             raise TilesFailedError(sorted(failed), len(plan.tiles))
+        if writer is None:
+            if failed:
+                raise TilesFailedError(sorted(failed), len(plan.tiles))
+            if not opts.allow_empty:
+                raise EmptyPlanError(
+                    f"all {len(plan.tiles)} tiles were empty (no data from the "
+                    f"{'tiler' if opts.http else 'assets'}); nothing written "
+                    "(use --allow-empty to exit successfully anyway)"
+                )
+            logger.warning("all tiles were empty; nothing written")
+            return _result(None, plan, grid, 0, empty, failed, bands, 0, seconds, False)
         t2 = time.perf_counter()
         cog = target.workdir / "out.tif"
         finalize_cog(streamed, cog, opts.cog)
@@ -393,10 +437,29 @@ def _run(
         target.commit(cog)
         seconds["finalize"] = time.perf_counter() - t2
     seconds["total"] = time.perf_counter() - t0
+    return _result(output, plan, grid, done, empty, failed, writer.bands, size, seconds, False)
+
+
+def _result(
+    path: Path | None,
+    plan: Plan,
+    grid: dict[str, Any],
+    done: int,
+    empty: int,
+    failed: list[tuple[tuple[int, int, int], str]],
+    bands: BandInfo | None,
+    size: int,
+    seconds: dict[str, float],
+    dry_run: bool,
+) -> AssembleResult:
+    count = bands.count if bands else 0
+    dtype = bands.dtype if bands else ""
+    itemsize = numpy.dtype(dtype).itemsize if dtype else 0
     return AssembleResult(
-        path=output, tiles_done=done, tiles_empty=empty, tiles_failed=len(failed),
-        failed_tiles=tuple(sorted(t for t, _ in failed)), count=bands.count, dtype=bands.dtype,
-        estimated_bytes=estimated, size_bytes=size, seconds=seconds, **empty_result,
+        path=path, tiles_done=done, tiles_empty=empty, tiles_failed=len(failed),
+        failed_tiles=tuple(sorted(t for t, _ in failed)), count=count, dtype=dtype,
+        estimated_bytes=plan.width * plan.height * count * itemsize, size_bytes=size,
+        seconds=seconds, dry_run=dry_run, **grid,
     )
 
 

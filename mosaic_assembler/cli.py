@@ -109,9 +109,13 @@ def _human(n: float) -> str:
 def _print_plan(r: AssembleResult) -> None:
     click.echo(f"tiles:   {r.tiles_total} at zoom {r.zoom} ({r.tilesize} px), "
                f"{r.tiles_total - r.tiles_empty} with assets")
-    click.echo(f"output:  {r.width} x {r.height} px, {r.count} band(s) {r.dtype}, EPSG:3857")
+    bands = f"{r.count} band(s) {r.dtype}" if r.count else "bands decided by the tiler"
+    click.echo(f"output:  {r.width} x {r.height} px, {bands}, EPSG:3857")
     click.echo("bounds:  " + ", ".join(f"{v:.3f}" for v in r.bounds))
-    click.echo(f"size:    {_human(r.estimated_bytes)} uncompressed (estimated)")
+    if r.count:
+        click.echo(f"size:    {_human(r.estimated_bytes)} uncompressed (estimated)")
+    else:
+        click.echo(f"size:    {_human(r.width * r.height)} per byte of band data (estimated)")
 
 
 def _summary_line(r: AssembleResult) -> str:
@@ -182,6 +186,18 @@ def cli() -> None:
 @click.option("--zoom", "-z", type=int, required=True, help="WebMercatorQuad zoom (0-24).")
 @click.option("--tilesize", type=click.Choice(["256", "512"]), default="512", show_default=True)
 @_apply(source_options)
+@click.option("--tiler", metavar="URL_TEMPLATE",
+              help="Fetch tiles from a dynamic tiler: URL with {z}, {x}, {y} (e.g. TiTiler's "
+                   ".../mosaicjson/tiles/WebMercatorQuad/{z}/{x}/{y}.tif?url=m.json).")
+@click.option("--tiler-param", "tiler_params", multiple=True, type=KeyValueType(),
+              help="Extra query parameter KEY=VALUE for --tiler (repeatable).")
+@click.option("--header", "headers", multiple=True, type=KeyValueType(),
+              help="HTTP header KEY=VALUE for --tiler (repeatable); ${NAME} expands from the "
+                   "environment. Never printed.")
+@click.option("--retries", type=click.IntRange(min=0), default=5, show_default=True,
+              help="Retries per tile for 429/5xx/timeouts.")
+@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=120.0,
+              show_default=True, help="Read timeout per tile request, seconds.")
 @click.option("--pixel-selection", type=click.Choice(list(PIXEL_SELECTION_METHODS)),
               default="first", show_default=True, help="rio-tiler pixel-selection method.")
 @click.option("--bidx", type=BidxParamType(), help="Band indexes, e.g. 1,2,3.")
@@ -203,14 +219,16 @@ def cli() -> None:
 @click.option("--allow-partial", is_flag=True, help="Write the COG with failed tiles masked.")
 @click.option("--max-pixels", type=float, default=1e10, show_default=True,
               help="Refuse outputs larger than this (width x height).")
-@click.option("--concurrency", type=click.IntRange(min=1), help="Tiles read in parallel.")
+@click.option("--concurrency", type=click.IntRange(min=1),
+              help="Tiles read in parallel [default: 2 x CPUs in-process, 16 with --tiler].")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout.")
 @click.option("-v", "--verbose", count=True)
 @click.option("-q", "--quiet", count=True)
 def assemble_command(output: str, aoi: str | None, tilesize: str, bidx: Any,
-                     creation_options: tuple, gdal_config: tuple, verbose: int, quiet: int,
-                     dry_run: bool, as_json: bool, **kwargs: Any) -> None:
-    """Assemble OUTPUT (a COG) from a mosaicJSON or STAC items over an AOI."""
+                     creation_options: tuple, gdal_config: tuple, tiler_params: tuple,
+                     headers: tuple, verbose: int, quiet: int, dry_run: bool, as_json: bool,
+                     **kwargs: Any) -> None:
+    """Assemble OUTPUT (a COG) from a mosaicJSON, STAC items or a dynamic tiler over an AOI."""
     _setup_logging(verbose, quiet)
     aoi_value: Any = aoi
     if aoi == "-":
@@ -222,7 +240,8 @@ def assemble_command(output: str, aoi: str | None, tilesize: str, bidx: Any,
     _execute(
         output, dry_run, as_json, quiet,
         aoi=aoi_value, tilesize=int(tilesize), bidx=bidx,
-        creation_options=dict(creation_options), gdal_config=dict(gdal_config), **kwargs,
+        creation_options=dict(creation_options), gdal_config=dict(gdal_config),
+        tiler_params=tiler_params, headers=headers, **kwargs,
     )
 
 

@@ -47,3 +47,11 @@ class TileFetchError(TileReadError):
     ):
         super().__init__(message, tile)
         self.status = status
+
+
+class TilerRequestError(ConfigError):
+    """A dynamic tiler refused a request (4xx): the run's configuration is wrong; no retry."""
+
+    def __init__(self, message: str, status: int | None = None):
+        super().__init__(message)
+        self.status = status

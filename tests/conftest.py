@@ -167,3 +167,13 @@ def make_items(scene_paths: list[Path], out: Path, asset_keys: tuple[str, ...]) 
         })
     out.write_text(json.dumps({"type": "FeatureCollection", "features": features}))
     return out
+
+
+@pytest.fixture(scope="session")
+def titiler(tmp_path_factory):
+    """A real TiTiler (titiler.application + uvicorn) on a free 127.0.0.1 port."""
+    from servers import TiTiler
+
+    server = TiTiler(log=tmp_path_factory.mktemp("titiler") / "titiler.log")
+    yield server
+    server.stop()

@@ -151,3 +151,19 @@ def test_demo_command_end_to_end(tmp_path):
     with rasterio.open(out) as src:
         assert 0.2 < (src.dataset_mask() > 0).mean() < 1.0
     assert (out_dir / "items.json").exists() and (out_dir / "mosaic.json").exists()
+
+
+def test_cli_tiler(scenes, titiler, tmp_path):
+    out = tmp_path / "o.tif"
+    template = titiler.mosaic_template(scenes.mosaicjson)
+    r = run_cli([*_bbox_args(scenes), "--tiler", template, "--pixel-selection", "median",
+                 "--concurrency", "4", "--json", str(out)])
+    assert r.returncode == 0, r.stderr
+    summary = json.loads(r.stdout.strip().splitlines()[-1])
+    assert summary["tiles_done"] > 0 and summary["count"] == 3
+    r = run_cli([*_bbox_args(scenes), "--tiler", template, "--tiler-param",
+                 "pixel_selection=bogus", str(tmp_path / "o2.tif")])
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert r.returncode == 2 and len(lines) == 1 and "HTTP 422" in lines[0], r.stderr
+    r = run_cli([*_bbox_args(scenes), "--tiler", template, "--dry-run", str(out) + ".x"])
+    assert r.returncode == 0 and "bands decided by the tiler" in r.stdout

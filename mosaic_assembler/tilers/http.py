@@ -1,0 +1,315 @@
+"""HTTP tiler: GET {z}/{x}/{y}.tif from a dynamic tiler (TiTiler, titiler-pgstac).
+
+Status contract (TiTiler 2.x, see DESIGN.md):
+
+| status | meaning | what happens |
+|---|---|---|
+| 200 | GeoTIFF tile; last band is the mask (0/255) unless `return_mask=false` | decoded |
+| 204 | no asset / empty mosaic | empty tile, not an error |
+| 400 404 422 424 (any other 4xx but 429) | configuration error | the run stops at once |
+| 429 500 502 503 504, timeouts, resets, truncated or undecodable bodies | transient | retried with exponential backoff and full jitter, honouring Retry-After |
+"""
+
+from __future__ import annotations
+
+import email.utils
+import logging
+import os
+import random
+import re
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import numpy
+import rasterio
+import requests
+from rasterio.io import MemoryFile
+
+from mosaic_assembler.errors import ConfigError, TileFetchError, TilerRequestError
+from mosaic_assembler.tilers._base import BandInfo, ReadOptions, TileData
+
+logger = logging.getLogger(__name__)
+
+RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+_PLACEHOLDERS = ("{z}", "{x}", "{y}")
+_ENV_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def expand_env(value: str) -> str:
+    """Replace `${NAME}` with the environment variable NAME (for secrets in headers).
+
+    Raises:
+        ConfigError: NAME is not set.
+    """
+
+    def sub(m: re.Match) -> str:
+        name = m.group(1)
+        if name not in os.environ:
+            raise ConfigError(f"environment variable {name} (used in --header) is not set")
+        return os.environ[name]
+
+    return _ENV_VAR.sub(sub, value)
+
+
+@dataclass(frozen=True)
+class HttpOptions:
+    """How tiles are requested.
+
+    Attributes:
+        template: URL with {z}, {x}, {y} (and optionally {tilesize}).
+        params: extra query parameters (`--tiler-param`), appended unless in the template.
+        headers: request headers (`--header`); `${NAME}` expands from the environment when the
+            run starts. Never printed or logged.
+        retries: retries per tile for transient failures.
+        timeout: read timeout per request, seconds.
+        connect_timeout: connect timeout, seconds.
+        backoff: first backoff step, seconds (full jitter: uniform(0, backoff × 2^attempt)).
+        backoff_max: cap of one backoff sleep, seconds.
+        concurrency: requests in flight (and connection pool size).
+        seed: seeds the jitter, for reproducible tests.
+    """
+
+    template: str
+    params: tuple[tuple[str, str], ...] = ()
+    headers: tuple[tuple[str, str], ...] = field(default=(), repr=False)
+    retries: int = 5
+    timeout: float = 120.0
+    connect_timeout: float = 10.0
+    backoff: float = 0.5
+    backoff_max: float = 30.0
+    concurrency: int = 16
+    seed: int | None = None
+
+    def __post_init__(self) -> None:
+        parts = urlsplit(self.template)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ConfigError(f"--tiler must be an http(s) URL template, got {self.template!r}")
+        missing = [p for p in _PLACEHOLDERS if p not in self.template]
+        if missing:
+            raise ConfigError(
+                f"--tiler template lacks {', '.join(missing)}: it needs {{z}}, {{x}} and {{y}}"
+            )
+        if "@2x" in self.template or "@1x" in self.template:
+            raise ConfigError(
+                "--tiler template uses '@2x'/'@1x', which TiTiler 2.x no longer accepts; the "
+                "tool sends tilesize=512 (or 256) instead: remove the '@2x'"
+            )
+        if self.retries < 0:
+            raise ConfigError(f"retries must be >= 0, got {self.retries}")
+        if self.timeout <= 0 or self.connect_timeout <= 0:
+            raise ConfigError("timeouts must be positive")
+        if self.concurrency < 1:
+            raise ConfigError(f"concurrency must be >= 1, got {self.concurrency}")
+
+
+def build_url_template(http: HttpOptions, read: ReadOptions) -> str:
+    """The template with the read options as query parameters, unless already present."""
+    parts = urlsplit(http.template)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    present = {k for k, _ in query}
+    extra: list[tuple[str, str]] = []
+    if "{tilesize}" not in http.template and "tilesize" not in present:
+        extra.append(("tilesize", str(read.tilesize)))
+    if "pixel_selection" not in present:
+        extra.append(("pixel_selection", read.pixel_selection))
+    if read.bidx and "bidx" not in present:
+        extra.extend(("bidx", str(b)) for b in read.bidx)
+    if read.expression and "expression" not in present:
+        extra.append(("expression", read.expression))
+    if read.resampling != "nearest" and "resampling" not in present:
+        extra.append(("resampling", read.resampling))
+    for k, v in http.params:
+        if k not in present:
+            extra.append((k, v))
+    # keep the placeholders readable: urlencode would escape the braces
+    q = urlencode(query + extra, safe="{}/:,")
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, q, parts.fragment)).replace(
+        "%7B", "{").replace("%7D", "}")
+
+
+def _server_message(resp: requests.Response) -> str:
+    try:
+        detail: Any = resp.json().get("detail", resp.json())
+    except ValueError:
+        detail = resp.text
+    if isinstance(detail, list):  # FastAPI validation errors
+        detail = "; ".join(
+            f"{'.'.join(str(p) for p in d.get('loc', []))}: {d.get('msg', d)}"
+            if isinstance(d, dict) else str(d)
+            for d in detail
+        )
+    text = " ".join(str(detail).split())
+    return text[:300] + ("…" if len(text) > 300 else "")
+
+
+def _retry_after(resp: requests.Response) -> float | None:
+    value = resp.headers.get("Retry-After")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+class _Transient(Exception):
+    def __init__(self, message: str, status: int | None = None, wait: float | None = None):
+        super().__init__(message)
+        self.status = status
+        self.wait = wait
+
+
+class HttpTiler:
+    """Fetches tiles from a dynamic tiler over one pooled `requests.Session`.
+
+    The assets handed to `read_tile` are ignored: the server resolves them.
+    """
+
+    def __init__(self, http: HttpOptions, read: ReadOptions):
+        self.http = http
+        self.read = read
+        self.url_template = build_url_template(http, read)
+        q = dict(parse_qsl(urlsplit(self.url_template).query))
+        self.has_mask_band = q.get("return_mask", "true").lower() not in ("false", "0", "no")
+        self.tilesize = read.tilesize
+        self.default_concurrency = http.concurrency
+        self._headers = {k: expand_env(v) for k, v in http.headers}
+        self._lock = threading.Lock()
+        self._rng = random.Random(http.seed)
+        self._bands: tuple[int, str] | None = None
+        self._session: requests.Session | None = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state.update(_session=None, _lock=None)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
+    @property
+    def session(self) -> requests.Session:
+        """The pooled session (created on first use, in each process)."""
+        with self._lock:
+            if self._session is None:
+                s = requests.Session()
+                n = self.http.concurrency
+                adapter = requests.adapters.HTTPAdapter(pool_connections=1, pool_maxsize=n,
+                                                        pool_block=True, max_retries=0)
+                s.mount("http://", adapter)
+                s.mount("https://", adapter)
+                s.headers.update(self._headers)
+                self._session = s
+            return self._session
+
+    def close(self) -> None:
+        """Close the session's connections."""
+        if self._session is not None:
+            self._session.close()
+            self._session = None
+
+    def url_for(self, tile: tuple[int, int, int]) -> str:
+        """The request URL of a tile."""
+        x, y, z = tile
+        return (self.url_template.replace("{z}", str(z)).replace("{x}", str(x))
+                .replace("{y}", str(y)).replace("{tilesize}", str(self.tilesize)))
+
+    def band_info(self, assets: Sequence) -> BandInfo | None:
+        """Unknown until the first tile arrives: the server decides."""
+        return None
+
+    def read_tile(self, tile: tuple[int, int, int], assets: Sequence = ()) -> TileData | None:
+        """Fetch one tile, retrying transient failures.
+
+        Returns:
+            TileData, or None for 204 (no data).
+
+        Raises:
+            TilerRequestError: the server refused the request (4xx other than 429).
+            TileFetchError: still failing after the retries (carries the last status).
+        """
+        x, y, z = tile
+        last: _Transient | None = None
+        for attempt in range(self.http.retries + 1):
+            if last is not None:
+                cap = min(self.http.backoff_max, self.http.backoff * 2 ** (attempt - 1))
+                with self._lock:
+                    delay = self._rng.uniform(0, cap)
+                if last.wait is not None:
+                    delay = max(delay, min(last.wait, 4 * self.http.backoff_max))
+                logger.debug("tile %d/%d/%d: %s; retry %d in %.2f s", z, x, y, last,
+                             attempt, delay)
+                time.sleep(delay)
+            try:
+                return self._fetch_once(tile)
+            except _Transient as e:
+                last = e
+        assert last is not None
+        raise TileFetchError(
+            f"tile {z}/{x}/{y}: {last} (after {self.http.retries} retries)", tile, last.status
+        )
+
+    def _fetch_once(self, tile: tuple[int, int, int]) -> TileData | None:
+        x, y, z = tile
+        try:
+            resp = self.session.get(
+                self.url_for(tile), timeout=(self.http.connect_timeout, self.http.timeout)
+            )
+        except requests.Timeout as e:
+            raise _Transient(f"timed out ({type(e).__name__})") from e
+        except requests.RequestException as e:
+            raise _Transient(f"connection failed ({type(e).__name__})") from e
+        status = resp.status_code
+        if status == 204:
+            return None
+        if status in RETRY_STATUSES:
+            raise _Transient(f"HTTP {status}", status, _retry_after(resp))
+        if status >= 500:
+            raise _Transient(f"HTTP {status}", status)
+        if status != 200:
+            msg = _server_message(resp)
+            hint = ""
+            if "tilesize" in msg:
+                hint = (" (the server does not accept `tilesize`: TiTiler < 2 used '@2x' in "
+                        "the path; use TiTiler >= 2 or put {tilesize} where the server wants it)")
+            raise TilerRequestError(
+                f"the tiler answered HTTP {status} for tile {z}/{x}/{y}: {msg}{hint}", status
+            )
+        return self._decode(resp.content, tile)
+
+    def _decode(self, content: bytes, tile: tuple[int, int, int]) -> TileData:
+        try:
+            with MemoryFile(content) as mem, mem.open() as src:
+                arr = src.read()
+                valid = (arr[-1] > 0) if self.has_mask_band else src.dataset_mask() > 0
+        except (rasterio.errors.RasterioError, ValueError) as e:
+            raise _Transient(f"undecodable tile body ({len(content)} bytes): {e}", 200) from e
+        data = arr[:-1] if self.has_mask_band else arr
+        if data.shape[0] == 0:
+            raise _Transient("the tile has no data band besides the mask", 200)
+        size = self.tilesize
+        if data.shape[1:] != (size, size):
+            raise _Transient(
+                f"the server returned {data.shape[2]}x{data.shape[1]} px for tilesize={size} "
+                "(TiTiler < 2 ignores `tilesize` and uses '@2x')", 200
+            )
+        with self._lock:
+            if self._bands is None:
+                self._bands = (data.shape[0], str(data.dtype))
+            expected = self._bands
+        if (data.shape[0], str(data.dtype)) != expected:
+            raise _Transient(
+                f"the tile has {data.shape[0]} x {data.dtype} bands, earlier tiles had "
+                f"{expected[0]} x {expected[1]}", 200
+            )
+        return TileData(numpy.ascontiguousarray(data), valid)

@@ -1,0 +1,166 @@
+"""Real servers on 127.0.0.1 for tests and benchmarks: TiTiler, and a fault-injecting proxy."""
+
+from __future__ import annotations
+
+import http.server
+import os
+import random
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+import requests
+
+
+def free_port() -> int:
+    """A free TCP port on 127.0.0.1."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_http(url: str, timeout: float = 60.0, proc: subprocess.Popen | None = None) -> None:
+    """Wait until `url` answers 200, or raise."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode} before answering {url}")
+        try:
+            if requests.get(url, timeout=2).status_code == 200:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"{url} did not answer within {timeout} s")
+
+
+class TiTiler:
+    """titiler.application served by uvicorn in a subprocess on a free loopback port."""
+
+    def __init__(self, workers: int = 1, log: Path | None = None):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        env = dict(os.environ)
+        env.setdefault("GDAL_CACHEMAX", "128")
+        env.setdefault("MOSAIC_CONCURRENCY", "1")
+        self._log = open(log, "wb") if log else subprocess.DEVNULL  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", "titiler.application.main:app",
+             "--host", "127.0.0.1", "--port", str(self.port), "--workers", str(workers),
+             "--log-level", "warning"],
+            stdout=self._log, stderr=self._log, env=env,
+        )
+        try:
+            wait_http(f"{self.url}/healthz", proc=self.proc)
+        except Exception:
+            self.stop()
+            raise
+
+    def mosaic_template(self, mosaicjson: Path | str) -> str:
+        """The mosaic tile endpoint for a mosaicJSON file."""
+        return (f"{self.url}/mosaicjson/tiles/WebMercatorQuad/{{z}}/{{x}}/{{y}}.tif"
+                f"?url={mosaicjson}")
+
+    def stop(self) -> None:
+        """Terminate the server."""
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if self._log is not subprocess.DEVNULL:
+            self._log.close()
+
+
+class FaultProxy:
+    """An HTTP proxy in front of an upstream server that injects seeded faults.
+
+    Faults (probabilities): 500, 503, 429 with Retry-After, a delay past the client's timeout,
+    a dropped connection, a truncated body. `mode="always-503"` fails every request;
+    `mode="pass"` forwards everything (and counts). Bounded: it serves only loopback clients
+    and stops with `stop()`.
+    """
+
+    FAULTS = ("500", "503", "429", "delay", "drop", "truncate")
+
+    def __init__(self, upstream: str, seed: int = 0, rate: float = 0.35, delay: float = 3.0,
+                 mode: str = "faults"):
+        self.upstream = upstream.rstrip("/")
+        self.rng = random.Random(seed)
+        self.rate = rate
+        self.delay = delay
+        self.mode = mode
+        self.counts: Counter[str] = Counter()
+        self.lock = threading.Lock()
+        proxy = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def do_GET(self) -> None:  # noqa: N802
+                proxy._handle(self)
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def _pick(self) -> str:
+        with self.lock:
+            if self.mode == "always-503":
+                fault = "503"
+            elif self.mode == "pass" or self.rng.random() >= self.rate:
+                fault = "ok"
+            else:
+                fault = self.rng.choice(self.FAULTS)
+            self.counts[fault] += 1
+            return fault
+
+    def _handle(self, h: http.server.BaseHTTPRequestHandler) -> None:
+        fault = self._pick()
+        if fault in ("500", "503", "429"):
+            body = b'{"detail": "injected fault"}'
+            h.send_response(int(fault))
+            if fault == "429":
+                h.send_header("Retry-After", "1")
+            h.send_header("Content-Type", "application/json")
+            h.send_header("Content-Length", str(len(body)))
+            h.end_headers()
+            h.wfile.write(body)
+            return
+        if fault == "drop":
+            h.close_connection = True
+            h.connection.shutdown(socket.SHUT_RDWR)
+            return
+        if fault == "delay":
+            time.sleep(self.delay)
+        resp = requests.get(self.upstream + h.path, timeout=300)
+        body = resp.content
+        h.send_response(resp.status_code)
+        for k in ("Content-Type", "Retry-After"):
+            if k in resp.headers:
+                h.send_header(k, resp.headers[k])
+        h.send_header("Content-Length", str(len(body)))
+        h.end_headers()
+        if fault == "truncate" and len(body) > 10:
+            h.wfile.write(body[: len(body) // 2])
+            h.close_connection = True
+            h.wfile.flush()
+            h.connection.shutdown(socket.SHUT_RDWR)
+            return
+        h.wfile.write(body)
+
+    def stop(self) -> None:
+        """Stop serving."""
+        self.server.shutdown()
+        self.server.server_close()
