@@ -85,7 +85,9 @@ def _progress_bar(quiet: bool) -> Any:
     def update(p: Progress) -> None:
         nonlocal bar
         if bar is None:
-            bar = tqdm(total=p.total, unit="tile", desc="tiles", file=sys.stderr, leave=False)
+            # disable=None: no bar when stderr is not a terminal (logs, CI, pipes)
+            bar = tqdm(total=p.total, unit="tile", desc="tiles", file=sys.stderr, leave=False,
+                       disable=None)
         bar.n = p.done + p.empty + p.failed
         bar.set_postfix(empty=p.empty, failed=p.failed, refresh=False)
         bar.refresh()
