@@ -1,9 +1,10 @@
 """mosaic-assembler: an AOI plus a pile of imagery in, one analysis-ready COG out.
 
-Dependency order: errors <- grid <- sources <- tilers <- writer <- api <- cli
+Dependency order: errors <- grid <- sources <- tilers <- writer <- chunks <- state
+    <- executors <- options <- splits <- pipeline <- api <- cli
 """
 
-from mosaic_assembler.api import AssembleOptions, AssembleResult, Progress, TilesFailedError, assemble
+from mosaic_assembler.api import AssembleOptions, AssembleResult, Progress, assemble
 from mosaic_assembler.errors import (
     AOIError,
     ConfigError,
@@ -14,6 +15,7 @@ from mosaic_assembler.errors import (
     SourceError,
     TileFetchError,
     TileReadError,
+    TilesFailedError,
 )
 
 __version__ = "0.1.0"

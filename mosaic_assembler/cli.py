@@ -10,7 +10,9 @@ from typing import Any
 import click
 
 from mosaic_assembler import __version__
-from mosaic_assembler.api import AssembleResult, Progress, TilesFailedError, build_options, run
+from mosaic_assembler.errors import TilesFailedError
+from mosaic_assembler.options import AssembleResult, Progress, build_options
+from mosaic_assembler.pipeline import run
 from mosaic_assembler.errors import MosaicAssemblerError
 from mosaic_assembler.tilers._base import PIXEL_SELECTION_METHODS, RESAMPLING_METHODS
 from mosaic_assembler.writer import COG_PROFILES, OVERVIEW_RESAMPLINGS

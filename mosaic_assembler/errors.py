@@ -55,3 +55,21 @@ class TilerRequestError(ConfigError):
     def __init__(self, message: str, status: int | None = None):
         super().__init__(message)
         self.status = status
+
+
+class StateMismatchError(ConfigError):
+    """A run directory holds a run of another configuration."""
+
+
+class TilesFailedError(MosaicAssemblerError):
+    """Some tiles could not be read; carries them as ((z, x, y), message) pairs."""
+
+    def __init__(self, failed: list[tuple[tuple[int, int, int], str]], total: int):
+        self.failed = failed
+        first = ", ".join(f"{z}/{x}/{y}" for (x, y, z), _ in failed[:5])
+        more = " …" if len(failed) > 5 else ""
+        super().__init__(
+            f"{len(failed)} of {total} tiles failed ({first}{more}); first error: "
+            f"{failed[0][1]}. No output written; re-run the same command to retry them, or use "
+            "--allow-partial to write the rest masked"
+        )

@@ -362,3 +362,45 @@ class Clipper:
         return geometry_mask(
             [json.loads(self.geojson_3857)], (tilesize, tilesize), transform, invert=True
         )
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """A block of K x K tiles of the output: the unit of work, retry, resume and distribution.
+
+    Attributes:
+        key: stable name, "r{row}-c{col}" in chunk units.
+        row_off, col_off: pixel offset of the chunk in the output.
+        height, width: chunk size in pixels (edge chunks may be smaller).
+        tiles: the chunk's tiles, row-major.
+    """
+
+    key: str
+    row_off: int
+    col_off: int
+    height: int
+    width: int
+    tiles: tuple[Tile, ...]
+
+
+def plan_chunks(plan: Plan, chunk_tiles: int, tiles: Iterable[Tile] | None = None) -> list[Chunk]:
+    """Group the plan's tiles (or a subset) into chunks of `chunk_tiles` x `chunk_tiles` tiles.
+
+    Raises:
+        ConfigError: chunk_tiles < 1.
+    """
+    if chunk_tiles < 1:
+        raise ConfigError(f"chunk-tiles must be >= 1, got {chunk_tiles}")
+    groups: dict[tuple[int, int], list[Tile]] = {}
+    n = 2**plan.zoom
+    for t in plan.tiles if tiles is None else tiles:
+        col = (t[0] - plan.x_start) % n
+        row = t[1] - plan.y_start
+        groups.setdefault((row // chunk_tiles, col // chunk_tiles), []).append(t)
+    size = plan.tilesize * chunk_tiles
+    chunks = []
+    for (r, c), ts in sorted(groups.items()):
+        height = min(size, plan.height - r * size)
+        width = min(size, plan.width - c * size)
+        chunks.append(Chunk(f"r{r}-c{c}", r * size, c * size, height, width, tuple(ts)))
+    return chunks

@@ -25,7 +25,9 @@ from rasterio.windows import Window
 from rio_cogeo.cogeo import cog_validate
 
 from mosaic_assembler.errors import ConfigError, OutputError
-from mosaic_assembler.grid import Plan
+from affine import Affine
+
+from mosaic_assembler.grid import Chunk, Plan
 from mosaic_assembler.tilers import BandInfo, TileData
 
 logger = logging.getLogger(__name__)
@@ -131,21 +133,26 @@ def pick_blocksize(width: int, height: int, preferred: int = 512) -> int:
 class OutputTarget:
     """An output path that appears atomically: work happens in a sibling temp directory.
 
+    The output is a file, or (with `directory`) a directory of files (split outputs).
+
     Raises:
         OutputError: on enter, when the output exists (and `overwrite` is False), its
             directory does not exist, or it is not writable.
     """
 
-    def __init__(self, path: str | Path, overwrite: bool = False):
+    def __init__(self, path: str | Path, overwrite: bool = False, directory: bool = False):
         self.path = Path(path)
         self.overwrite = overwrite
+        self.directory = directory
         self.workdir: Path | None = None
 
     def check(self) -> None:
         """Check the output can be written, without creating anything."""
         p = self.path
-        if p.is_dir():
+        if p.is_dir() and not self.directory:
             raise OutputError(f"output {str(p)!r} is a directory")
+        if p.exists() and not p.is_dir() and self.directory:
+            raise OutputError(f"output {str(p)!r} is a file; split outputs need a directory")
         if p.exists() and not self.overwrite:
             raise OutputError(f"output {str(p)!r} exists; use --overwrite to replace it")
         parent = p.absolute().parent
@@ -170,6 +177,10 @@ class OutputTarget:
         """Move a finished file into place (atomic on one filesystem)."""
         if self.path.exists() and not self.overwrite:
             raise OutputError(f"output {str(self.path)!r} appeared during the run; not replaced")
+        if self.directory and self.path.exists():
+            assert self.workdir is not None
+            old = self.workdir / "previous"
+            os.replace(self.path, old)  # moved aside, removed with the work directory
         os.replace(finished, self.path)
 
     def __exit__(
@@ -186,7 +197,8 @@ class OutputTarget:
 class TileWriter:
     """Writes tiles into a tiled, sparse GeoTIFF with an internal mask as they arrive.
 
-    Owned by one thread: GDAL dataset handles are not thread-safe.
+    The file covers the whole plan, or one chunk of it. Owned by one thread: GDAL dataset
+    handles are not thread-safe.
     """
 
     def __init__(
@@ -194,11 +206,15 @@ class TileWriter:
         path: Path,
         plan: Plan,
         bands: BandInfo,
+        chunk: Chunk | None = None,
         cache_bytes: int = DEFAULT_CACHE_BYTES,
     ):
         self.path = path
         self.plan = plan
         self.bands = bands
+        self.row_off, self.col_off = (chunk.row_off, chunk.col_off) if chunk else (0, 0)
+        height, width = (chunk.height, chunk.width) if chunk else (plan.height, plan.width)
+        transform = plan.transform * Affine.translation(self.col_off, self.row_off)
         self._env = rasterio.Env(GDAL_CACHEMAX=int(cache_bytes), GDAL_TIFF_INTERNAL_MASK="YES")
         self._env.__enter__()
         try:
@@ -206,12 +222,12 @@ class TileWriter:
                 path,
                 "w",
                 driver="GTiff",
-                width=plan.width,
-                height=plan.height,
+                width=width,
+                height=height,
                 count=bands.count,
                 dtype=bands.dtype,
                 crs="EPSG:3857",
-                transform=plan.transform,
+                transform=transform,
                 tiled=True,
                 blockxsize=plan.tilesize,
                 blockysize=plan.tilesize,
@@ -228,10 +244,10 @@ class TileWriter:
             raise
 
     def write(self, tile: tuple[int, int, int], data: TileData) -> None:
-        """Write one tile's pixels and mask at its place in the output."""
+        """Write one tile's pixels and mask at its place."""
         row, col = self.plan.offset(tile)
         size = self.plan.tilesize
-        window = Window(col, row, size, size)
+        window = Window(col - self.col_off, row - self.row_off, size, size)
         arr = data.data
         if arr.dtype != numpy.dtype(self.bands.dtype):
             if not numpy.can_cast(arr.dtype, self.bands.dtype, casting="same_kind"):
@@ -260,6 +276,69 @@ class TileWriter:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def write_vrt(
+    path: Path,
+    plan: Plan,
+    parts: list[tuple[Chunk, Path]],
+    bands: BandInfo,
+    window: tuple[int, int, int, int] | None = None,
+) -> Path:
+    """A VRT mosaicking chunk files (and their masks) over the plan, or a window of it.
+
+    Args:
+        path: VRT to write.
+        plan: the output grid.
+        parts: (chunk, chunk GeoTIFF) pairs; chunks do not overlap.
+        bands: band count, dtype and names.
+        window: (row_off, col_off, height, width) in output pixels; None for the whole plan.
+
+    Returns:
+        path.
+    """
+    from xml.sax.saxutils import escape
+
+    row0, col0, height, width = window or (0, 0, plan.height, plan.width)
+    t = plan.transform * Affine.translation(col0, row0)
+    gdal_dtype = {"uint8": "Byte", "int8": "Int8", "uint16": "UInt16", "int16": "Int16",
+                  "uint32": "UInt32", "int32": "Int32", "uint64": "UInt64", "int64": "Int64",
+                  "float32": "Float32", "float64": "Float64"}[bands.dtype]
+    sources: list[tuple[str, int, int, int, int, int, int]] = []
+    for chunk, file in parts:
+        r0, c0 = max(chunk.row_off, row0), max(chunk.col_off, col0)
+        r1 = min(chunk.row_off + chunk.height, row0 + height)
+        c1 = min(chunk.col_off + chunk.width, col0 + width)
+        if r1 <= r0 or c1 <= c0:
+            continue
+        sources.append((escape(str(Path(file).resolve())), c0 - chunk.col_off,
+                        r0 - chunk.row_off, c1 - c0, r1 - r0, c0 - col0, r0 - row0))
+
+    def simple(band: str, src: tuple) -> str:
+        f, sx, sy, w, h, dx, dy = src
+        return (f'<SimpleSource><SourceFilename relativeToVRT="0">{f}</SourceFilename>'
+                f"<SourceBand>{band}</SourceBand>"
+                f'<SrcRect xOff="{sx}" yOff="{sy}" xSize="{w}" ySize="{h}"/>'
+                f'<DstRect xOff="{dx}" yOff="{dy}" xSize="{w}" ySize="{h}"/></SimpleSource>')
+
+    lines = [
+        f'<VRTDataset rasterXSize="{width}" rasterYSize="{height}">',
+        "<SRS>EPSG:3857</SRS>",
+        f"<GeoTransform>{t.c!r}, {t.a!r}, 0.0, {t.f!r}, 0.0, {t.e!r}</GeoTransform>",
+    ]
+    for b in range(1, bands.count + 1):
+        name = bands.names[b - 1] if b <= len(bands.names) else ""
+        lines.append(f'<VRTRasterBand dataType="{gdal_dtype}" band="{b}">')
+        if name:
+            lines.append(f"<Description>{escape(name)}</Description>")
+        lines.extend(simple(str(b), src) for src in sources)
+        lines.append("</VRTRasterBand>")
+    lines.append('<MaskBand><VRTRasterBand dataType="Byte">')
+    lines.extend(simple("mask,1", src) for src in sources)
+    lines.append("</VRTRasterBand></MaskBand>")
+    lines.append("</VRTDataset>")
+    path.write_text("\n".join(lines))
+    return path
 
 
 def config_value(value: object) -> str | int:

@@ -155,12 +155,14 @@ def test_failed_tiles_leave_no_output(scenes, tmp_path):
         assemble(out, bbox=scenes.bbox, zoom=scenes.zoom, mosaicjson=mj, progress=False)
     assert len(e.value.failed) > 0
     assert not out.exists()
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.tif", "m.json"]
+    # the run directory stays, so that re-running retries only what failed
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.tif", "m.json", "o.tif.run"]
     # --allow-partial writes the rest, the failed tiles masked
     r = assemble(out, bbox=scenes.bbox, zoom=scenes.zoom, mosaicjson=mj, allow_partial=True,
                  progress=False)
     assert r.tiles_failed > 0 and out.exists()
     _valid_cog(out)
+    assert not (tmp_path / "o.tif.run").exists()
 
 
 def test_empty_aoi_is_an_error_unless_allowed(scenes, tmp_path):

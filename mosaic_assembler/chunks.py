@@ -1,0 +1,186 @@
+"""mosaic_assembler.chunks: one chunk of tiles → one chunk GeoTIFF, as a pure function.
+
+`compute_chunk(spec, job)` takes only small frozen, picklable values, so the same call runs
+in a thread, a local process or a Dask worker. It reads the chunk's tiles concurrently
+(bounded: never more than 2 × concurrency tiles in flight), writes them as they arrive with
+one writer, and renames the finished file into place: a chunk file that exists is complete.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mosaic_assembler.errors import TileReadError
+from mosaic_assembler.grid import Chunk, Clipper, Plan, Tile
+from mosaic_assembler.tilers import BandInfo, TileData, TileSource
+from mosaic_assembler.writer import TileWriter
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["ChunkJob", "ChunkResult", "RunSpec", "compute_chunk", "iter_tiles"]
+
+
+@dataclass(frozen=True)
+class ChunkJob:
+    """A chunk and, for each of its tiles (same order), the assets that cover it."""
+
+    chunk: Chunk
+    assets: tuple[tuple[Any, ...], ...]
+
+    @property
+    def key(self) -> str:
+        """The chunk's stable key."""
+        return self.chunk.key
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """What every chunk of a run shares.
+
+    Attributes:
+        plan: the output grid.
+        tiler: a picklable TileSource (LocalTiler, HttpTiler).
+        clip: masks pixels outside the AOI, or None.
+        bands: band count/dtype when known before reading (in-process), else None.
+        concurrency: tiles read in parallel within a chunk.
+        chunk_dir: directory of the chunk GeoTIFFs.
+    """
+
+    plan: Plan
+    tiler: Any
+    clip: Clipper | None
+    bands: BandInfo | None
+    concurrency: int
+    chunk_dir: str
+
+    def chunk_path(self, key: str) -> Path:
+        """Where a finished chunk lives."""
+        return Path(self.chunk_dir) / f"{key}.tif"
+
+
+@dataclass(frozen=True)
+class ChunkResult:
+    """What computing a chunk did.
+
+    Attributes:
+        status: "done" (file written, no failure), "partial" (file written, some tiles
+            failed), "empty" (no tile had data, no file), "failed" (tiles failed, none had data).
+        failed: ((x, y, z), message) of the tiles that failed.
+    """
+
+    key: str
+    status: str
+    done: int
+    empty: int
+    failed: tuple[tuple[Tile, str], ...]
+    count: int
+    dtype: str
+    seconds: float
+
+
+def iter_tiles(
+    tiler: TileSource,
+    jobs: list[tuple[Tile, Any]],
+    concurrency: int,
+) -> Iterator[tuple[Tile, TileData | None, str | None]]:
+    """Read tiles concurrently; yield (tile, data, error) as they finish.
+
+    Never more than 2 × concurrency tiles are in flight. A tile that fails (TileReadError)
+    is yielded with its message; any other error (a 4xx from a tiler, a bug) propagates at
+    once and cancels what is pending.
+    """
+    pending: dict[Future, Tile] = {}
+    it = iter(jobs)
+    limit = 2 * concurrency
+    pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="tile")
+    try:
+        while True:
+            while len(pending) < limit:
+                job = next(it, None)
+                if job is None:
+                    break
+                pending[pool.submit(tiler.read_tile, *job)] = job[0]
+            if not pending:
+                return
+            finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+            for fut in finished:
+                tile = pending.pop(fut)
+                try:
+                    data = fut.result()
+                except TileReadError as e:
+                    yield tile, None, str(e)
+                else:
+                    yield tile, data, None
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
+
+
+def compute_chunk(
+    spec: RunSpec,
+    job: ChunkJob,
+    on_tile: Callable[[str], None] | None = None,
+) -> ChunkResult:
+    """Read a chunk's tiles and write the chunk GeoTIFF (atomically: temp file + rename).
+
+    Args:
+        spec: what the run's chunks share.
+        job: the chunk and its per-tile assets.
+        on_tile: called with "done", "empty" or "failed" after each tile (progress).
+
+    Returns:
+        ChunkResult.
+    """
+    t0 = time.perf_counter()
+    plan, chunk = spec.plan, job.chunk
+    final = spec.chunk_path(chunk.key)
+    tmp = final.with_name(f"{final.stem}.partial-{os.getpid()}.tif")
+    writer: TileWriter | None = None
+    bands = spec.bands
+    done = empty = 0
+    failed: list[tuple[Tile, str]] = []
+    jobs = [(t, a) for t, a in zip(chunk.tiles, job.assets, strict=True)]
+    try:
+        for tile, data, error in iter_tiles(spec.tiler, jobs, spec.concurrency):
+            if error is not None:
+                failed.append((tile, error))
+                outcome = "failed"
+            else:
+                if data is not None and spec.clip is not None:
+                    valid = data.valid & spec.clip.inside(tile, plan.tilesize)
+                    data = TileData(data.data, valid) if valid.any() else None
+                if data is None:
+                    empty += 1
+                    outcome = "empty"
+                else:
+                    if writer is None:  # opened on the first tile with data
+                        bands = bands or BandInfo(data.data.shape[0], str(data.data.dtype), ())
+                        writer = TileWriter(tmp, plan, bands, chunk=chunk)
+                    writer.write(tile, data)
+                    done += 1
+                    outcome = "done"
+            if on_tile is not None:
+                on_tile(outcome)
+        if writer is not None:
+            writer.close()
+            writer = None
+            os.replace(tmp, final)
+    finally:
+        if writer is not None:
+            writer.close()
+        tmp.unlink(missing_ok=True)
+    if done:
+        status = "partial" if failed else "done"
+    else:
+        status = "failed" if failed else "empty"
+    return ChunkResult(
+        key=chunk.key, status=status, done=done, empty=empty,
+        failed=tuple(sorted(failed)), count=bands.count if bands and done else 0,
+        dtype=bands.dtype if bands and done else "", seconds=time.perf_counter() - t0,
+    )

@@ -1,0 +1,279 @@
+"""mosaic_assembler.pipeline: plan → chunks (resumable) → finalize, for one run."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy
+import rasterio
+
+from mosaic_assembler.chunks import ChunkJob, ChunkResult, RunSpec
+from mosaic_assembler.errors import (
+    ConfigError,
+    EmptyPlanError,
+    OutputError,
+    TilesFailedError,
+)
+from mosaic_assembler.executors import run_chunks
+from mosaic_assembler.grid import AOI, Clipper, Plan, plan_chunks, plan_tiles
+from mosaic_assembler.options import AssembleOptions, AssembleResult, Progress
+from mosaic_assembler.sources import open_source
+from mosaic_assembler.splits import write_split
+from mosaic_assembler.state import RunState, asset_token, config_hash
+from mosaic_assembler.tilers import BandInfo, LocalTiler
+from mosaic_assembler.tilers.http import HttpTiler
+from mosaic_assembler.writer import (
+    DEFAULT_CACHE_BYTES,
+    OutputTarget,
+    config_value,
+    finalize_cog,
+    write_vrt,
+)
+
+logger = logging.getLogger(__name__)
+
+
+def load_aoi(aoi: Mapping[str, Any] | str | Path) -> AOI:
+    """An AOI from a GeoJSON mapping, a GeoJSON string or a file path."""
+    if isinstance(aoi, Mapping):
+        return AOI.from_geojson(dict(aoi))
+    text = str(aoi)
+    if text.lstrip().startswith("{"):
+        return AOI.from_geojson(text)
+    try:
+        return AOI.from_geojson(Path(text).read_text())
+    except OSError as e:
+        raise ConfigError(f"cannot read AOI file {text!r}: {e.strerror or e}") from e
+
+
+def default_concurrency() -> int:
+    """Tiles read at once in-process: 2 per CPU (GDAL and numpy release the GIL)."""
+    return max(2, min(32, (os.cpu_count() or 1) * 2))
+
+
+def run(
+    output: Path,
+    opts: AssembleOptions,
+    progress: Callable[[Progress], None] | None = None,
+    dry_run: bool = False,
+) -> AssembleResult:
+    """Run a validated configuration (see `mosaic_assembler.assemble`)."""
+    # GDAL's block cache defaults to 5 % of RAM and would grow with the amount read: bound it.
+    config: dict[str, Any] = {"GDAL_CACHEMAX": DEFAULT_CACHE_BYTES}
+    config.update({k.upper(): config_value(v) for k, v in opts.cog.config.items()})
+    with rasterio.Env(**config):
+        return _run(output, opts, progress, dry_run)
+
+
+def _hash_parts(opts: AssembleOptions, aoi: AOI, jobs: list, bands: BandInfo | None,
+                chunk_tiles: int) -> dict[str, Any]:
+    digest = hashlib.sha256()
+    for tile, assets in jobs:
+        digest.update(f"{tile}:{'|'.join(asset_token(a) for a in assets)}\n".encode())
+    return {
+        "aoi": aoi.geojson, "zoom": opts.zoom, "read": dataclasses.asdict(opts.read),
+        "clip": opts.clip, "jobs": digest.hexdigest(), "chunk_tiles": chunk_tiles,
+        "bands": dataclasses.asdict(bands) if bands else None,
+        "tiler": (opts.http.template, opts.http.params) if opts.http else None,
+    }
+
+
+def _run(
+    output: Path,
+    opts: AssembleOptions,
+    progress: Callable[[Progress], None] | None,
+    dry_run: bool,
+) -> AssembleResult:
+    t0 = time.perf_counter()
+    split = opts.split_zoom is not None
+    target = OutputTarget(output, overwrite=opts.overwrite, directory=split)
+    if not dry_run:
+        target.check()
+    source = None
+    if opts.mosaicjson is not None or opts.items is not None:
+        source = open_source(mosaicjson=opts.mosaicjson, items=opts.items, assets=opts.assets)
+    if opts.bbox is not None:
+        aoi = AOI.from_bbox(*opts.bbox)
+    elif opts.aoi is not None:
+        aoi = load_aoi(opts.aoi)
+    else:
+        assert source is not None  # AssembleOptions requires an AOI without a source
+        aoi = AOI.from_bbox(*source.bounds)
+    plan = plan_tiles(aoi, opts.zoom, opts.read.tilesize, opts.max_pixels)
+    if source is not None:
+        jobs = [(t, tuple(source.assets_for_tile(*t))) for t in plan.tiles]
+        jobs = [(t, a) for t, a in jobs if a]
+    else:
+        jobs = [(t, ()) for t in plan.tiles]
+    tiler: Any = HttpTiler(opts.http, opts.read) if opts.http else LocalTiler(opts.read)
+    chunk_tiles = opts.chunk_tiles or max(1, 4096 // plan.tilesize)
+    assets_of = dict(jobs)
+    chunks = plan_chunks(plan, chunk_tiles, (t for t, _ in jobs))
+    seconds: dict[str, float] = {"plan": time.perf_counter() - t0}
+    base = dict(plan=plan, seconds=seconds, chunks=len(chunks))
+    if not jobs:
+        assert source is not None
+        if not opts.allow_empty:
+            raise EmptyPlanError(
+                f"the AOI (bounds {', '.join(f'{v:.5g}' for v in aoi.bbox)}) intersects no "
+                f"asset of the source (source bounds "
+                f"{', '.join(f'{v:.5g}' for v in source.bounds)}); nothing to do "
+                "(use --allow-empty to exit successfully anyway)"
+            )
+        logger.warning("the AOI intersects no asset; nothing written")
+        return _result(None, empty=len(plan.tiles), dry_run=dry_run, **base)
+    probe = list(dict.fromkeys(a for _, assets in jobs[:50] for a in assets))[:5]
+    bands: BandInfo | None = tiler.band_info(probe)
+    if bands is not None:
+        opts.cog.check_bands(bands)
+    if dry_run:
+        return _result(None, empty=len(plan.tiles) - len(jobs), bands=bands, dry_run=True,
+                       **base)
+
+    run_dir = Path(opts.run_dir) if opts.run_dir else Path(f"{output}.run")
+    state = RunState.open(
+        run_dir, config_hash(_hash_parts(opts, aoi, jobs, bands, chunk_tiles)),
+        {"output": str(output), "tiles": len(plan.tiles), "chunks": len(chunks)},
+        restart=opts.restart,
+    )
+    finished = state.finished(chunks, accept_partial=opts.allow_partial)
+    if finished:
+        logger.info("resuming %s: %d of %d chunks already finished", run_dir, len(finished),
+                    len(chunks))
+    results: dict[str, dict[str, Any]] = dict(finished)
+    counts = {"done": sum(e["done"] for e in finished.values()),
+              "empty": len(plan.tiles) - len(jobs) + sum(e["empty"] for e in finished.values()),
+              "failed": sum(len(e["failed"]) for e in finished.values())}
+    lock = threading.Lock()
+    per_tile = not opts.executor.uses_dask
+
+    def report() -> None:
+        if progress:
+            progress(Progress(counts["done"], counts["empty"], counts["failed"],
+                              len(plan.tiles)))
+
+    def on_tile(outcome: str) -> None:
+        with lock:
+            counts[outcome] += 1
+            report()
+
+    def on_result(r: ChunkResult) -> None:
+        state.record_result(r)
+        with lock:
+            results[r.key] = {"status": r.status, "done": r.done, "empty": r.empty,
+                              "failed": [[z, x, y, m] for (x, y, z), m in r.failed],
+                              "count": r.count, "dtype": r.dtype}
+            if not per_tile:
+                counts["done"] += r.done
+                counts["empty"] += r.empty
+                counts["failed"] += len(r.failed)
+                report()
+
+    report()
+    spec = RunSpec(plan, tiler, Clipper.from_aoi(aoi) if opts.clip else None, bands,
+                   opts.concurrency or getattr(tiler, "default_concurrency", None)
+                   or default_concurrency(), str(state.chunk_dir))
+    pending = [ChunkJob(c, tuple(assets_of[t] for t in c.tiles)) for c in chunks
+               if c.key not in finished]
+    t1 = time.perf_counter()
+    try:
+        run_chunks(spec, pending, opts.executor, on_submit=lambda key: state.record(
+            {"event": "submit", "chunk": key}), on_result=on_result,
+            on_tile=on_tile if per_tile else None,
+            key_prefix=f"chunk-{state.hash[:12]}-{os.getpid()}-{int(time.time())}")
+    except ConfigError:
+        if not any(e.get("status") in ("done", "partial") for e in results.values()):
+            state.remove()  # nothing worth resuming: the configuration is wrong
+        raise
+    finally:
+        close = getattr(tiler, "close", None)
+        if close is not None:
+            close()
+    seconds["read"] = time.perf_counter() - t1
+    failed = sorted(((x, y, z), m) for e in results.values() for z, x, y, m in e["failed"])
+    if failed and not opts.allow_partial:
+        raise TilesFailedError(failed, len(plan.tiles))
+    parts = [(c, state.chunk_dir / f"{c.key}.tif") for c in chunks
+             if results.get(c.key, {}).get("status") in ("done", "partial")]
+    stats = dict(done=sum(e["done"] for e in results.values()),
+                 empty=len(plan.tiles) - len(jobs) + sum(e["empty"] for e in results.values()),
+                 failed=failed, resumed=len(finished))
+    if not parts:
+        state.remove()
+        if not opts.allow_empty:
+            raise EmptyPlanError(
+                f"all {len(plan.tiles)} tiles were empty (no data from the "
+                f"{'tiler' if opts.http else 'assets'}); nothing written "
+                "(use --allow-empty to exit successfully anyway)"
+            )
+        logger.warning("all tiles were empty; nothing written")
+        return _result(None, bands=bands, **stats, **base)
+    kinds = {(results[c.key]["count"], results[c.key]["dtype"]) for c, _ in parts}
+    if len(kinds) != 1:
+        raise OutputError(f"chunks have different band counts/dtypes {sorted(kinds)}: the "
+                          "tiler or the assets are inconsistent")
+    count, dtype = kinds.pop()
+    out_bands = BandInfo(count, dtype, bands.names if bands else ())
+    opts.cog.check_bands(out_bands)
+    t2 = time.perf_counter()
+    outputs: tuple[Path, ...] = ()
+    with target:
+        assert target.workdir is not None
+        if split:
+            assert opts.split_zoom is not None
+            staged = target.workdir / "out"
+            outputs = write_split(plan, parts, out_bands, opts.split_zoom, staged, opts.cog,
+                                  final_dir=output)
+            size = sum(p.stat().st_size for p in staged.iterdir())
+            target.commit(staged)
+        else:
+            vrt = write_vrt(target.workdir / "chunks.vrt", plan, parts, out_bands)
+            cog = target.workdir / "out.tif"
+            finalize_cog(vrt, cog, opts.cog)
+            size = cog.stat().st_size
+            target.commit(cog)
+    seconds["finalize"] = time.perf_counter() - t2
+    seconds["total"] = time.perf_counter() - t0
+    if not opts.keep_run_dir:
+        state.remove()
+    return _result(output, bands=out_bands, size=size, outputs=outputs,
+                   run_dir=run_dir if opts.keep_run_dir else None, **stats, **base)
+
+
+def _result(
+    path: Path | None,
+    *,
+    plan: Plan,
+    seconds: dict[str, float],
+    chunks: int,
+    done: int = 0,
+    empty: int = 0,
+    failed: list[tuple[tuple[int, int, int], str]] | None = None,
+    bands: BandInfo | None = None,
+    size: int = 0,
+    dry_run: bool = False,
+    resumed: int = 0,
+    run_dir: Path | None = None,
+    outputs: tuple[Path, ...] = (),
+) -> AssembleResult:
+    failed = failed or []
+    count = bands.count if bands else 0
+    dtype = bands.dtype if bands else ""
+    nbytes = numpy.dtype(dtype).itemsize if dtype else 0
+    return AssembleResult(
+        path=path, tiles_total=len(plan.tiles), tiles_done=done, tiles_empty=empty,
+        tiles_failed=len(failed), failed_tiles=tuple(sorted(t for t, _ in failed)),
+        width=plan.width, height=plan.height, count=count, dtype=dtype, zoom=plan.zoom,
+        tilesize=plan.tilesize, bounds=plan.bounds,
+        estimated_bytes=plan.width * plan.height * count * nbytes, size_bytes=size,
+        seconds=seconds, dry_run=dry_run, chunks=chunks, chunks_resumed=resumed,
+        run_dir=run_dir, outputs=outputs,
+    )

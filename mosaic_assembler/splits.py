@@ -1,0 +1,98 @@
+"""mosaic_assembler.splits: one COG per zoom-Z quadkey, plus a mosaicJSON and STAC items.
+
+For outputs too large for one file. The zoom-Z tiles align with the output grid (it is made
+of tiles of a deeper zoom), so the split outputs tile the output exactly: no gap, no overlap.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+from pathlib import Path
+
+import mercantile
+from cogeo_mosaic.mosaic import MosaicJSON
+from shapely.geometry import box, mapping
+
+from mosaic_assembler.grid import MAX_LAT, Chunk, Plan
+from mosaic_assembler.tilers import BandInfo
+from mosaic_assembler.writer import COGOptions, finalize_cog, write_vrt
+
+
+def split_windows(
+    plan: Plan, tiles: set[tuple[int, int, int]], split_zoom: int
+) -> dict[str, tuple[int, int, int, int]]:
+    """quadkey → (row_off, col_off, height, width) of each zoom-Z tile holding a tile."""
+    d = plan.zoom - split_zoom
+    f, n, ts = 2**d, 2**plan.zoom, plan.tilesize
+    windows = {}
+    for px, py in sorted({(x >> d, y >> d) for x, y, _ in tiles}):
+        c0 = (px * f - plan.x_start) % n
+        if c0 + f > n:  # the quadkey starts west of the output's first column
+            c0 -= n
+        r0 = py * f - plan.y_start
+        col0, row0 = max(0, c0 * ts), max(0, r0 * ts)
+        col1, row1 = min(plan.width, (c0 + f) * ts), min(plan.height, (r0 + f) * ts)
+        windows[mercantile.quadkey(px, py, split_zoom)] = (row0, col0, row1 - row0,
+                                                           col1 - col0)
+    return windows
+
+
+def write_split(
+    plan: Plan,
+    parts: list[tuple[Chunk, Path]],
+    bands: BandInfo,
+    split_zoom: int,
+    out_dir: Path,
+    cog: COGOptions,
+    final_dir: Path,
+) -> tuple[Path, ...]:
+    """Write `{quadkey}.tif` COGs, `mosaic.json` and `items.json` into out_dir.
+
+    Args:
+        final_dir: where out_dir will be renamed to (the mosaicJSON lists absolute paths
+            there; the STAC items use relative hrefs).
+
+    Returns:
+        The final paths of the COGs.
+    """
+    out_dir.mkdir(parents=True)
+    tiles = {t for chunk, _ in parts for t in chunk.tiles}
+    windows = split_windows(plan, tiles, split_zoom)
+    final_dir = final_dir.absolute()
+    features, items, paths = [], [], []
+    now = datetime.datetime.now(datetime.timezone.utc).isoformat().replace("+00:00", "Z")
+    for qk, window in windows.items():
+        vrt = write_vrt(out_dir / f"{qk}.vrt", plan, parts, bands, window)
+        finalize_cog(vrt, out_dir / f"{qk}.tif", cog)
+        vrt.unlink()
+        row0, col0, height, width = window
+        t = plan.transform
+        left, top = t * (col0, row0)
+        right, bottom = t * (col0 + width, row0 + height)
+        west, north = mercantile.lnglat(left, top)
+        east, south = mercantile.lnglat(right, bottom)
+        if east < west:  # past 180°
+            east += 360.0
+        geom = mapping(box(west, max(south, -MAX_LAT), east, min(north, MAX_LAT)))
+        features.append({"type": "Feature", "geometry": geom,
+                         "properties": {"path": str(final_dir / f"{qk}.tif")}})
+        items.append({
+            "type": "Feature", "stac_version": "1.0.0", "stac_extensions": [], "id": qk,
+            "geometry": geom, "bbox": [west, south, east, north],
+            "properties": {"datetime": now, "mosaic:quadkey": qk,
+                           "mosaic:shape": [height, width], "mosaic:epsg": 3857},
+            "assets": {"data": {"href": f"./{qk}.tif",
+                                "type": "image/tiff; application=geotiff; "
+                                        "profile=cloud-optimized",
+                                "roles": ["data"]}},
+            "links": [],
+        })
+        paths.append(final_dir / f"{qk}.tif")
+    mosaic = MosaicJSON.from_features(features, minzoom=split_zoom, maxzoom=plan.zoom,
+                                      quadkey_zoom=split_zoom,
+                                      accessor=lambda f: f["properties"]["path"])
+    (out_dir / "mosaic.json").write_text(mosaic.model_dump_json(exclude_none=True))
+    (out_dir / "items.json").write_text(json.dumps({"type": "FeatureCollection",
+                                                    "features": items}))
+    return tuple(paths)
