@@ -225,6 +225,19 @@ def cli() -> None:
               help="Refuse outputs larger than this (width x height).")
 @click.option("--concurrency", type=click.IntRange(min=1),
               help="Tiles read in parallel [default: 2 x CPUs in-process, 16 with --tiler].")
+@click.option("--chunk-tiles", type=click.IntRange(min=1),
+              help="Chunk side in tiles (unit of work and resume) [default: 4096 px / tilesize].")
+@click.option("--run-dir", type=click.Path(file_okay=False),
+              help="Run directory for chunks and the manifest [default: OUTPUT.run].")
+@click.option("--keep-run-dir", is_flag=True, help="Keep the run directory after success.")
+@click.option("--restart", is_flag=True, help="Discard an existing run directory.")
+@click.option("--split-zoom", type=click.IntRange(0, 24),
+              help="Write OUTPUT as a directory of one COG per zoom-Z quadkey, with "
+                   "mosaic.json and items.json.")
+@click.option("--dask-scheduler", metavar="tcp://HOST:PORT",
+              help="Run chunks on an existing Dask cluster (shared run directory needed).")
+@click.option("--dask-local", type=click.IntRange(min=1), metavar="N",
+              help="Run chunks on a local Dask cluster of N worker processes.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout.")
 @click.option("-v", "--verbose", count=True)
 @click.option("-q", "--quiet", count=True)
@@ -247,6 +260,31 @@ def assemble_command(output: str, aoi: str | None, tilesize: str, bidx: Any,
         creation_options=dict(creation_options), gdal_config=dict(gdal_config),
         tiler_params=tiler_params, headers=headers, **kwargs,
     )
+
+
+@cli.command("status")
+@click.argument("run_dir", type=click.Path(file_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def status_command(run_dir: str, as_json: bool) -> None:
+    """Progress of a run directory: chunks done/failed/pending, tiles, ETA."""
+    import json
+
+    from mosaic_assembler.state import run_status
+
+    try:
+        st = run_status(Path(run_dir))
+    except MosaicAssemblerError as e:
+        raise RunError(str(e)) from e
+    if as_json:
+        click.echo(json.dumps(st))
+        return
+    eta = st["eta_seconds"]
+    click.echo(f"run:     {st['run_dir']} -> {st['output']}")
+    click.echo(f"chunks:  {st['chunks_done']} done, {st['chunks_failed']} failed, "
+               f"{st['chunks_pending']} pending of {st['chunks']}")
+    click.echo(f"tiles:   {st['tiles_done']} done, {st['tiles_empty']} empty, "
+               f"{st['tiles_failed']} failed of {st['tiles']}")
+    click.echo("eta:     " + (f"{eta:.0f} s" if eta is not None else "unknown"))
 
 
 @cli.command("demo")

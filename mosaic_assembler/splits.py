@@ -76,7 +76,7 @@ def write_split(
             east += 360.0
         geom = mapping(box(west, max(south, -MAX_LAT), east, min(north, MAX_LAT)))
         features.append({"type": "Feature", "geometry": geom,
-                         "properties": {"path": str(final_dir / f"{qk}.tif")}})
+                         "properties": {"path": str(final_dir / f"{qk}.tif"), "quadkey": qk}})
         items.append({
             "type": "Feature", "stac_version": "1.0.0", "stac_extensions": [], "id": qk,
             "geometry": geom, "bbox": [west, south, east, north],
@@ -89,9 +89,17 @@ def write_split(
             "links": [],
         })
         paths.append(final_dir / f"{qk}.tif")
-    mosaic = MosaicJSON.from_features(features, minzoom=split_zoom, maxzoom=plan.zoom,
-                                      quadkey_zoom=split_zoom,
-                                      accessor=lambda f: f["properties"]["path"])
+    # each quadkey lists exactly its own file (from_features would also list neighbours
+    # whose footprints only touch the quadkey's edge)
+    lons = [c for f in features for c in (f["geometry"]["coordinates"][0][0][0],
+                                          f["geometry"]["coordinates"][0][2][0])]
+    lats = [c for f in features for c in (f["geometry"]["coordinates"][0][0][1],
+                                          f["geometry"]["coordinates"][0][2][1])]
+    mosaic = MosaicJSON(
+        mosaicjson="0.0.3", minzoom=split_zoom, maxzoom=plan.zoom, quadkey_zoom=split_zoom,
+        bounds=(min(lons), min(lats), min(max(lons), 180.0), max(lats)),
+        tiles={f["properties"]["quadkey"]: [f["properties"]["path"]] for f in features},
+    )
     (out_dir / "mosaic.json").write_text(mosaic.model_dump_json(exclude_none=True))
     (out_dir / "items.json").write_text(json.dumps({"type": "FeatureCollection",
                                                     "features": items}))

@@ -1,0 +1,241 @@
+"""titiler-pgstac: register a STAC search, then fetch its tiles through `HttpTiler`.
+
+The flow (titiler-pgstac 3.x, checked against its source)::
+
+    POST {base}/searches/register   {"collections": [...], "bbox"/"intersects", "datetime",
+                                     "query", "filter", "filter-lang", "sortby", "ids"}
+        → {"id": "<search hash>", ...}
+    GET  {base}/searches/{id}/tiles/WebMercatorQuad/{z}/{x}/{y}.tif
+         ?assets=red&assets=green&assets=blue&pixel_selection=median&tilesize=512
+         &exitwhenfull=false&skipcovered=false&items_limit=…&scan_limit=…&time_limit=…
+
+Which items a tile gets is decided by pgstac's `geojsonsearch(geom, search, fields,
+scan_limit, items_limit, time_limit, exitwhenfull, skipcovered)`, in the search's `sortby`
+order (pgstac's default: `datetime` descending). Its defaults (`exitwhenfull=true`,
+`skipcovered=true`, `items_limit=100`, `scan_limit=10000`, `time_limit=5` s) stop as soon as
+the tile is covered by item *footprints*: right for `first` over exact footprints, but any
+other method (median, mean, stdev, count, …) then silently runs over one or two items. So
+`pgstac_http_options` sends `exitwhenfull=false&skipcovered=false` and raised limits for
+every method but `first` (see `full_scan` to force it either way: footprints that are
+bounding boxes over nodata collars make even `first` leave holes that a later item fills).
+
+Parameter names are titiler-pgstac's `PgSTACParams` query parameters (`scan_limit`,
+`items_limit`, `time_limit`, `exitwhenfull`, `skipcovered`) and titiler-core's
+`AssetsExprParams` (`assets`, repeated, with per-asset options `key|bidx=1,2`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+from urllib.parse import urlsplit
+
+import requests
+
+from mosaic_assembler.errors import ConfigError, SourceError, TilerRequestError
+from mosaic_assembler.sources.stac_api import (
+    _geometry,
+    _parse_filter,
+    _validate_datetime,
+    parse_query,
+    parse_sort_by,
+)
+from mosaic_assembler.tilers._base import ReadOptions
+from mosaic_assembler.tilers.http import HttpOptions, _server_message, expand_env
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "FULL_SCAN_LIMITS",
+    "pgstac_http_options",
+    "pgstac_search_body",
+    "register_search",
+]
+
+#: Limits sent with `exitwhenfull=false&skipcovered=false`: every item of the search that
+#: intersects a tile counts (up to items_limit), within time_limit seconds of database time.
+FULL_SCAN_LIMITS = {"items_limit": 10000, "scan_limit": 100000, "time_limit": 60}
+
+_TRANSIENT = frozenset({429, 500, 502, 503, 504})
+
+
+def pgstac_search_body(
+    collections: Sequence[str] | str,
+    *,
+    geometry: Mapping[str, Any] | None = None,
+    bbox: Sequence[float] | None = None,
+    datetime: str | None = None,
+    query: Sequence[str] | Mapping[str, Any] | str | None = None,
+    filter: Mapping[str, Any] | str | None = None,  # noqa: A002 - the STAC parameter name
+    sort_by: str | Sequence[str] | None = None,
+    ids: Sequence[str] | None = None,
+) -> dict[str, Any]:
+    """The `/searches/register` body for the same search `open_stac_search` runs.
+
+    Arguments mean what they mean for `open_stac_search` (same parsing, same errors).
+    `seasons` and `max_items` cannot be expressed as a pgstac search: to make the tiler use
+    exactly the items a run pinned, pass their `ids` (`[i.id for i in source.items]`) with
+    the same `sort_by` (the order within a tile follows `sortby`, not the list of ids).
+
+    Raises:
+        ConfigError: bad parameters.
+    """
+    if isinstance(collections, str):
+        collections = [c for c in collections.split(",") if c.strip()]
+    if not collections:
+        raise ConfigError("give at least one STAC collection (--collections)")
+    if geometry is not None and bbox is not None:
+        raise ConfigError("give either a geometry or a bbox to search, not both")
+    body: dict[str, Any] = {"collections": [str(c).strip() for c in collections]}
+    g = _geometry(geometry)
+    if g is not None:
+        body["intersects"] = g
+    if bbox is not None:
+        body["bbox"] = [float(v) for v in bbox]
+    dt = _validate_datetime(datetime)
+    if dt is not None:
+        body["datetime"] = dt
+    q = parse_query(query)
+    if q is not None:
+        body["query"] = q
+    f = _parse_filter(filter)
+    if f is not None:
+        body["filter"] = f
+        body["filter-lang"] = "cql2-json"
+    s = parse_sort_by(sort_by)
+    if s is not None:
+        body["sortby"] = s
+    if ids is not None:
+        body["ids"] = [str(i) for i in ids]
+    return body
+
+
+def register_search(
+    base_url: str,
+    search_body: Mapping[str, Any],
+    *,
+    metadata: Mapping[str, Any] | None = None,
+    headers: Mapping[str, str] | None = None,
+    timeout: float = 30.0,
+    retries: int = 3,
+    backoff: float = 0.5,
+) -> str:
+    """POST `/searches/register` on a titiler-pgstac server; returns the search id.
+
+    Registering the same search twice returns the same id (it is a hash of the search).
+
+    Raises:
+        TilerRequestError: the server refused the search (4xx, with its message).
+        SourceError: unreachable, or still failing (429/5xx) after `retries`.
+    """
+    base = _base(base_url)
+    body = dict(search_body)
+    if metadata is not None:
+        body["metadata"] = dict(metadata)
+    hdrs = {"Content-Type": "application/json", **{k: expand_env(v) for k, v in
+                                                    (headers or {}).items()}}
+    url = f"{base}/searches/register"
+    last = ""
+    for attempt in range(retries + 1):
+        if attempt:
+            time.sleep(min(30.0, backoff * 2 ** (attempt - 1)))
+        try:
+            resp = requests.post(url, data=json.dumps(body), headers=hdrs,
+                                 timeout=(10.0, timeout))
+        except requests.RequestException as e:
+            last = f"{type(e).__name__}"
+            if isinstance(e, requests.ConnectionError):
+                last = "connection failed"
+            continue
+        if resp.status_code in _TRANSIENT:
+            last = f"HTTP {resp.status_code}: {_server_message(resp)}"
+            continue
+        if resp.status_code >= 400:
+            raise TilerRequestError(
+                f"titiler-pgstac at {base} refused the search (HTTP {resp.status_code}): "
+                f"{_server_message(resp)}", resp.status_code
+            )
+        try:
+            search_id = resp.json()["id"]
+        except (ValueError, KeyError, TypeError) as e:
+            raise SourceError(f"{url} did not answer with a search id: "
+                              f"{resp.text[:200]!r}") from e
+        logger.info("registered pgstac search %s at %s", search_id, base)
+        return str(search_id)
+    raise SourceError(f"cannot register the search at {url}: {last} (after {retries} retries)")
+
+
+def _base(base_url: str) -> str:
+    parts = urlsplit(base_url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ConfigError(f"titiler-pgstac URL must be http(s)://host[:port][/prefix], "
+                          f"got {base_url!r}")
+    return base_url.rstrip("/")
+
+
+def pgstac_http_options(
+    base_url: str,
+    search_id: str,
+    read: ReadOptions,
+    assets: Sequence[str],
+    *,
+    full_scan: bool | None = None,
+    items_limit: int | None = None,
+    scan_limit: int | None = None,
+    time_limit: int | None = None,
+    params: Sequence[tuple[str, str]] = (),
+    headers: Sequence[tuple[str, str]] | Mapping[str, str] = (),
+    **http: Any,
+) -> HttpOptions:
+    """HttpOptions for the tiles of a registered search.
+
+    Args:
+        base_url: titiler-pgstac's root URL.
+        search_id: from `register_search`.
+        read: the run's read options (pixel_selection, tilesize, bidx, expression, …): the
+            HttpTiler adds them as query parameters; `bidx` is sent per asset
+            (`assets=red|bidx=1`), as titiler-pgstac expects.
+        assets: asset keys in band order, sent as repeated `assets=`.
+        full_scan: send `exitwhenfull=false&skipcovered=false` and the raised limits.
+            None (default): for every method other than `first`.
+        items_limit / scan_limit / time_limit: override FULL_SCAN_LIMITS (sent whenever
+            given, and with full_scan).
+        params: more query parameters (`--tiler-param`).
+        headers: request headers (`--header`, `${ENV}` expanded by the HttpTiler).
+        **http: other HttpOptions fields (retries, timeout, concurrency, …).
+
+    Raises:
+        ConfigError: no assets, bad URL or search id.
+    """
+    base = _base(base_url)
+    if not assets:
+        raise ConfigError("titiler-pgstac needs --assets (the STAC asset keys to read)")
+    if not search_id or "/" in search_id:
+        raise ConfigError(f"bad pgstac search id {search_id!r}")
+    if full_scan is None:
+        full_scan = read.pixel_selection != "first"
+    q: list[tuple[str, str]] = []
+    for a in assets:
+        if read.bidx is not None:
+            q.append(("assets", f"{a}|bidx={','.join(str(b) for b in read.bidx)}"))
+        else:
+            q.append(("assets", a))
+    limits: dict[str, int] = {}
+    if full_scan:
+        q += [("exitwhenfull", "false"), ("skipcovered", "false")]
+        limits.update(FULL_SCAN_LIMITS)
+    for k, v in (("items_limit", items_limit), ("scan_limit", scan_limit),
+                 ("time_limit", time_limit)):
+        if v is not None:
+            if v < 1:
+                raise ConfigError(f"{k} must be >= 1, got {v}")
+            limits[k] = v
+    q += [(k, str(v)) for k, v in limits.items()]
+    given = {k for k, _ in params}
+    q = [(k, v) for k, v in q if k not in given] + list(params)
+    template = f"{base}/searches/{search_id}/tiles/WebMercatorQuad/{{z}}/{{x}}/{{y}}.tif"
+    hdrs = tuple(headers.items()) if isinstance(headers, Mapping) else tuple(headers)
+    return HttpOptions(template=template, params=tuple(q), headers=hdrs, **http)
