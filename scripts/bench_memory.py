@@ -40,7 +40,7 @@ def make_sources(workdir: Path, cols: int, rows: int, x0: int, y0: int) -> Path:
     rng = numpy.random.default_rng(0)
     for n in range(3):
         shift = (n - 1) * 0.02 * width_m
-        path = workdir / f"scene{n}.tif"
+        path = workdir / f"scene{n}_{cols}x{rows}.tif"
         if not path.exists():
             yy, xx = numpy.mgrid[0:h, 0:w]
             base = 8000 + 6000 * numpy.sin(xx / 97.0 + n) * numpy.cos(yy / 131.0)
@@ -104,6 +104,7 @@ def main() -> None:
         c, r = shapes[n]
         seconds, peak, summary = run_once(mj, bbox_for(c, r, x0, y0), workdir / f"out{n}.tif")
         assert summary["tiles_total"] == n, summary
+        assert summary["tiles_done"] >= 0.8 * n, f"most tiles empty: {summary}"
         raw = summary["width"] * summary["height"] * summary["count"] * 2 / 1e6
         rss[n] = peak
         print(f"{n:>6} {summary['width']:>6} x {summary['height']:<6} {raw:>8.0f} "

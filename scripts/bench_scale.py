@@ -41,7 +41,7 @@ def make_source(workdir: Path, cols: int, rows: int) -> Path:
     ul = mercantile.xy_bounds(X0, Y0, ZOOM)
     res = (ul.right - ul.left) / TILESIZE * 8
     w, h = cols * TILESIZE // 8 + 8, rows * TILESIZE // 8 + 8
-    path = workdir / "source.tif"
+    path = workdir / f"source_{cols}x{rows}.tif"
     if not path.exists():
         yy, xx = numpy.mgrid[0:h, 0:w]
         data = (127 + 100 * numpy.sin(xx / 37.0) * numpy.cos(yy / 53.0)).astype("uint8")[None]
@@ -84,6 +84,7 @@ def run_cli(mj: Path, n: int, out: Path, extra: list[str]) -> tuple[float, float
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)  # max over children so far
     summary = json.loads(stdout.strip().splitlines()[-1])
     assert summary["tiles_total"] == n, summary
+    assert summary["tiles_done"] >= 0.8 * n, f"most tiles empty: {summary}"
     out.unlink()
     return wall, usage.ru_maxrss / 1024, summary
 
