@@ -12,11 +12,9 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import mercantile
@@ -72,17 +70,13 @@ def bbox_for(cols: int, rows: int, x0: int, y0: int) -> list[float]:
 
 def run_once(mj: Path, bbox: list[float], out: Path) -> tuple[float, float, dict]:
     """Run the CLI in a child process; (seconds, peak RSS MB, JSON summary)."""
+    from _measure import measure
+
     cmd = [sys.executable, "-m", "mosaic_assembler.cli", "--bbox", *map(str, bbox),
            "--zoom", str(ZOOM), "--mosaicjson", str(mj), "--pixel-selection", "median",
            "--overwrite", "--json", "-q", str(out)]
-    t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    _, status, usage = os.wait4(proc.pid, 0)
-    seconds = time.perf_counter() - t0
-    stdout, stderr = proc.stdout.read(), proc.stderr.read()  # type: ignore[union-attr]
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"run failed: {stderr.strip()}")
-    return seconds, usage.ru_maxrss / 1024, json.loads(stdout.strip().splitlines()[-1])
+    seconds, rss, _, stdout, _ = measure(cmd)
+    return seconds, rss, json.loads(stdout.strip().splitlines()[-1])
 
 
 def main() -> None:
@@ -97,7 +91,13 @@ def main() -> None:
     cols = max(c for c, _ in shapes.values())
     rows = max(r for _, r in shapes.values())
     x0, y0 = mercantile.tile(2.0, 48.0, ZOOM)[:2]
-    mj = make_sources(workdir, cols, rows, x0, y0)
+    # generated in a child process: this one stays small (see _measure.py)
+    subprocess.run([sys.executable, "-c", "import sys; sys.path.insert(0, sys.argv[1]); "
+                    "import bench_memory as b; from pathlib import Path; "
+                    "b.make_sources(Path(sys.argv[2]), *map(int, sys.argv[3:]))",
+                    str(Path(__file__).parent), str(workdir), str(cols), str(rows), str(x0),
+                    str(y0)], check=True)
+    mj = workdir / "mosaic.json"
     print(f"{'tiles':>6} {'output':>14} {'raw MB':>8} {'seconds':>8} {'peak RSS MB':>12}")
     rss = {}
     for n in args.sizes:

@@ -19,10 +19,8 @@ import json
 import math
 import os
 import resource
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import mercantile
@@ -71,34 +69,18 @@ def shape_for(n: int) -> tuple[int, int]:
 
 
 def run_cli(mj: Path, n: int, out: Path, extra: list[str]) -> tuple[float, float, dict]:
+    """One CLI run in a fresh process; (wall s, driver peak RSS MB, JSON summary)."""
+    from _measure import measure
+
     cols, rows = shape_for(n)
     cmd = [sys.executable, "-m", "mosaic_assembler.cli", "--bbox", *map(str, bbox_for(cols, rows)),
            "--zoom", str(ZOOM), "--tilesize", str(TILESIZE), "--mosaicjson", str(mj),
            "--chunk-tiles", "8", "--overwrite", "--json", "-q", *extra, str(out)]
-    t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    stdout, stderr = proc.communicate()
-    wall = time.perf_counter() - t0
-    if proc.returncode:
-        raise SystemExit(f"run failed: {stderr.strip()[-400:]}")
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)  # max over children so far
+    wall, rss, _, stdout, _ = measure(cmd)
     summary = json.loads(stdout.strip().splitlines()[-1])
     assert summary["tiles_total"] == n, summary
     assert summary["tiles_done"] >= 0.8 * n, f"most tiles empty: {summary}"
     out.unlink()
-    return wall, usage.ru_maxrss / 1024, summary
-
-
-def run_isolated(mj: Path, n: int, out: Path, extra: list[str]) -> tuple[float, float, dict]:
-    """run_cli in a fresh intermediate process so RUSAGE_CHILDREN is this run's alone."""
-    code = (f"import sys, json; sys.path.insert(0, {str(Path(__file__).parent)!r}); "
-            f"import bench_scale as b; from pathlib import Path; "
-            f"print(json.dumps(b.run_cli(Path({str(mj)!r}), {n}, Path({str(out)!r}), "
-            f"{extra!r})))")
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    if r.returncode:
-        raise SystemExit(r.stderr[-800:])
-    wall, rss, summary = json.loads(r.stdout.strip().splitlines()[-1])
     return wall, rss, summary
 
 
@@ -133,12 +115,12 @@ def main() -> None:
           f"{'worker MB':>10}", flush=True)
     table: dict[tuple[str, int], tuple[float, float, float]] = {}
     for n in args.sizes:
-        wall, rss, _ = run_isolated(mj, n, out, [])
+        wall, rss, _ = run_cli(mj, n, out, [])
         table[("threads", n)] = (wall, rss, rss)
         print(f"{'threads':12s} {n:6d} {wall:8.1f} {n / wall:8.1f} {rss:10.0f} {'(same)':>10}",
               flush=True)
         (wall, rss, _), wrss = with_dask(
-            2, lambda addr, n=n: run_isolated(mj, n, out, ["--dask-scheduler", addr]))
+            2, lambda addr, n=n: run_cli(mj, n, out, ["--dask-scheduler", addr]))
         table[("dask-2", n)] = (wall, rss, wrss)
         print(f"{'dask-local 2':12s} {n:6d} {wall:8.1f} {n / wall:8.1f} {rss:10.0f} "
               f"{wrss:10.0f}", flush=True)
@@ -152,9 +134,9 @@ def main() -> None:
               f"driver RSS {large}/{small}: {drss:.2f} (target <= 1.3)")
     n = args.compare_size
     cpu = ["--concurrency", "1"]
-    (_, _, s1), _ = with_dask(1, lambda a: run_isolated(mj, n, out,
+    (_, _, s1), _ = with_dask(1, lambda a: run_cli(mj, n, out,
                                                          ["--dask-scheduler", a, *cpu]))
-    (_, _, s2), _ = with_dask(2, lambda a: run_isolated(mj, n, out,
+    (_, _, s2), _ = with_dask(2, lambda a: run_cli(mj, n, out,
                                                          ["--dask-scheduler", a, *cpu]))
     r1, r2 = s1["seconds"]["read"], s2["seconds"]["read"]
     print(f"CPU-bound {n} tiles, one tile at a time per chunk (chunk phase, finalize "

@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import statistics
 import subprocess
 import sys
@@ -103,17 +102,10 @@ def baseline(template: str, bbox: list[float], out: str) -> None:
 
 def run_child(cmd: list[str]) -> tuple[float, float, float, str]:
     """Run a child process; (wall s, peak RSS MB, user+sys CPU s, stdout)."""
-    t0 = time.perf_counter()
-    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=err, text=True)
-        _, status, usage = os.wait4(proc.pid, 0)
-        proc.returncode = os.waitstatus_to_exitcode(status)
-        wall = time.perf_counter() - t0
-        out.seek(0)
-        err.seek(0)
-        if proc.returncode:
-            raise SystemExit(f"{' '.join(cmd[:4])} failed: {err.read().strip()[-500:]}")
-        return wall, usage.ru_maxrss / 1024, usage.ru_utime + usage.ru_stime, out.read()
+    from _measure import measure
+
+    wall, rss, cpu, stdout, _ = measure(cmd)
+    return wall, rss, cpu, stdout
 
 
 def compare(tool_out: Path, base_out: Path) -> tuple[int, int]:
@@ -149,15 +141,21 @@ def main() -> None:
         baseline(template, json.loads(bbox), out)
         return
 
-    from bench_memory import bbox_for, make_sources
+    from bench_memory import bbox_for
     from servers import TiTiler
 
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="bench-notebook-"))
     workdir.mkdir(parents=True, exist_ok=True)
     x0, y0 = mercantile.tile(2.0, 48.0, ZOOM)[:2]
     shapes = {n: shape_for(n) for n in args.sizes}
-    mj = make_sources(workdir, max(c for c, _ in shapes.values()),
-                      max(r for _, r in shapes.values()), x0, y0)
+    cols, rows = max(c for c, _ in shapes.values()), max(r for _, r in shapes.values())
+    # generated in a child process so that this one stays small (see _measure.py)
+    subprocess.run([sys.executable, "-c", "import sys; sys.path.insert(0, sys.argv[1]); "
+                    "import bench_memory as b; from pathlib import Path; "
+                    "b.make_sources(Path(sys.argv[2]), *map(int, sys.argv[3:]))",
+                    str(HERE), str(workdir), str(cols), str(rows), str(x0), str(y0)],
+                   check=True)
+    mj = workdir / "mosaic.json"
     server = TiTiler(workers=args.server_workers, log=workdir / "titiler.log")
     print(f"TiTiler on {server.url} ({args.server_workers} workers), method {args.method}, "
           f"{args.repeats} runs each, alternating", flush=True)
