@@ -7,13 +7,43 @@ public methods promise bit-identical results.
 
 from __future__ import annotations
 
-from functools import lru_cache
+import ast
+import functools
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any
 
 import numpy
 
 #: Pixels per chunk for the stacked kernels (keeps ``depth x CHUNK`` rows in L2 cache).
 CHUNK = 16384
 _TINY = numpy.finfo(float).tiny  # numpy.ma's _DomainSafeDivide tolerance (a float64 scalar)
+
+
+def uview(a: numpy.ndarray) -> numpy.ndarray:
+    """View ``a`` as unsigned integers of the same width (for branch-free bit selects)."""
+    return a.view(f"u{a.dtype.itemsize}")
+
+
+def select(cond: numpy.ndarray, a: Any, b: numpy.ndarray, out: numpy.ndarray | None = None):
+    """Bit-exact ``numpy.where(cond, a, b)`` for one numeric dtype (``a`` may be a scalar).
+
+    Computes ``b ^ (cond * (a ^ b))`` on unsigned-integer views: SIMD friendly, several
+    times faster than ``numpy.where`` or ``copyto(where=)`` on random masks. ``out`` may be
+    ``a`` or ``b`` (then updated in place).
+    """
+    ub = uview(b)
+    ua = uview(numpy.asarray(a, b.dtype))
+    if out is not None and numpy.may_share_memory(out, b):
+        diff = numpy.bitwise_xor(ua, ub)
+        numpy.multiply(diff, cond, out=diff)
+        numpy.bitwise_xor(ub, diff, out=uview(out))
+        return out
+    shape = numpy.broadcast_shapes(cond.shape, b.shape)
+    res = uview(out) if out is not None else numpy.empty(shape, ub.dtype)
+    numpy.bitwise_xor(ua, ub, out=res)
+    numpy.multiply(res, cond, out=res)
+    numpy.bitwise_xor(res, ub, out=res)
+    return res.view(b.dtype)
 
 
 def acc_dtype(dtype: numpy.dtype) -> numpy.dtype:
@@ -30,8 +60,9 @@ def ma_divide(num: numpy.ndarray, cnt: numpy.ndarray) -> tuple[numpy.ndarray, nu
 
     Returns:
         ``(data, masked)``: masked where the quotient is not finite or where
-        ``|num| * tiny >= |cnt|`` (the "safe divide" domain); there ``data`` holds ``num``
-        (numpy.ma puts the numerator back), as ``numpy.ma.var`` relies on.
+        ``|num| * tiny >= |cnt|`` (numpy.ma's safe-divide domain); there ``data`` holds
+        ``num`` (numpy.ma puts the numerator back), which ``numpy.ma.var`` exposes.
+
     """
     with numpy.errstate(all="ignore"):
         res = numpy.true_divide(num, cnt)
@@ -44,37 +75,53 @@ def ma_divide(num: numpy.ndarray, cnt: numpy.ndarray) -> tuple[numpy.ndarray, nu
 class RunningSum:
     """``filled(0).sum(axis=0, dtype=acc)`` of a stack, accumulated one layer at a time.
 
-    numpy reduces axis 0 of a C-contiguous ``(N, ...)`` stack by adding layer after layer,
-    except when a layer has a single element: then the reduction runs over a contiguous
-    axis and numpy uses pairwise summation. That case keeps the (tiny) column and lets
-    numpy reduce it.
+    numpy reduces axis 0 of a C-contiguous ``(N, ...)`` stack by adding layer after layer
+    (same order as here), except when a layer has a single element: then the reduction
+    runs along a contiguous axis with pairwise summation, so that case keeps the tiny
+    column and lets numpy reduce it. Integers up to 32 bits are summed exactly in int64
+    (int32 for 8/16-bit data): every float64 partial sum numpy forms is then an exact
+    integer, so the totals are equal.
     """
 
     def __init__(self, dtype: numpy.dtype):
         self.dtype = acc_dtype(dtype)
-        self.total: numpy.ndarray | None = None
-        self.count: numpy.ndarray | None = None
+        self.exact_int = dtype.kind in "biu" and dtype.itemsize <= 4
+        self.total: Any = None
+        self.count: Any = None
         self.column: list[numpy.ndarray] | None = None
+        self.layers = 0
 
-    def add(self, data: numpy.ndarray, valid: numpy.ndarray) -> None:
-        """Add one layer; ``valid`` is the unmasked (True) map."""
+    def add(self, data: numpy.ndarray, mask: numpy.ndarray) -> None:
+        """Add one layer (``mask`` True = masked), reusing scratch buffers."""
         if self.count is None:
             self.count = numpy.zeros(data.shape, numpy.int32)
+            self.valid, self.filled = numpy.empty(data.shape, bool), numpy.empty_like(data)
             if data.size == 1:
                 self.column = []
             else:
-                self.total = numpy.zeros(data.shape, self.dtype)
-        self.count += valid
+                small = self.exact_int and data.dtype.itemsize <= 2  # int32 holds 32767 feeds
+                total = ("i4" if small else "i8") if self.exact_int else self.dtype
+                self.total = numpy.zeros(data.shape, total)
+        elif self.layers == 32767 and self.total is not None:  # int32 no longer safe
+            self.total = self.total.astype("i8" if self.exact_int else self.dtype)
+        self.layers += 1
+        numpy.logical_not(mask, out=self.valid)
+        self.count += self.valid
+        if data.dtype.kind in "biu":
+            numpy.multiply(data, self.valid, out=self.filled)
+        else:  # filled(0) bit for bit, whatever hides under the mask
+            numpy.multiply(uview(data), self.valid, out=uview(self.filled))
         if self.column is not None:
-            self.column.append(numpy.where(valid, data, 0))
-        else:
-            numpy.add(self.total, data, out=self.total, where=valid)
+            self.column.append(self.filled.copy())
+        else:  # starting from +0.0 like numpy's reduction (a sum of -0.0s is +0.0)
+            numpy.add(self.total, self.filled, out=self.total)
 
     def result(self) -> tuple[numpy.ndarray, numpy.ndarray]:
         """Return ``(sum, count)``; count is ``intp`` like ``MaskedArray.count``."""
-        total = self.total
         if self.column is not None:
             total = numpy.stack(self.column).sum(axis=0, dtype=self.dtype)
+        else:
+            total = self.total.astype(self.dtype, copy=False)
         return total, self.count.astype(numpy.intp)
 
 
@@ -84,41 +131,47 @@ def ma_mean(running: RunningSum) -> tuple[numpy.ndarray, numpy.ndarray, numpy.nd
     Returns:
         ``(mean, masked, count)``; ``mean`` is float64 for every input dtype because
         ``dsum * 1.`` keeps the accumulator dtype and ``/ count`` (intp) promotes.
+
     """
     total, cnt = running.result()
+    if running.exact_int:  # finite, far from the safe-divide domain: only count == 0
+        with numpy.errstate(all="ignore"):
+            return total / cnt, cnt == 0, cnt
     mean, bad = ma_divide(total * 1.0, cnt)
     bad |= cnt == 0
     return mean, bad, cnt
 
 
 def sum_sq_dev(
-    datas: list[numpy.ndarray], masks: list[numpy.ndarray], mean: numpy.ndarray,
-    skip: numpy.ndarray,
+    layers: list[tuple[numpy.ndarray, numpy.ndarray]], mean: numpy.ndarray, skip: numpy.ndarray,
 ) -> numpy.ndarray:
-    """``sum_i (float64(x_i) - mean)**2`` over unmasked ``x_i``, numpy.ma.var's order.
+    """``sum_i (float64(x_i) - mean)**2`` over unmasked ``x_i``, in numpy.ma.var's order.
 
-    Pixels in ``skip`` (a masked mean) contribute nothing, as in ``self - mean``.
+    Pixels in ``skip`` (a masked mean) contribute nothing, as in numpy.ma's ``self - mean``.
     """
-    shape = mean.shape
     if mean.size == 1:
-        col = [numpy.where(m | skip, 0.0, (d.astype("f8") - mean) ** 2) for d, m in zip(datas, masks)]
-        return numpy.stack(col).sum(axis=0)
-    mean, skip = mean.reshape(-1), skip.reshape(-1)
-    flat = [(d.reshape(-1), m.reshape(-1)) for d, m in zip(datas, masks)]
+        return numpy.stack([
+            numpy.where(m | skip, 0.0, (d.astype("f8") - mean) ** 2) for d, m in layers
+        ]).sum(axis=0)
+    shape, mean, keep = mean.shape, mean.reshape(-1), ~skip.reshape(-1)
+    flat = [(d.reshape(-1), m.reshape(-1)) for d, m in layers]
     out = numpy.zeros(mean.size)
-    tmp = numpy.empty(CHUNK)
+    tmp, valid = numpy.empty(CHUNK), numpy.empty(CHUNK, bool)
     for s in range(0, mean.size, CHUNK):
-        sl = slice(s, s + CHUNK)
-        acc, mu, sk, t = out[sl], mean[sl], skip[sl], tmp[: min(CHUNK, mean.size - s)]
+        sl, k = slice(s, s + CHUNK), min(CHUNK, mean.size - s)
+        acc, mu, kp, t, v = out[sl], mean[sl], keep[sl], tmp[:k], valid[:k]
+        bits = uview(t)
         for d, m in flat:
             numpy.subtract(d[sl], mu, out=t)
             numpy.multiply(t, t, out=t)
-            numpy.add(acc, t, out=acc, where=~(m[sl] | sk))
+            numpy.greater(kp, m[sl], out=v)  # keep & ~masked
+            numpy.multiply(bits, v, out=bits)  # zero masked terms, even inf/NaN ones
+            numpy.add(acc, t, out=acc)
     return out.reshape(shape)
 
 
 # --------------------------------------------------------------------------- order stats
-@lru_cache(maxsize=64)
+@functools.lru_cache(maxsize=64)
 def _batcher(n: int) -> tuple[tuple[int, int], ...]:
     """Batcher odd-even merge sorting network for ``n`` wires (min goes to the low wire)."""
     p2 = 1
@@ -140,7 +193,7 @@ def _batcher(n: int) -> tuple[tuple[int, int], ...]:
     return tuple(comps)
 
 
-@lru_cache(maxsize=256)
+@functools.lru_cache(maxsize=256)
 def _pruned(n: int, needed: tuple[int, ...]) -> tuple[tuple[int, int], ...]:
     """Drop comparators that cannot influence the ``needed`` output positions."""
     need, keep = set(needed), []
@@ -151,101 +204,351 @@ def _pruned(n: int, needed: tuple[int, ...]) -> tuple[tuple[int, int], ...]:
     return tuple(reversed(keep))
 
 
-def order_stats(
-    stack: list[numpy.ndarray], count: numpy.ndarray, lut_a: numpy.ndarray, lut_b: numpy.ndarray,
-) -> tuple[numpy.ndarray, numpy.ndarray]:
-    """Per-pixel order statistics of a filled stack.
+def sentinels(dtype: numpy.dtype) -> tuple[Any, Any]:
+    """Values sorting at or below / at or above every value of ``dtype`` (NaN excluded)."""
+    if dtype.kind == "f":
+        return tuple(numpy.array([-numpy.inf, numpy.inf], dtype))
+    info = numpy.iinfo(dtype)
+    return tuple(numpy.array([info.min, info.max], dtype))
 
-    Args:
-        stack: N equally shaped layers; missing values already replaced by a sentinel that
-            sorts after (or before) every valid value.
-        count: number of valid values per pixel.
-        lut_a: for each count ``n`` (index), the sorted position wanted for output ``a``.
-        lut_b: same for output ``b``.
 
-    Returns:
-        ``(a, b)`` arrays holding the values at those sorted positions, per pixel.
+def sorted_chunks(
+    layers: list[tuple[numpy.ndarray, numpy.ndarray]], mode: str, needed: tuple[int, ...],
+    exclude_nan: bool,
+) -> Iterator[tuple[slice, list[numpy.ndarray], numpy.ndarray]]:
+    """Sort a masked stack per pixel, chunk by chunk, with a pruned sorting network.
+
+    Masked values (and NaN when ``exclude_nan``) are replaced by sentinels: ``mode``
+    "high" puts them above the valid values (valid ones then sit at sorted positions
+    ``0..n-1``), "low" below (``N-n..N-1``), "alternate" gives them low, high, low, ... in
+    feed order per pixel, which centres the valid values at ``ceil((N-n)/2)..``. A NaN that
+    is kept counts as valid and, as ``numpy.minimum``/``maximum`` propagate it through
+    every comparator on its way, turns every needed position of its pixel into NaN.
+
+    Yields:
+        ``(slice, rows, n_valid)``: ``rows[p]`` holds sorted position ``p`` for every ``p``
+        in ``needed`` (other rows are garbage). Buffers are reused by the next chunk.
+
     """
-    n, shape = len(stack), count.shape
-    needed = tuple(sorted(set(lut_a.tolist()) | set(lut_b.tolist())))
-    comps = _pruned(n, needed)
-    col = numpy.full(n, -1, numpy.intp)
-    col[list(needed)] = numpy.arange(len(needed))
-    la, lb = col[lut_a], col[lut_b]
-    flat = [s.reshape(-1) for s in stack]
-    cnt = count.reshape(-1)
-    size = cnt.size
-    dtype = stack[0].dtype
-    out_a, out_b = numpy.empty(size, dtype), numpy.empty(size, dtype)
-    work = numpy.empty((n + 1, min(CHUNK, size)), dtype)
-    sel = numpy.empty((len(needed), work.shape[1]), dtype)
+    n, dtype = len(layers), layers[0][0].dtype
+    lo, hi = sentinels(dtype)
+    ulo, uxor = uview(numpy.asarray(lo)), uview(numpy.asarray(lo)) ^ uview(numpy.asarray(hi))
+    flat = [(d.reshape(-1), m.reshape(-1)) for d, m in layers]
+    comps, size = _pruned(n, needed), flat[0][0].size
+    width = min(CHUNK, size)
+    pool = numpy.empty((n + 1, width), dtype)
+    n_bad, parity = numpy.empty(width, numpy.int32), numpy.empty(width, bool)
+    bad = numpy.empty(width, bool)
+    exclude_nan &= dtype.kind == "f"
     for s in range(0, size, CHUNK):
         k = min(CHUNK, size - s)
-        rows = [work[i, :k] for i in range(n + 1)]
-        for i in range(n):
-            numpy.copyto(rows[i], flat[i][s : s + k])
+        sl, rows = slice(s, s + k), [row[:k] for row in pool]
+        nb, par, bd = n_bad[:k], parity[:k], bad[:k]
+        nb[...], par[...] = 0, False
+        for row, (d, m) in zip(rows, flat, strict=False):
+            dc, b = d[sl], m[sl]
+            if exclude_nan:
+                numpy.isnan(dc, out=bd)
+                b = numpy.logical_or(b, bd, out=bd)
+            nb += b
+            if mode == "alternate":
+                numpy.multiply(par, uxor, out=uview(row))
+                if ulo:
+                    numpy.bitwise_xor(uview(row), ulo, out=uview(row))
+                par ^= b
+                select(b, row, dc, out=row)
+            else:
+                select(b, hi if mode == "high" else lo, dc, out=row)
         spare = rows.pop()
-        for a, b in comps:  # compare-exchange via buffer rotation: 2 ufunc calls each
-            ra, rb = rows[a], rows[b]
+        for low, high in comps:  # compare-exchange by buffer rotation: 2 ufunc calls
+            ra, rb = rows[low], rows[high]
             numpy.minimum(ra, rb, out=spare)
             numpy.maximum(ra, rb, out=rb)
-            rows[a], spare = spare, ra
-        sl = sel[:, :k]
-        for j, pos in enumerate(needed):
-            sl[j] = rows[pos]
-        c = cnt[s : s + k]
-        out_a[s : s + k] = numpy.take_along_axis(sl, la[c][None], 0)[0]
-        out_b[s : s + k] = numpy.take_along_axis(sl, lb[c][None], 0)[0]
-    return out_a.reshape(shape), out_b.reshape(shape)
+            rows[low], spare = spare, ra
+        yield sl, rows, n - nb
+
+
+def pick(rows: list[numpy.ndarray], lut: numpy.ndarray, n_valid: numpy.ndarray) -> numpy.ndarray:
+    """Per pixel, ``rows[lut[n_valid]]`` (``lut`` indexed by valid count; entry 0 unused)."""
+    at_odd, at_even = lut[1], lut[2] if lut.size > 2 else lut[1]
+    if all(v == (at_odd if i % 2 else at_even) for i, v in enumerate(lut.tolist()[1:], 1)):
+        if at_odd == at_even:  # constant or parity-only positions (the median): no gather
+            return rows[at_odd]
+        return select((n_valid & 1).astype(bool), rows[at_odd], rows[at_even])
+    positions = sorted(set(lut.tolist()[1:]))
+    rank = numpy.array([positions.index(v) if v in positions else 0 for v in lut.tolist()])
+    stacked = numpy.stack([rows[p] for p in positions])
+    return numpy.take_along_axis(stacked, rank[n_valid][None], 0)[0]
+
+
+def reduce_order_stats(
+    layers: list[tuple[numpy.ndarray, numpy.ndarray]], mode: str, ranks: list[tuple[int, int]],
+    combine: Any, out_dtype: Any, nan_is_value: bool,
+) -> tuple[numpy.ndarray, numpy.ndarray]:
+    """Per pixel, ``combine(a, b, n_valid)`` of the valid values ranked ``ranks[n - 1]``.
+
+    Returns:
+        ``(values, masked)``: masked where no value is valid (unmasked NaNs are values when
+        ``nan_is_value``, as in ``numpy.ma.median``, else they are left out).
+
+    """
+    depth, shape = len(layers), layers[0][0].shape
+    offset = {"high": lambda n: 0, "low": lambda n: depth - n,
+              "alternate": lambda n: (depth - n + 1) // 2}[mode]
+    luts = numpy.array([(0, 0)] + [
+        (offset(n) + a, offset(n) + b) for n, (a, b) in enumerate(ranks, 1)
+    ]).T
+    out, masked = numpy.empty(shape, out_dtype), numpy.empty(shape, bool)
+    flat_out, flat_mask = out.reshape(-1), masked.reshape(-1)
+    needed = tuple(sorted(set(luts[:, 1:].ravel().tolist())))
+    for sl, rows, n_valid in sorted_chunks(layers, mode, needed, not nan_is_value):
+        a, b = pick(rows, luts[0], n_valid), pick(rows, luts[1], n_valid)
+        with numpy.errstate(invalid="ignore", over="ignore"):
+            flat_out[sl] = combine(a, b, n_valid)
+        numpy.equal(n_valid, 0, out=flat_mask[sl])
+    return out, masked
+
+
+def median_combiner(dtype: numpy.dtype, enforce: bool):
+    """``(combine(lo, hi, n_valid), out dtype)`` reproducing ``numpy.ma.median``.
+
+    Floats: ``(lo + hi) / 2`` in the input dtype (NaN arrives through the network).
+    Integers: float64 ``(lo + hi) / 2`` then ``astype`` (truncation toward zero), done in
+    exact integer arithmetic when the cast back is wanted and values fit 32 bits.
+    """
+    if dtype.kind == "f":  # numpy.ma.sum of (lo, hi) starts from +0.0
+        return (lambda a, b, _: ((0.0 + a) + b) / 2.0), dtype
+    if not enforce or dtype.itemsize > 4:
+        return (lambda a, b, _: (a.astype("f8") + b) / 2.0), numpy.dtype("f8")
+    if dtype.kind == "u":  # a <= b: floor((a + b) / 2) without overflow
+        return (lambda a, b, _: a + ((b - a) >> 1)), dtype
+
+    def truncated(a, b, _):
+        total = a.astype(numpy.int64) + b
+        return (total + (total < 0)) // 2
+    return truncated, dtype
 
 
 def lerp(a: numpy.ndarray, b: numpy.ndarray, t: numpy.ndarray) -> numpy.ndarray:
-    """numpy's ``_lerp`` (quantile interpolation), same operations and order."""
+    """Replicate numpy's ``_lerp`` (quantile interpolation): same operations, same order."""
     diff = b - a
     res = a + diff * t
     numpy.subtract(b, diff * (1 - t), out=res, where=t >= 0.5)
     return res
 
 
+def linear_ranks(depth: int, percentile: int) -> tuple[list[tuple[int, int]], numpy.ndarray]:
+    """Return numpy's "linear" quantile neighbours and weights for valid counts ``1..depth``.
+
+    Returns:
+        ``(ranks, gamma)``: ``ranks[n - 1] = (prev, next)`` ranks among the ``n`` sorted
+        valid values, ``gamma[n]`` the interpolation weight (``gamma[0]`` unused). Mirrors
+        ``_quantile``: ``virtual = (n - 1) * q``; at or past the last rank numpy indexes
+        ``-1`` twice, so gamma becomes ``virtual - (-1)``.
+
+    """
+    q = numpy.float64(percentile) / 100  # == numpy.true_divide(percentile, 100)
+    ranks, gamma = [], [0.0]
+    for n in range(1, depth + 1):
+        virtual = (n - 1) * q
+        if virtual >= n - 1:
+            ranks.append((n - 1, n - 1))
+            gamma.append(virtual - (-1))
+        else:
+            prev = int(numpy.floor(virtual))
+            ranks.append((prev, prev + 1))
+            gamma.append(virtual - prev)
+    return ranks, numpy.array(gamma)
+
+
 # --------------------------------------------------------------------------- geomedian
+def _at_data_point(x: numpy.ndarray, w: numpy.ndarray, k: numpy.ndarray):
+    """Observation ``k`` per pixel and whether it is a geometric median (||R_k|| <= mult_k)."""
+    xk = numpy.take_along_axis(x, k[None, None], 0)[0]
+    diff = x - xk
+    dist = numpy.sqrt(numpy.einsum("nbk,nbk->nk", diff, diff))
+    same = (dist == 0) & (w > 0)
+    with numpy.errstate(divide="ignore", invalid="ignore"):
+        unit = numpy.where((w > 0) & ~same, w / dist, 0.0)[:, None] * diff
+    pull = numpy.sqrt((unit.sum(0) ** 2).sum(0))
+    return xk, pull <= same.sum(0)
+
+
+def _newton(xa, wa, ya, diff, dist, dinv, s):
+    """Newton candidate ``y - H^-1 grad`` for sum_i w_i ||x_i - y|| (H lightly regularised)."""
+    grad = -numpy.einsum("nk,nbk->kb", dinv, diff)
+    with numpy.errstate(divide="ignore", invalid="ignore"):
+        c = numpy.where(dinv > 0, dinv / (dist * dist), 0.0)
+    hess = -numpy.einsum("nk,nbk,nck->kbc", c, diff, diff)
+    eye = numpy.eye(diff.shape[1])
+    hess += (s * (1 + 1e-12))[:, None, None] * eye
+    return ya - numpy.linalg.solve(hess, grad[..., None])[..., 0].T
+
+
+def _objective(x, w, y):
+    diff = x - y
+    return (numpy.sqrt(numpy.einsum("nbk,nbk->nk", diff, diff)) * w).sum(0)
+
+
 def weiszfeld(
     x: numpy.ndarray, valid: numpy.ndarray, rtol: float, max_iter: int,
 ) -> numpy.ndarray:
-    """Geometric median per pixel (Vardi-Zhang modified Weiszfeld, float64).
+    """Geometric median per pixel: Vardi-Zhang modified Weiszfeld in float64.
 
     Args:
-        x: ``(N, B, K)`` float64 observations (garbage where invalid).
-        valid: ``(N, K)`` observation validity (at least one valid per pixel).
-        rtol: stop a pixel once a step is shorter than ``rtol`` times the data spread
-            (largest distance from an observation to the initial mean).
-        max_iter: hard cap on iterations per pixel.
+        x: ``(N, B, K)`` observations (anything where invalid).
+        valid: ``(N, K)`` observation validity, at least one valid per pixel.
+        rtol: a pixel stops once a step is shorter than ``rtol`` x its spread (largest
+            distance of an observation from the initial mean).
+        max_iter: iteration cap per pixel.
+
+    Weiszfeld crawls when the median sits on or next to an observation, so from the 8th
+    iteration on a (safeguarded) Newton step replaces it wherever that lowers the objective,
+    and every 4th iteration the observation nearest to the iterate is tested for optimality
+    (``||sum_i (x_i - x_k) / ||x_i - x_k|| || <= multiplicity of x_k``) and taken exactly
+    when it passes.
 
     Returns:
         ``(B, K)`` float64 geometric medians.
+
     """
-    x = numpy.where(valid[:, None], x, 0.0)
     w = valid.astype("f8")
+    x = numpy.where(valid[:, None], x, 0.0)
     y = x.sum(0) / w.sum(0)
-    spread = numpy.sqrt((((x - y) ** 2).sum(1) * w).max(0))
-    active = numpy.flatnonzero(spread > 0)
-    tol = rtol * spread
-    for _ in range(max_iter):
-        if active.size == 0:
+    spread = numpy.sqrt((numpy.einsum("nbk,nbk->nk", x - y, x - y) * w).max(0))
+    idx = numpy.flatnonzero(spread > 0)
+    xa, wa, ya, tol = x.take(idx, 2), w.take(idx, 1), y.take(idx, 1), rtol * spread[idx]
+    live = numpy.ones(idx.size, bool)
+    for it in range(max_iter):
+        if not live.any():
             break
-        xa, ya, wa = x[:, :, active], y[:, active], w[:, active]
-        dist = numpy.sqrt(((xa - ya) ** 2).sum(1))
+        if 2 * live.sum() < live.size:  # compact the working set
+            y[:, idx] = ya
+            keep = numpy.flatnonzero(live)  # take() keeps C order (boolean indexing would not)
+            idx, tol = idx[keep], tol[keep]
+            xa, wa, ya = xa.take(keep, 2), wa.take(keep, 1), ya.take(keep, 1)
+            live = live[keep]
+        diff = xa - ya
+        dist = numpy.sqrt(numpy.einsum("nbk,nbk->nk", diff, diff))
         hit = (dist == 0) & (wa > 0)
         with numpy.errstate(divide="ignore", invalid="ignore"):
             dinv = numpy.where(hit, 0.0, wa / dist)
             s = dinv.sum(0)
-            t = (dinv[:, None] * xa).sum(0) / s
+            t = numpy.einsum("nk,nbk->bk", dinv, xa) / s
             eta = hit.sum(0)
             r = numpy.sqrt((((t - ya) * s) ** 2).sum(0))
-            g = numpy.where(eta > 0, numpy.minimum(1.0, eta / r), 0.0)
-        g = numpy.where((s > 0) & numpy.isfinite(g), g, 1.0)
-        t = numpy.where(s > 0, t, ya)
-        y1 = (1.0 - g) * t + g * ya
+            g = numpy.minimum(1.0, eta / r)  # 0 when not on an observation
+        g = numpy.where((s > 0) & ~numpy.isnan(g), g, 1.0)
+        y1 = (1.0 - g) * numpy.where(s > 0, t, ya) + g * ya
+        if it >= 8 and xa.shape[1] > 1:
+            yn = _newton(xa, wa, ya, diff, dist, dinv, s)
+            better = (eta == 0) & (s > 0) & (_objective(xa, wa, yn) < (dist * wa).sum(0))
+            y1 = numpy.where(better, yn, y1)
         step = numpy.sqrt(((y1 - ya) ** 2).sum(0))
-        y[:, active] = y1
-        active = active[step > tol[active]]
+        ya = numpy.where(live, y1, ya)
+        live &= step > tol
+        if it % 4 == 3:
+            near = numpy.where(wa > 0, dist, numpy.inf).argmin(0)
+            xk, optimal = _at_data_point(xa, wa, near)
+            snap = live & optimal
+            ya[:, snap] = xk[:, snap]
+            live &= ~snap
+    y[:, idx] = ya
     return y
+
+
+def geomedian(
+    layers: list[tuple[numpy.ndarray, numpy.ndarray]], rtol: float, max_iter: int,
+) -> tuple[numpy.ndarray, numpy.ndarray]:
+    """Geometric median of ``(bands, h, w)`` layers with ``(h, w)`` validity, chunked.
+
+    Returns:
+        ``(median (bands, h*w) float64, valid count (h*w,))``.
+
+    """
+    bands = layers[0][0].shape[0]
+    datas = [d.reshape(bands, -1) for d, _ in layers]
+    valids = numpy.stack([v.reshape(-1) for _, v in layers])
+    n_valid = valids.sum(0)
+    out = numpy.zeros((bands, n_valid.size))
+    step = max(256, 2**17 // (bands * len(datas)))
+    for s in range(0, n_valid.size, step):
+        idx = s + numpy.flatnonzero(n_valid[s : s + step])
+        if idx.size:
+            x = numpy.stack([d[:, idx] for d in datas]).astype("f8")
+            out[:, idx] = weiszfeld(x, valids[:, idx], rtol, max_iter)
+    return out, n_valid
+
+
+# --------------------------------------------------------------------------- QA helpers
+def lookup(names: Iterable[str], table: Mapping[str, int], what: str) -> list[int]:
+    """Codes of ``names`` in ``table``; ValueError listing the valid names otherwise."""
+    names = [names] if isinstance(names, str) else list(names)
+    unknown = [n for n in names if n not in table]
+    if unknown:
+        raise ValueError(f"unknown {what} name(s) {unknown}; valid: {', '.join(table)}")
+    return [table[n] for n in names]
+
+
+def int_array(values: Any, what: str) -> numpy.ndarray:
+    """``values`` as a plain integer ndarray (TypeError otherwise)."""
+    arr = numpy.asarray(numpy.ma.getdata(values))
+    if arr.dtype.kind not in "iu":
+        raise TypeError(f"{what} must be an integer array, got {arr.dtype}")
+    return arr
+
+
+# --------------------------------------------------------------------------- expressions
+_BINOPS = {
+    ast.BitAnd: numpy.bitwise_and, ast.BitOr: numpy.bitwise_or,
+    ast.LShift: numpy.left_shift, ast.RShift: numpy.right_shift,
+}
+_UNARY = {ast.Invert: numpy.invert, ast.Not: numpy.logical_not}
+_CMPS = {
+    ast.Lt: numpy.less, ast.LtE: numpy.less_equal, ast.Gt: numpy.greater,
+    ast.GtE: numpy.greater_equal, ast.Eq: numpy.equal, ast.NotEq: numpy.not_equal,
+}
+
+
+def eval_restricted(expression: str, env: Mapping[str, numpy.ndarray]) -> Any:
+    """Evaluate a whitelisted Python expression over ``env`` with numpy (no ``eval``).
+
+    Raises:
+        ValueError: syntax error, unknown name or any construct outside the whitelist.
+
+    """
+    try:
+        tree = ast.parse(expression, mode="eval")
+    except SyntaxError as exc:
+        raise ValueError(f"invalid expression {expression!r}: {exc.msg}") from None
+
+    def ev(node: ast.AST) -> Any:
+        if isinstance(node, ast.Name):
+            if node.id not in env:
+                raise ValueError(f"unknown name {node.id!r}; available: {', '.join(env)}")
+            return env[node.id]
+        if isinstance(node, ast.Constant) and type(node.value) in (int, float, bool):
+            return node.value
+        if isinstance(node, ast.UnaryOp):
+            if isinstance(node.op, ast.USub) and isinstance(node.operand, ast.Constant):
+                return -ev(node.operand)
+            if type(node.op) in _UNARY:
+                return _UNARY[type(node.op)](ev(node.operand))
+        if isinstance(node, ast.BinOp) and type(node.op) in _BINOPS:
+            return _BINOPS[type(node.op)](ev(node.left), ev(node.right))
+        if isinstance(node, ast.BoolOp):
+            func = numpy.logical_and if isinstance(node.op, ast.And) else numpy.logical_or
+            return functools.reduce(func, [ev(v) for v in node.values])
+        if isinstance(node, ast.Compare) and all(type(o) in _CMPS for o in node.ops):
+            left, out = ev(node.left), True
+            for op, comp in zip(node.ops, node.comparators, strict=True):
+                right = ev(comp)
+                out = numpy.logical_and(out, _CMPS[type(op)](left, right))
+                left = right
+            return out
+        raise ValueError(f"unsupported syntax in {expression!r}: {type(node).__name__}")
+
+    try:
+        return ev(tree.body)
+    except TypeError as exc:
+        raise ValueError(f"cannot evaluate {expression!r}: {exc}") from None

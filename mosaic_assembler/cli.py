@@ -14,7 +14,11 @@ from mosaic_assembler.errors import TilesFailedError
 from mosaic_assembler.options import AssembleResult, Progress, build_options
 from mosaic_assembler.pipeline import run
 from mosaic_assembler.errors import MosaicAssemblerError
-from mosaic_assembler.tilers._base import PIXEL_SELECTION_METHODS, RESAMPLING_METHODS
+from mosaic_assembler.tilers._base import (
+    PIXEL_SELECTION_HELP,
+    RESAMPLING_METHODS,
+    check_pixel_selection,
+)
 from mosaic_assembler.writer import COG_PROFILES, OVERVIEW_RESAMPLINGS
 
 EXIT_USAGE = 2
@@ -36,6 +40,18 @@ class BidxParamType(click.ParamType):
         if not out or any(v < 1 for v in out):
             self.fail(f"band indexes are 1-based, got {value!r}", param, ctx)
         return out
+
+
+class MethodType(click.ParamType):
+    """A pixel-selection method name (a registry name or p1..p99)."""
+
+    name = "METHOD"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> str:  # noqa: D102
+        try:
+            return check_pixel_selection(str(value))
+        except MosaicAssemblerError as e:
+            self.fail(str(e), param, ctx)
 
 
 class KeyValueType(click.ParamType):
@@ -75,6 +91,8 @@ def _setup_logging(verbose: int, quiet: int) -> None:
     level = logging.WARNING - 10 * verbose + 10 * quiet
     logging.basicConfig(level=max(logging.DEBUG, level), format="%(levelname)s: %(message)s",
                         stream=sys.stderr, force=True)
+    if verbose < 2:  # retries are reported by our own messages; urllib3's are noise
+        logging.getLogger("urllib3").setLevel(logging.ERROR)
 
 
 def _progress_bar(quiet: bool) -> Any:
@@ -157,6 +175,22 @@ source_options = [
     click.option("--mosaicjson", type=click.Path(dir_okay=False), help="mosaicJSON file."),
     click.option("--items", type=click.Path(dir_okay=False),
                  help="STAC ItemCollection / FeatureCollection JSON file."),
+    click.option("--stac", metavar="URL", help="Search a STAC API (the AOI is the geometry)."),
+    click.option("--collections", metavar="C[,C2]", help="STAC collections to search."),
+    click.option("--datetime", metavar="INTERVAL", help="e.g. 2019-04-01/2019-09-30."),
+    click.option("--query", multiple=True, metavar="COND",
+                 help="Query-extension condition, e.g. 'eo:cloud_cover<5' (repeatable)."),
+    click.option("--filter", metavar="CQL2", help="CQL2 filter, text or JSON."),
+    click.option("--max-items", type=click.IntRange(min=1), help="Keep at most N items."),
+    click.option("--seasons", metavar="S[,S2]",
+                 help="Keep items whose month is in these meteorological seasons of their "
+                      "hemisphere (spring,summer,autumn,winter)."),
+    click.option("--sort-by", metavar="FIELD",
+                 help="Item order for the selection, '-' for descending (e.g. eo:cloud_cover)."),
+    click.option("--save-mosaicjson", type=click.Path(dir_okay=False),
+                 help="Also write the search as a mosaicJSON (+ items) to rerun without the API."),
+    click.option("--mosaicjson-asset", metavar="KEY",
+                 help="Asset whose href --save-mosaicjson lists (default: item files)."),
     click.option("--assets", help="Asset keys to read from each STAC item, e.g. red,green,blue."),
 ]
 
@@ -192,7 +226,8 @@ def cli() -> None:
 @_apply(source_options)
 @click.option("--tiler", metavar="URL_TEMPLATE",
               help="Fetch tiles from a dynamic tiler: URL with {z}, {x}, {y} (e.g. TiTiler's "
-                   ".../mosaicjson/tiles/WebMercatorQuad/{z}/{x}/{y}.tif?url=m.json).")
+                   ".../mosaicjson/tiles/WebMercatorQuad/{z}/{x}/{y}.tif?url=m.json), or "
+                   "titiler-pgstac:URL to register the --stac search there.")
 @click.option("--tiler-param", "tiler_params", multiple=True, type=KeyValueType(),
               help="Extra query parameter KEY=VALUE for --tiler (repeatable).")
 @click.option("--header", "headers", multiple=True, type=KeyValueType(),
@@ -202,8 +237,18 @@ def cli() -> None:
               help="Retries per tile for 429/5xx/timeouts.")
 @click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=120.0,
               show_default=True, help="Read timeout per tile request, seconds.")
-@click.option("--pixel-selection", type=click.Choice(list(PIXEL_SELECTION_METHODS)),
-              default="first", show_default=True, help="rio-tiler pixel-selection method.")
+@click.option("--pixel-selection", type=MethodType(), default="first", show_default=True,
+              help=f"Pixel-selection method: {PIXEL_SELECTION_HELP}.")
+@click.option("--mask-band", metavar="ASSET_OR_BIDX",
+              help="Quality band: a STAC asset key (e.g. qa_pixel, scl) or a band index of each "
+                   "COG; flagged observations are excluded before selection.")
+@click.option("--mask-bits", metavar="KIND[:NAME,...]",
+              help="What --mask-band flags: 'landsat' (Collection 2 QA_PIXEL: fill, "
+                   "dilated_cloud, cirrus, cloud, cloud_shadow, snow) or 'scl' (Sentinel-2 L2A "
+                   "classes: no_data, saturated, cloud_shadow, cloud_medium, cloud_high, cirrus, "
+                   "snow), optionally with your own list, e.g. landsat:cloud,cloud_shadow.")
+@click.option("--mask-expression", metavar="EXPR",
+              help="Raw exclusion test on the quality band `qa`, e.g. '(qa & 0b11000) > 0'.")
 @click.option("--bidx", type=BidxParamType(), help="Band indexes, e.g. 1,2,3.")
 @click.option("--expression", help="rio-tiler band math, e.g. 'b1,b2,(b4-b3)/(b4+b3)'.")
 @click.option("--resampling", type=click.Choice(list(RESAMPLING_METHODS)), default="nearest",
@@ -258,7 +303,8 @@ def assemble_command(output: str, aoi: str | None, tilesize: str, bidx: Any,
         output, dry_run, as_json, quiet,
         aoi=aoi_value, tilesize=int(tilesize), bidx=bidx,
         creation_options=dict(creation_options), gdal_config=dict(gdal_config),
-        tiler_params=tiler_params, headers=headers, **kwargs,
+        tiler_params=tiler_params, headers=headers, query=kwargs.pop("query") or None,
+        **kwargs,
     )
 
 
@@ -289,8 +335,8 @@ def status_command(run_dir: str, as_json: bool) -> None:
 
 @cli.command("demo")
 @click.argument("out_dir", type=click.Path(file_okay=False))
-@click.option("--pixel-selection", type=click.Choice(list(PIXEL_SELECTION_METHODS)),
-              default="median", show_default=True)
+@click.option("--pixel-selection", type=MethodType(), default="median", show_default=True,
+              help=f"Pixel-selection method: {PIXEL_SELECTION_HELP}.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout.")
 @click.option("-v", "--verbose", count=True)
 @click.option("-q", "--quiet", count=True)

@@ -12,11 +12,11 @@ from typing import Any
 from mosaic_assembler.errors import ConfigError
 from mosaic_assembler.executors import ExecutorOptions
 from mosaic_assembler.grid import AOI, check_zoom
-from mosaic_assembler.tilers import ReadOptions
+from mosaic_assembler.tilers import QAMask, ReadOptions
 from mosaic_assembler.tilers.http import HttpOptions
 from mosaic_assembler.writer import COGOptions
 
-__all__ = ["AssembleOptions", "AssembleResult", "Progress", "build_options"]
+__all__ = ["AssembleOptions", "AssembleResult", "Progress", "StacSearch", "build_options"]
 
 
 @dataclass(frozen=True)
@@ -27,6 +27,39 @@ class Progress:
     empty: int
     failed: int
     total: int
+
+
+@dataclass(frozen=True)
+class StacSearch:
+    """A STAC API search (pystac-client) that decides which items count.
+
+    Attributes:
+        url: the API's root URL.
+        collections: collection ids.
+        datetime: RFC 3339 instant or interval.
+        query: query-extension conditions, e.g. ("eo:cloud_cover<5",).
+        filter: CQL2 text or CQL2-JSON string.
+        max_items: keep at most this many usable items.
+        seasons: meteorological seasons of each item's hemisphere.
+        sort_by: sort fields, "-" for descending (e.g. "eo:cloud_cover").
+        save_mosaicjson: also write the equivalent mosaicJSON (and items) here.
+        mosaicjson_asset: the asset whose href the saved mosaicJSON lists (None: item files).
+    """
+
+    url: str
+    collections: tuple[str, ...]
+    datetime: str | None = None
+    query: tuple[str, ...] = ()
+    filter: str | None = None
+    max_items: int | None = None
+    seasons: tuple[str, ...] = ()
+    sort_by: str | None = None
+    save_mosaicjson: str | None = None
+    mosaicjson_asset: str | None = None
+
+    def __post_init__(self) -> None:
+        if not self.collections:
+            raise ConfigError("--stac needs --collections")
 
 
 @dataclass(frozen=True)
@@ -59,6 +92,9 @@ class AssembleOptions:
     restart: bool = False
     split_zoom: int | None = None
     executor: ExecutorOptions = field(default_factory=ExecutorOptions)
+    stac: StacSearch | None = None
+    pgstac: str | None = None
+    pgstac_http: Mapping[str, Any] | None = None
 
     def __post_init__(self) -> None:
         check_zoom(self.zoom)
@@ -70,8 +106,16 @@ class AssembleOptions:
             raise ConfigError(f"concurrency must be >= 1, got {self.concurrency}")
         if not self.max_pixels > 0:
             raise ConfigError(f"max-pixels must be positive, got {self.max_pixels}")
-        if self.http is None and self.mosaicjson is None and self.items is None:
-            raise ConfigError("give a source: --mosaicjson FILE, --items FILE or --tiler URL")
+        sources = [x for x in (self.mosaicjson, self.items, self.stac) if x is not None]
+        if len(sources) > 1:
+            raise ConfigError("give one source: --mosaicjson, --items or --stac")
+        if self.http is None and self.pgstac is None and not sources:
+            raise ConfigError("give a source: --mosaicjson FILE, --items FILE, --stac URL or "
+                              "--tiler URL")
+        if self.stac is not None and self.bbox is None and self.aoi is None:
+            raise ConfigError("--stac needs --bbox or --aoi (the search geometry)")
+        if self.pgstac is not None and self.stac is None:
+            raise ConfigError("--tiler titiler-pgstac:URL needs --stac (the search to register)")
         if self.http is not None and self.mosaicjson is None and self.items is None:
             if self.bbox is None and self.aoi is None:
                 raise ConfigError("--tiler without a local source needs --bbox or --aoi")
@@ -132,6 +176,21 @@ class AssembleResult:
         return json.dumps(d)
 
 
+def _qa_mask(band: Any, bits: str | None, expression: str | None) -> QAMask | None:
+    """QAMask from --mask-band / --mask-bits / --mask-expression."""
+    if band is None:
+        if bits or expression:
+            raise ConfigError("--mask-bits/--mask-expression need --mask-band")
+        return None
+    if bits and expression:
+        raise ConfigError("give --mask-bits or --mask-expression, not both")
+    if expression:
+        return QAMask(str(band), "expression", expression=expression)
+    kind, _, names = (bits or "landsat").partition(":")
+    return QAMask(str(band), kind.strip().lower(),
+                  tuple(n.strip() for n in names.split(",") if n.strip()))
+
+
 def build_options(**options: Any) -> AssembleOptions:
     """AssembleOptions from flat keyword arguments.
 
@@ -149,6 +208,10 @@ def build_options(**options: Any) -> AssembleOptions:
                 "retries": "retries", "timeout": "timeout", "http_seed": "seed",
                 "backoff": "backoff"}
     read_kw = {k: options.pop(k) for k in list(options) if k in read_keys}
+    qa = _qa_mask(options.pop("mask_band", None), options.pop("mask_bits", None),
+                  options.pop("mask_expression", None))
+    if qa is not None:
+        read_kw["qa_mask"] = qa
     http_kw = {http_map[k]: options.pop(k) for k in list(options) if k in http_map}
     for key in ("params", "headers"):
         if isinstance(http_kw.get(key), Mapping):
@@ -156,10 +219,33 @@ def build_options(**options: Any) -> AssembleOptions:
         elif http_kw.get(key) is not None:
             http_kw[key] = tuple(tuple(kv) for kv in http_kw[key])
     http_kw = {k: v for k, v in http_kw.items() if v is not None}
-    if http_kw.get("template"):
+    if str(http_kw.get("template", "")).startswith("titiler-pgstac:"):
+        options["pgstac"] = http_kw["template"].split(":", 1)[1]
+        options["pgstac_http"] = {k: v for k, v in http_kw.items() if k != "template"}
+    elif http_kw.get("template"):
         if options.get("concurrency"):
             http_kw["concurrency"] = options["concurrency"]
         options["http"] = HttpOptions(**http_kw)
+    stac_map = {"stac": "url", "collections": "collections", "datetime": "datetime",
+                "query": "query", "filter": "filter", "max_items": "max_items",
+                "seasons": "seasons", "sort_by": "sort_by", "save_mosaicjson": "save_mosaicjson",
+                "mosaicjson_asset": "mosaicjson_asset"}
+    stac_kw = {stac_map[k]: options.pop(k) for k in list(options) if k in stac_map}
+    stac_kw = {k: v for k, v in stac_kw.items() if v not in (None, (), "")}
+    if stac_kw.get("url"):
+        for key in ("collections", "seasons"):
+            v = stac_kw.get(key, ())
+            stac_kw[key] = tuple(x.strip() for x in (v.split(",") if isinstance(v, str) else v)
+                                 if x.strip())
+        if isinstance(stac_kw.get("query"), str):
+            stac_kw["query"] = (stac_kw["query"],)
+        elif stac_kw.get("query") is not None:
+            stac_kw["query"] = tuple(stac_kw["query"])
+        options["stac"] = StacSearch(**stac_kw)
+    elif stac_kw:
+        raise ConfigError(f"{', '.join('--' + k.replace('_', '-') for k in stac_kw)} "
+                          "need(s) --stac URL")
+
     cog_kw = {cog_map[k]: options.pop(k) for k in list(options) if k in cog_map}
     exec_keys = {f.name for f in dataclasses.fields(ExecutorOptions)}
     exec_kw = {k: options.pop(k) for k in list(options) if k in exec_keys}
@@ -181,7 +267,8 @@ def build_options(**options: Any) -> AssembleOptions:
     if "zoom" not in options:
         raise ConfigError("zoom is required")
     try:
-        return AssembleOptions(read=ReadOptions(**read_kw), cog=COGOptions(**cog_kw),
+        opts = AssembleOptions(read=ReadOptions(**read_kw), cog=COGOptions(**cog_kw),
                                executor=ExecutorOptions(**exec_kw), **options)
     except TypeError as e:
         raise ConfigError(str(e)) from e
+    return opts

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 import logging
 import os
+import re
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -40,6 +42,10 @@ from mosaic_assembler.writer import (
 
 logger = logging.getLogger(__name__)
 
+#: rio-tiler's (and so TiTiler's) methods.
+TITILER_METHODS = ("first", "highest", "lowest", "mean", "median", "stdev", "count",
+                   "lastbandhigh", "lastbandlow")
+
 
 def load_aoi(aoi: Mapping[str, Any] | str | Path) -> AOI:
     """An AOI from a GeoJSON mapping, a GeoJSON string or a file path."""
@@ -52,6 +58,115 @@ def load_aoi(aoi: Mapping[str, Any] | str | Path) -> AOI:
         return AOI.from_geojson(Path(text).read_text())
     except OSError as e:
         raise ConfigError(f"cannot read AOI file {text!r}: {e.strerror or e}") from e
+
+
+_NUMEXPR_NAMES = {"where", "sqrt", "log", "log10", "log1p", "exp", "expm1", "abs", "sin",
+                  "cos", "tan", "arcsin", "arccos", "arctan", "arctan2", "sinh", "cosh", "tanh",
+                  "arcsinh", "arccosh", "arctanh", "real", "imag", "complex", "conj", "ceil",
+                  "floor", "fmod", "isnan", "isfinite", "isinf", "contains", "True", "False"}
+_IDENT = re.compile(r"\b[A-Za-z_][A-Za-z0-9_]*\b")
+
+
+def expression_assets(expression: str) -> tuple[str, ...]:
+    """STAC asset keys an expression names, in order of appearance (b1… are band names)."""
+    names = [n for n in _IDENT.findall(expression)
+             if n not in _NUMEXPR_NAMES and not re.fullmatch(r"b\d+", n)]
+    return tuple(dict.fromkeys(names))
+
+
+def translate_expression(expression: str, assets: tuple[str, ...]) -> str:
+    """Asset names → rio-tiler band names (b1 = first asset …; single-band assets)."""
+    index = {a: f"b{i}" for i, a in enumerate(assets, start=1)}
+    return _IDENT.sub(lambda m: index.get(m.group(0), m.group(0)), expression)
+
+
+def expression_dtype(read: Any, source_dtype: str) -> str:
+    """Output dtype of an expression run.
+
+    rio-tiler computes expressions in float64. Bands that only pass a source band through
+    (e.g. "b3;b2;b1" or the RGB of "b3;b2;b1;(b4-b3)/(b4+b3)" with lastbandhigh, which drops
+    the last band) keep the source dtype, losslessly; anything computed is stored as float32.
+    """
+    blocks = [b.strip() for b in read.expression.split(";") if b.strip()]
+    if read.pixel_selection.startswith("lastband"):
+        blocks = blocks[:-1]
+    if read.pixel_selection in ("count",):
+        return "uint8"
+    if blocks and all(re.fullmatch(r"b\d+", b) for b in blocks) and read.pixel_selection \
+            not in ("mean", "stdev", "geomedian") and not re.fullmatch(r"p\d+", read.pixel_selection):
+        return source_dtype
+    return "float32"
+
+
+def _search(opts: AssembleOptions, aoi: AOI, assets: tuple[str, ...]) -> Any:
+    """Run the STAC API search; optionally save the equivalent mosaicJSON."""
+    from mosaic_assembler.sources.stac_api import open_stac_search, save_mosaicjson
+    from mosaic_assembler.tilers.http import expand_env
+
+    st = opts.stac
+    assert st is not None
+    if opts.read.qa_mask is not None:
+        raise ConfigError("--mask-band with --stac is not supported yet; save the search "
+                          "(--save-mosaicjson) and run --items on the saved items file")
+    headers = {k: expand_env(v) for k, v in opts.http.headers} if opts.http else None
+    if opts.pgstac_http and opts.pgstac_http.get("headers"):
+        headers = {k: expand_env(v) for k, v in opts.pgstac_http["headers"]}
+    search: dict[str, Any] = {"bbox": list(aoi.bbox)} if aoi.is_bbox else \
+        {"geometry": json.loads(aoi.geojson)}
+    if aoi.is_bbox and aoi.bbox[0] > aoi.bbox[2]:  # across 180°: search the two parts
+        search = {"geometry": json.loads(aoi.geojson)}
+    source = open_stac_search(
+        st.url, collections=st.collections, assets=assets, datetime=st.datetime,
+        query=list(st.query) or None, filter=st.filter, max_items=st.max_items,
+        seasons=st.seasons or None, sort_by=st.sort_by, headers=headers, **search,
+    )
+    if st.save_mosaicjson:
+        save_mosaicjson(source, st.save_mosaicjson, minzoom=max(0, opts.zoom - 3),
+                        maxzoom=opts.zoom, asset=st.mosaicjson_asset)
+        logger.info("saved the search as %s", st.save_mosaicjson)
+    return source
+
+
+def _register_pgstac(opts: AssembleOptions, aoi: AOI, source: Any,
+                     assets: tuple[str, ...]) -> Any:
+    """Register the (pinned) search with titiler-pgstac; HTTP options for its tiles."""
+    from mosaic_assembler.tilers.pgstac import (
+        pgstac_http_options,
+        pgstac_search_body,
+        register_search,
+    )
+
+    st = opts.stac
+    assert st is not None and opts.pgstac is not None
+    http = dict(opts.pgstac_http or {})
+    if opts.concurrency:
+        http["concurrency"] = opts.concurrency
+    search = {"bbox": list(aoi.bbox)} if aoi.is_bbox and aoi.bbox[0] < aoi.bbox[2] else \
+        {"geometry": json.loads(aoi.geojson)}
+    body = pgstac_search_body(list(st.collections), datetime=st.datetime, sort_by=st.sort_by,
+                              ids=[i.id for i in source.items], **search)
+    from mosaic_assembler.tilers.http import expand_env
+
+    headers = tuple(http.pop("headers", ()) or ())
+    sid = register_search(opts.pgstac, body,
+                          headers={k: expand_env(v) for k, v in headers} or None)
+    return pgstac_http_options(opts.pgstac, sid, opts.read, assets, headers=headers,
+                               params=tuple(http.pop("params", ()) or ()), **http)
+
+
+def _check_methods(opts: AssembleOptions) -> AssembleOptions:
+    """Refuse combinations that cannot work, before anything is read."""
+    method = opts.read.pixel_selection
+    if opts.http is not None or opts.pgstac is not None:
+        if method not in TITILER_METHODS:
+            raise ConfigError(f"--pixel-selection {method} is computed in-process only; a "
+                              f"dynamic tiler knows {', '.join(TITILER_METHODS)}")
+        if opts.read.qa_mask is not None:
+            raise ConfigError("--mask-band works with the in-process tiler, not with --tiler")
+    if method == "latest-clear" and opts.items is None and opts.stac is None:
+        raise ConfigError("latest-clear needs STAC items (--items): it orders observations by "
+                          "item datetime")
+    return opts
 
 
 def default_concurrency() -> int:
@@ -82,7 +197,8 @@ def _hash_parts(opts: AssembleOptions, aoi: AOI, jobs: list, bands: BandInfo | N
         "aoi": aoi.geojson, "zoom": opts.zoom, "read": dataclasses.asdict(opts.read),
         "clip": opts.clip, "jobs": digest.hexdigest(), "chunk_tiles": chunk_tiles,
         "bands": dataclasses.asdict(bands) if bands else None,
-        "tiler": (opts.http.template, opts.http.params) if opts.http else None,
+        "tiler": (opts.http.template.split("/searches/")[0], opts.http.params)
+        if opts.http else None,
     }
 
 
@@ -97,14 +213,28 @@ def _run(
     target = OutputTarget(output, overwrite=opts.overwrite, directory=split)
     if not dry_run:
         target.check()
+    opts = _check_methods(opts)
     source = None
-    if opts.mosaicjson is not None or opts.items is not None:
-        source = open_source(mosaicjson=opts.mosaicjson, items=opts.items, assets=opts.assets)
+    aoi = None
     if opts.bbox is not None:
         aoi = AOI.from_bbox(*opts.bbox)
     elif opts.aoi is not None:
         aoi = load_aoi(opts.aoi)
-    else:
+    assets = opts.assets
+    if (opts.items is not None or opts.stac is not None) and not assets and opts.read.expression:
+        assets = expression_assets(opts.read.expression)
+    if opts.stac is not None:
+        assert aoi is not None  # AssembleOptions requires one with --stac
+        source = _search(opts, aoi, assets)
+    elif opts.mosaicjson is not None or opts.items is not None:
+        qa = opts.read.qa_mask
+        extra = (qa.band,) if qa is not None and qa.bidx is None and opts.items else ()
+        source = open_source(mosaicjson=opts.mosaicjson, items=opts.items, assets=assets,
+                             extra_assets=extra)
+    if (opts.items is not None or opts.stac is not None) and opts.read.expression:
+        opts = dataclasses.replace(opts, read=dataclasses.replace(
+            opts.read, expression=translate_expression(opts.read.expression, assets)))
+    if aoi is None:
         assert source is not None  # AssembleOptions requires an AOI without a source
         aoi = AOI.from_bbox(*source.bounds)
     plan = plan_tiles(aoi, opts.zoom, opts.read.tilesize, opts.max_pixels)
@@ -113,6 +243,9 @@ def _run(
         jobs = [(t, a) for t, a in jobs if a]
     else:
         jobs = [(t, ()) for t in plan.tiles]
+    if opts.pgstac is not None:
+        assert opts.stac is not None and source is not None
+        opts = dataclasses.replace(opts, http=_register_pgstac(opts, aoi, source, assets))
     tiler: Any = HttpTiler(opts.http, opts.read) if opts.http else LocalTiler(opts.read)
     chunk_tiles = opts.chunk_tiles or max(1, 4096 // plan.tilesize)
     assets_of = dict(jobs)
@@ -131,6 +264,12 @@ def _run(
         logger.warning("the AOI intersects no asset; nothing written")
         return _result(None, empty=len(plan.tiles), dry_run=dry_run, **base)
     probe = list(dict.fromkeys(a for _, assets in jobs[:50] for a in assets))[:5]
+    if opts.read.expression and not opts.http:
+        out_dtype = expression_dtype(opts.read, LocalTiler(dataclasses.replace(
+            opts.read, expression=None, pixel_selection="first")).band_info(probe).dtype)
+        opts = dataclasses.replace(opts, read=dataclasses.replace(opts.read,
+                                                                  output_dtype=out_dtype))
+        tiler = LocalTiler(opts.read)
     bands: BandInfo | None = tiler.band_info(probe)
     if bands is not None:
         opts.cog.check_bands(bands)

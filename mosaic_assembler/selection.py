@@ -1,18 +1,25 @@
 """Fast pixel-selection methods for rio-tiler mosaics, plus percentiles, geomedian and QA masks.
 
 The rio-tiler-named classes (``FirstMethod`` ... ``CountMethod``) are drop-in replacements
-for ``rio_tiler.mosaic.methods.defaults``: same ``data`` (dtype, shape, mask and every
-unmasked value, bit for bit) for the same feed sequence, but without ``numpy.ma`` stacks:
-``first/highest/lowest/lastband*`` update one buffer in place, ``mean``/``count`` keep a
-running sum, ``median`` keeps one filled plain layer per feed and sorts it with a sorting
-network, ``stdev`` keeps the fed layers (as rio-tiler does) plus a running sum.
-Stacking methods require every fed array to have the same dtype (rio-tiler would promote).
-``data`` is computed once and cached until the next ``feed``.
+for ``rio_tiler.mosaic.methods.defaults`` (they subclass ``MosaicMethodBase``, so
+``mosaic_reader(..., pixel_selection=MedianMethod())`` works unchanged). For the same
+feed sequence, ``data`` has the same dtype, shape and mask as rio-tiler's and the same
+value at every unmasked pixel (signed zeros included), numpy.ma's quirks included.
+What is different is how they get there:
+
+* ``first/highest/lowest/lastband*`` update one (data, mask) buffer in place;
+* ``mean`` and ``count`` keep running sums (same accumulator dtype and order as numpy.ma);
+* ``median`` and ``stdev`` keep the fed (data, mask) arrays (no numpy.ma stack) and
+  reduce them in cache-sized pixel chunks: a pruned sorting network for the median, a
+  sequential float64 pass for the deviations.
+
+Methods that reduce a stack need every fed array to have the same dtype (rio-tiler would
+promote; we raise ``TypeError``). ``data`` is computed once and cached until the next
+``feed`` (``mosaic_reader`` reads it twice).
 """
 
 from __future__ import annotations
 
-import ast
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -46,10 +53,11 @@ class _Method(MosaicMethodBase):
 # --------------------------------------------------------------------------- in-place pickers
 @dataclass(repr=False, eq=False)
 class _PickMethod(_Method):
-    """Keep one (data, mask) buffer and overwrite it where ``_pick`` says so.
+    """Keep one (data, mask) buffer; overwrite it where ``_pick`` is True.
 
-    The first array is kept by reference (as rio-tiler does); it is copied, with the
-    dtype ``numpy.where`` would promote to, only when a second array arrives.
+    Same rule as rio-tiler's ``numpy.ma.where(pidex, array, mosaic)``. The first array is
+    kept by reference (as rio-tiler does) and copied, with the dtype ``numpy.where`` would
+    promote to, only when a second one arrives.
     """
 
     _owned: bool = field(default=False, init=False)
@@ -70,13 +78,13 @@ class _PickMethod(_Method):
             self._owned = True
             data, mask = _split(self.mosaic)
         pidex = self._pick(data, mask, new, new_mask)
-        numpy.copyto(data, new, where=pidex)
-        numpy.copyto(mask, new_mask, where=pidex)
+        _k.select(pidex, new, data, out=data)  # branch-free copyto(where=pidex)
+        _k.select(pidex, new_mask, mask, out=mask)
 
 
 @dataclass(repr=False, eq=False)
 class FirstMethod(_PickMethod):
-    """First unmasked value; ``is_done`` once nothing is masked (early exit)."""
+    """First unmasked value; ``is_done`` once nothing is masked (mosaic_reader stops early)."""
 
     name: ClassVar[str] = "first"
     exit_when_filled: bool = field(default=True, init=False)
@@ -115,7 +123,7 @@ class _LastBandMethod(_PickMethod):
 
 @dataclass(repr=False, eq=False)
 class LastBandHighMethod(_LastBandMethod):
-    """Per band, take the new value where its last band is higher (and it is unmasked)."""
+    """Per band, take the new value where its last band is higher and it is unmasked."""
 
     name: ClassVar[str] = "lastbandhigh"
 
@@ -125,7 +133,7 @@ class LastBandHighMethod(_LastBandMethod):
 
 @dataclass(repr=False, eq=False)
 class LastBandLowMethod(_LastBandMethod):
-    """Per band, take the new value where its last band is lower (and it is unmasked)."""
+    """Per band, take the new value where its last band is lower and it is unmasked."""
 
     name: ClassVar[str] = "lastbandlow"
 
@@ -140,6 +148,12 @@ class _Reducer(_Method):
     _n: int = field(default=0, init=False)
     _cache: Any = field(default=None, init=False)
     _any_dtype: ClassVar[bool] = False
+
+    def _add(self, data: numpy.ndarray, mask: numpy.ndarray) -> None:  # pragma: no cover
+        raise NotImplementedError
+
+    def _compute(self) -> numpy.ma.MaskedArray:  # pragma: no cover
+        raise NotImplementedError
 
     def feed(self, array: numpy.ma.MaskedArray) -> None:
         """Add ``array`` to the running state."""
@@ -161,9 +175,9 @@ class _Reducer(_Method):
             self._cache = self._compute()
         return self._cache
 
-    def _cast(self, values: numpy.ndarray, masked: numpy.ndarray, enforce: bool):
-        """``MaskedArray.astype(first dtype)`` as rio-tiler does (float->int truncates)."""
-        if enforce:
+    def _cast(self, values: numpy.ndarray, masked: numpy.ndarray, enforce: bool = True):
+        """``MaskedArray.astype(input dtype)`` as rio-tiler does (float -> int truncates)."""
+        if enforce and values.dtype != self._dtype:
             with numpy.errstate(invalid="ignore", over="ignore"):
                 if self._dtype.kind in "biu":
                     values = numpy.where(masked, 0, values)
@@ -173,9 +187,10 @@ class _Reducer(_Method):
 
 @dataclass(repr=False, eq=False)
 class MeanMethod(_Reducer):
-    """``numpy.ma.mean`` of the stack: running sum in its accumulator dtype, same order.
+    """``numpy.ma.mean`` of the stack from a running sum (same accumulator dtype and order).
 
-    Non-finite means (unmasked NaN/inf, float32 overflow) are masked, as numpy.ma does.
+    Non-finite means (unmasked NaN/inf, float32 overflow) and sums in numpy.ma's
+    safe-divide domain (``|sum| * tiny >= count``) are masked, as numpy.ma does.
     """
 
     name: ClassVar[str] = "mean"
@@ -183,9 +198,8 @@ class MeanMethod(_Reducer):
     _sum: Any = field(default=None, init=False)
 
     def _add(self, data, mask):
-        if self._sum is None:
-            self._sum = _k.RunningSum(data.dtype)
-        self._sum.add(data, ~mask)
+        self._sum = self._sum or _k.RunningSum(data.dtype)
+        self._sum.add(data, mask)
 
     def _compute(self):
         mean, masked, _ = _k.ma_mean(self._sum)
@@ -194,11 +208,11 @@ class MeanMethod(_Reducer):
 
 @dataclass(repr=False, eq=False)
 class StdevMethod(_Reducer):
-    """``numpy.ma.std`` of the stack (float64 output, two-pass, numpy.ma's quirks).
+    """``numpy.ma.std`` of the stack: float64, two passes, numpy.ma's quirks included.
 
-    Where the mean is masked (non-finite) the deviations are all masked and the result is
-    an unmasked 0; a non-finite variance is masked; a variance hit by numpy.ma's safe-divide
-    domain keeps the undivided sum of squares.
+    Where the mean is masked (non-finite) every deviation is masked and the result is an
+    unmasked 0; a non-finite variance is masked; a variance in the safe-divide domain keeps
+    the undivided sum of squares (numpy.ma puts the numerator back, then drops that mask).
     """
 
     name: ClassVar[str] = "stdev"
@@ -206,15 +220,16 @@ class StdevMethod(_Reducer):
     _layers: list = field(default_factory=list, init=False)
 
     def _add(self, data, mask):
-        if self._sum is None:
-            self._sum = _k.RunningSum(data.dtype)
-        self._sum.add(data, ~mask)
+        self._sum = self._sum or _k.RunningSum(data.dtype)
+        self._sum.add(data, mask)
         self._layers.append((data, mask))
 
     def _compute(self):
+        if self._dtype == numpy.float16:  # numpy.ma works in float16 there: defer to it
+            datas, masks = zip(*self._layers, strict=True)
+            return numpy.ma.std(numpy.ma.MaskedArray(numpy.stack(datas), numpy.stack(masks)), 0)
         mean, skip, cnt = _k.ma_mean(self._sum)
-        datas, masks = zip(*self._layers)
-        var, _ = _k.ma_divide(_k.sum_sq_dev(list(datas), list(masks), mean, skip), cnt)
+        var, _ = _k.ma_divide(_k.sum_sq_dev(self._layers, mean, skip), cnt)
         with numpy.errstate(invalid="ignore"):
             std = numpy.sqrt(var)
             masked = (cnt == 0) | ~numpy.isfinite(std) | (var < 0)
@@ -230,8 +245,11 @@ class CountMethod(_Reducer):
     _counts: Any = field(default=None, init=False)
 
     def _add(self, data, mask):
-        valid = ~(mask[0] if mask.ndim > 2 else mask)
-        self._counts = valid.astype(numpy.int64) if self._counts is None else self._counts + valid
+        first = mask[0] if mask.ndim > 2 else mask
+        if self._counts is None:
+            self._counts = numpy.zeros(first.shape, numpy.int64)
+        numpy.subtract(self._counts, first, out=self._counts)
+        self._counts += 1
 
     def _compute(self):
         data = self._counts.astype(numpy.uint8 if self._n < 256 else numpy.intp)
@@ -240,46 +258,38 @@ class CountMethod(_Reducer):
 
 @dataclass(repr=False, eq=False)
 class _OrderStatMethod(_Reducer):
-    """Keep each feed as one plain layer with masked values replaced by a sentinel.
+    """Keep the fed (data, mask) layers; sort them per pixel, chunk by chunk, in ``data``."""
 
-    The sentinel (dtype max / +inf when ``_high``, else min / -inf) sorts after (before)
-    every valid value, so after sorting the valid values of a pixel occupy the first
-    (last) ``count`` positions.
-    """
-
-    _high: ClassVar[bool] = True
+    _mode: ClassVar[str] = "alternate"
     _nan_is_value: ClassVar[bool] = False
-    _stack: list = field(default_factory=list, init=False)
-    _cnt: Any = field(default=None, init=False)
-    _nan: Any = field(default=None, init=False)
+    _layers: list = field(default_factory=list, init=False)
 
     def _add(self, data, mask):
-        kind = data.dtype.kind
-        if kind not in "iuf":
+        if data.dtype.kind not in "iuf":
             raise TypeError(f"{type(self).__name__}: unsupported dtype {data.dtype}")
-        if kind == "f":
-            fill, nan = (numpy.inf if self._high else -numpy.inf), numpy.isnan(data)
-            bad = mask | nan
-            if self._nan_is_value and (nan := nan & ~mask).any():
-                self._nan = nan if self._nan is None else self._nan | nan
-        else:
-            info = numpy.iinfo(data.dtype)
-            fill, bad = (info.max if self._high else info.min), mask
-        self._stack.append(numpy.where(bad, fill, data))
-        if self._cnt is None:
-            self._cnt = numpy.zeros(data.shape, numpy.uint16)
-        elif self._n > 65535 and self._cnt.dtype == numpy.uint16:
-            self._cnt = self._cnt.astype(numpy.int32)
-        self._cnt += ~bad
+        self._layers.append((data, mask))
+
+    def _run(self, ranks: list[tuple[int, int]], combine, out_dtype, enforce: bool):
+        """Reduce with ``combine(a, b, n_valid)`` of the values at ``ranks[n - 1]``."""
+        out, masked = _k.reduce_order_stats(
+            self._layers, self._mode, ranks, combine, out_dtype, self._nan_is_value,
+        )
+        # numpy.ma.median leaves 0 under a pixel with no valid value; a band masked there can
+        # still show in an output whose mask is per pixel, so match it
+        out[masked] = 0
+        return self._cast(out, masked, enforce)
 
 
 @dataclass(repr=False, eq=False)
 class MedianMethod(_OrderStatMethod):
     """``numpy.ma.median`` of the stack.
 
-    Floats: ``(lo + hi) / 2`` in the input float dtype (so an odd count can overflow to inf,
-    exactly like numpy.ma), NaN if any unmasked NaN. Integers: float64 mean of the two
-    middle values, cast back by truncation.
+    Floats: ``((0.0 + lo) + hi) / 2`` in the input float dtype (an odd count of values
+    above max/2 overflows to inf, as in numpy.ma), NaN wherever an unmasked NaN is present
+    (it propagates through the network's min/max).
+    Integers: the float64 mean of the two middle values cast back by truncation, computed
+    in exact integer arithmetic up to 32 bits. Masked values get alternating low/high
+    sentinels so the two middle ranks sit at fixed sorted positions (no gather).
     """
 
     name: ClassVar[str] = "median"
@@ -287,29 +297,20 @@ class MedianMethod(_OrderStatMethod):
     enforce_data_type: bool = True
 
     def _compute(self):
-        n = numpy.arange(len(self._stack) + 1)
-        lo, hi = numpy.maximum(n - 1, 0) // 2, n // 2
-        a, b = _k.order_stats(self._stack, self._cnt, lo, hi)
-        masked = self._cnt == 0
-        if self._dtype.kind == "f":
-            res = (a + b) / 2.0
-            if self._nan is not None:
-                res[self._nan] = numpy.nan
-                masked &= ~self._nan
-        else:
-            res = (a.astype("f8") + b.astype("f8")) / 2.0
-        return self._cast(res, masked, self.enforce_data_type)
+        ranks = [((n - 1) // 2, n // 2) for n in range(1, len(self._layers) + 1)]
+        combine, out_dtype = _k.median_combiner(self._dtype, self.enforce_data_type)
+        return self._run(ranks, combine, out_dtype, self.enforce_data_type)
 
 
 @dataclass(repr=False, eq=False)
 class PercentileMethod(_OrderStatMethod):
-    """``percentile``-th percentile over unmasked, non-NaN observations.
+    """``percentile``-th percentile (1..99) over unmasked, non-NaN observations.
 
-    Equal to ``numpy.nanpercentile(stack_as_float64_with_masked_as_nan, percentile, axis=0,
-    method="linear")``: virtual index ``(n - 1) * q`` with ``q = percentile / 100``, linear
-    interpolation between its floor and floor + 1 neighbours with numpy's ``_lerp``
-    (``a + (b - a) * t``, or ``b - (b - a) * (1 - t)`` when ``t >= 0.5``), in float64, so
-    ``inf`` neighbours give numpy's NaN. The result is cast back to the input dtype with
+    Equals ``numpy.nanpercentile(stack_as_float64_with_masked_as_nan, percentile, axis=0,
+    method="linear")``: virtual index ``(n - 1) * q`` with ``q = percentile / 100`` and
+    linear interpolation between its floor and floor + 1 neighbours with numpy's ``_lerp``
+    (``a + (b - a) * t``, or ``b - (b - a) * (1 - t)`` when ``t >= 0.5``) in float64, so
+    ``inf`` neighbours give numpy's NaN (left unmasked). Cast back to the input dtype with
     ``astype`` (integers truncate) unless ``enforce_data_type`` is False. Masked where a
     pixel has no valid observation.
     """
@@ -320,45 +321,37 @@ class PercentileMethod(_OrderStatMethod):
     def __post_init__(self):
         if isinstance(self.percentile, bool) or self.percentile not in range(1, 100):
             raise ValueError(f"percentile must be an integer in 1..99, got {self.percentile!r}")
-        self._high = self.percentile <= 50  # valid values at the low end of the sort
+        pct = self.percentile
+        self._mode = "high" if pct < 30 else "low" if pct > 70 else "alternate"
 
     def __repr__(self) -> str:
         return f"<Mosaic: PercentileMethod p{self.percentile}>"
 
     def _compute(self):
-        big = len(self._stack)
-        q = numpy.float64(self.percentile) / 100  # == numpy.true_divide(percentile, 100)
-        pos = numpy.zeros((2, big + 1), numpy.intp)
-        gamma = numpy.zeros(big + 1)
-        for n in range(1, big + 1):
-            virtual = (n - 1) * q
-            if virtual >= n - 1:  # numpy uses index -1 for both and gamma = virtual + 1
-                prev = nxt = n - 1
-                gamma[n] = virtual - (-1)
-            else:
-                prev = int(numpy.floor(virtual))
-                nxt, gamma[n] = prev + 1, virtual - prev
-            pos[:, n] = (prev, nxt) if self._high else (big - n + prev, big - n + nxt)
-        pos[:, 0] = pos[:, 1]
-        a, b = _k.order_stats(self._stack, self._cnt, pos[0], pos[1])
-        res = _k.lerp(a.astype("f8"), b.astype("f8"), gamma[self._cnt])
-        return self._cast(res, self._cnt == 0, self.enforce_data_type)
+        ranks, gamma = _k.linear_ranks(len(self._layers), self.percentile)
+        return self._run(
+            ranks, lambda a, b, n: _k.lerp(a.astype("f8"), b.astype("f8"), gamma[n]), "f8",
+            self.enforce_data_type,
+        )
 
 
 @dataclass(repr=False, eq=False)
 class GeomedianMethod(_Reducer):
-    """Multi-band geometric median per pixel (Vardi-Zhang modified Weiszfeld, float64).
+    """Multi-band geometric median per pixel, in float64.
 
-    An observation counts only where all its bands are unmasked and finite. Starts from the
-    mean of the valid observations and stops a pixel once a step is shorter than
-    ``rtol`` x (largest distance of an observation from that mean), or after ``max_iter``
-    iterations. Floats are cast with ``astype``; integers are rounded to nearest (half to
-    even) and clipped to the dtype range. Masked (all bands) where no observation is valid.
+    An observation counts where all its bands are unmasked and finite. Vardi-Zhang
+    modified Weiszfeld iterations from the mean of the valid observations, with Newton
+    steps (kept only where they lower the objective) and an exact optimality test of the
+    nearest observation to finish medians that sit on or next to an observation. A pixel
+    stops when a step is shorter than ``rtol`` x (largest distance of an observation from
+    that mean), or after ``max_iter`` iterations. Floats are cast with ``astype``;
+    integers are rounded to nearest (half to even) and clipped to the dtype range. Masked
+    (all bands) where no observation is valid.
     """
 
     name: ClassVar[str] = "geomedian"
     rtol: float = 1e-7
-    max_iter: int = 500
+    max_iter: int = 1000
     _layers: list = field(default_factory=list, init=False)
 
     def _add(self, data, mask):
@@ -370,54 +363,46 @@ class GeomedianMethod(_Reducer):
         self._layers.append((data, valid))
 
     def _compute(self):
-        bands, shape = self._layers[0][0].shape[0], self._layers[0][1].shape
-        datas = [d.reshape(bands, -1) for d, _ in self._layers]
-        valids = numpy.stack([v.reshape(-1) for _, v in self._layers])
-        n_valid = valids.sum(0)
-        out = numpy.zeros((bands, n_valid.size))
-        step = max(1, _k.CHUNK // (2 * len(datas)))
-        for s in range(0, n_valid.size, step):
-            idx = s + numpy.flatnonzero(n_valid[s : s + step])
-            if idx.size:
-                x = numpy.stack([d[:, idx] for d in datas]).astype("f8")
-                out[:, idx] = _k.weiszfeld(x, valids[:, idx], self.rtol, self.max_iter)
+        shape = self._layers[0][0].shape
+        out, n_valid = _k.geomedian(self._layers, self.rtol, self.max_iter)
         if self._dtype.kind in "iu":
             info = numpy.iinfo(self._dtype)
             out = numpy.clip(numpy.rint(out), info.min, info.max)
-        masked = numpy.broadcast_to(n_valid.reshape(shape) == 0, (bands, *shape)).copy()
-        return self._cast(out.reshape(bands, *shape), masked, True)
+        masked = numpy.broadcast_to(n_valid.reshape(shape[1:]) == 0, shape).copy()
+        return self._cast(out.reshape(shape), masked)
 
 
 _CLASSES: tuple[type[_Method], ...] = (
     FirstMethod, HighestMethod, LowestMethod, MeanMethod, MedianMethod, StdevMethod,
     CountMethod, LastBandHighMethod, LastBandLowMethod, GeomedianMethod,
 )
-#: Method name -> class (rio-tiler's ``PixelSelectionMethod`` names plus ``geomedian``).
+#: Method name -> class: rio-tiler's ``PixelSelectionMethod`` names plus ``geomedian``.
 METHODS: dict[str, type[MosaicMethodBase]] = {cls.name: cls for cls in _CLASSES}
 
 
 def make_method(name: str) -> MosaicMethodBase:
-    """Instantiate a method by name: a ``METHODS`` key or ``p1`` ... ``p99``.
+    """Instantiate a method by name: a ``METHODS`` key or ``p1`` ... ``p99`` (percentile).
 
     Raises:
         ValueError: unknown name (the message lists the valid ones).
+
     """
     key = name.strip().lower()
     if key in METHODS:
         return METHODS[key]()
     if match := re.fullmatch(r"p([1-9][0-9]?)", key):
-        return PercentileMethod(int(match.group(1)))
+        return PercentileMethod(percentile=int(match.group(1)))
     raise ValueError(f"unknown pixel selection {name!r}; valid: {', '.join(METHODS)}, p1..p99")
 
 
 # --------------------------------------------------------------------------- QA decoding
-#: Landsat Collection 2 ``QA_PIXEL`` flag bits usable for exclusion (clear=6 is never one).
+#: Landsat Collection 2 ``QA_PIXEL`` flag bits usable for exclusion (clear, bit 6, is not).
 LANDSAT_QA_BITS: dict[str, int] = {
     "fill": 0, "dilated_cloud": 1, "cirrus": 2, "cloud": 3, "cloud_shadow": 4, "snow": 5,
     "water": 7,
 }
 LANDSAT_C2_DEFAULT = ("fill", "dilated_cloud", "cirrus", "cloud", "cloud_shadow", "snow")
-#: Sentinel-2 L2A scene classification (SCL) classes.
+#: Sentinel-2 L2A scene classification (SCL) classes (``topographic_shadow`` = ``dark_area``).
 S2_SCL_CLASSES: dict[str, int] = {
     "no_data": 0, "saturated": 1, "dark_area": 2, "topographic_shadow": 2, "cloud_shadow": 3,
     "vegetation": 4, "not_vegetated": 5, "water": 6, "unclassified": 7, "cloud_medium": 8,
@@ -428,105 +413,52 @@ S2_SCL_DEFAULT = (
 )
 
 
-def _lookup(names: Iterable[str], table: Mapping[str, int], what: str) -> list[int]:
-    names = [names] if isinstance(names, str) else list(names)
-    unknown = [n for n in names if n not in table]
-    if unknown:
-        raise ValueError(f"unknown {what} name(s) {unknown}; valid: {', '.join(table)}")
-    return [table[n] for n in names]
-
-
-def _int_array(values: Any, what: str) -> numpy.ndarray:
-    arr = numpy.asarray(numpy.ma.getdata(values))
-    if arr.dtype.kind not in "iu":
-        raise TypeError(f"{what} must be an integer array, got {arr.dtype}")
-    return arr
-
-
 def landsat_qa_mask(qa: numpy.ndarray, names: Iterable[str] = LANDSAT_C2_DEFAULT) -> numpy.ndarray:
     """Decode a Landsat C2 ``QA_PIXEL`` band: True where the observation must be excluded.
 
     Args:
         qa: integer QA_PIXEL values.
-        names: flags to exclude, keys of ``LANDSAT_QA_BITS``.
+        names: flags that exclude an observation (keys of ``LANDSAT_QA_BITS``).
 
     Raises:
-        ValueError: unknown flag name.
+        ValueError: unknown flag name (the message lists the valid ones).
+        TypeError: non-integer ``qa``.
+
     """
-    bits = sum({1 << b for b in _lookup(names, LANDSAT_QA_BITS, "Landsat QA_PIXEL flag")})
-    return (_int_array(qa, "qa") & bits) != 0
+    bits = sum({1 << b for b in _k.lookup(names, LANDSAT_QA_BITS, "Landsat QA_PIXEL flag")})
+    return (_k.int_array(qa, "qa") & bits) != 0
 
 
 def s2_scl_mask(scl: numpy.ndarray, names: Iterable[str] = S2_SCL_DEFAULT) -> numpy.ndarray:
     """Decode a Sentinel-2 L2A ``SCL`` band: True where the class is one of ``names``.
 
     Raises:
-        ValueError: unknown class name.
+        ValueError: unknown class name (the message lists the valid ones).
+        TypeError: non-integer ``scl``.
+
     """
-    codes = sorted(set(_lookup(names, S2_SCL_CLASSES, "Sentinel-2 SCL class")))
-    return numpy.isin(_int_array(scl, "scl"), codes)
-
-
-_BINOPS = {
-    ast.BitAnd: numpy.bitwise_and, ast.BitOr: numpy.bitwise_or,
-    ast.LShift: numpy.left_shift, ast.RShift: numpy.right_shift,
-}
-_CMPS = {
-    ast.Lt: numpy.less, ast.LtE: numpy.less_equal, ast.Gt: numpy.greater,
-    ast.GtE: numpy.greater_equal, ast.Eq: numpy.equal, ast.NotEq: numpy.not_equal,
-}
+    codes = sorted(set(_k.lookup(names, S2_SCL_CLASSES, "Sentinel-2 SCL class")))
+    return numpy.isin(_k.int_array(scl, "scl"), codes)
 
 
 def expression_mask(arrays: Mapping[str, numpy.ndarray], expression: str) -> numpy.ndarray:
     """Evaluate a restricted boolean expression (True = exclude) over named arrays.
 
-    Python syntax and precedence (``&`` binds tighter than comparisons); allowed: names of
-    ``arrays``, int/float literals (``0b``/``0x`` included, unary ``-``), ``& | ~ << >>``,
-    comparisons (chained ones too), ``and``/``or``/``not`` as element-wise logical ops.
-    Integer arrays are widened to int64 first; a non-boolean result means "non-zero".
+    Python syntax and precedence (``&`` binds tighter than comparisons, so
+    ``qa & 0b11000 > 0`` means ``(qa & 24) > 0``). Allowed: names from ``arrays``,
+    int/float literals (``0b``/``0x`` included, unary ``-``), ``& | ~ << >>``, comparisons
+    (chained too) and ``and``/``or``/``not`` as element-wise logical operators. Integer
+    arrays are widened to int64 first; a non-boolean result means "non-zero". Evaluated
+    with numpy on the parsed AST (numexpr lacks ``0b`` literals and integer ``&``).
 
     Raises:
         ValueError: syntax error, unknown name or any other construct.
+
     """
-    try:
-        tree = ast.parse(expression, mode="eval")
-    except SyntaxError as exc:
-        raise ValueError(f"invalid expression {expression!r}: {exc.msg}") from None
     env = {}
     for key, value in arrays.items():
         arr = numpy.asarray(numpy.ma.getdata(value))
         env[key] = arr.astype(numpy.int64) if arr.dtype.kind in "iu" and arr.itemsize < 8 else arr
-
-    def ev(node: ast.AST) -> Any:
-        if isinstance(node, ast.Name) and node.id in env:
-            return env[node.id]
-        if isinstance(node, ast.Name):
-            raise ValueError(f"unknown name {node.id!r}; available: {', '.join(env)}")
-        if isinstance(node, ast.Constant) and type(node.value) in (int, float, bool):
-            return node.value
-        if isinstance(node, ast.UnaryOp):
-            if isinstance(node.op, ast.USub) and isinstance(node.operand, ast.Constant):
-                return -ev(node.operand)
-            ops = {ast.Invert: numpy.invert, ast.Not: numpy.logical_not}
-            if type(node.op) in ops:
-                return ops[type(node.op)](ev(node.operand))
-        if isinstance(node, ast.BinOp) and type(node.op) in _BINOPS:
-            return _BINOPS[type(node.op)](ev(node.left), ev(node.right))
-        if isinstance(node, ast.BoolOp):
-            func = numpy.logical_and if isinstance(node.op, ast.And) else numpy.logical_or
-            return func.reduce([ev(v) for v in node.values])
-        if isinstance(node, ast.Compare) and all(type(o) in _CMPS for o in node.ops):
-            left, out = ev(node.left), True
-            for op, comp in zip(node.ops, node.comparators):
-                right = ev(comp)
-                out = numpy.logical_and(out, _CMPS[type(op)](left, right))
-                left = right
-            return out
-        raise ValueError(f"unsupported syntax in expression: {ast.dump(node)[:60]}")
-
-    try:
-        result = numpy.asarray(ev(tree.body))
-    except TypeError as exc:
-        raise ValueError(f"cannot evaluate {expression!r}: {exc}") from None
-    shape = numpy.broadcast_shapes(*(a.shape for a in env.values()))
+    result = numpy.asarray(_k.eval_restricted(expression, env))
+    shape = numpy.broadcast_shapes(result.shape, *(a.shape for a in env.values()))
     return numpy.broadcast_to(result if result.dtype == bool else result != 0, shape).copy()

@@ -80,7 +80,7 @@ def test_aoi_from_stdin(scenes, tmp_path):
     (["--bbox", "nan", "40", "11", "49", "--zoom", "9"], "finite"),
     (["--bbox", "5", "45", "6", "46", "--zoom", "25"], "zoom must be an integer between 0 and 24"),
     (["--bbox", "5", "45", "6", "46", "--zoom", "9", "--pixel-selection", "mode"],
-     "'mode' is not one of 'first'"),
+     "unknown pixel selection 'mode'; valid: first"),
     (["--bbox", "5", "45", "6", "46", "--zoom", "9", "--max-pixels", "100"], "lower zoom"),
     (["--bbox", "10", "10", "10.5", "10.5", "--zoom", "9"], "intersects no asset"),
     (["--bbox", "5", "45", "6", "46", "--zoom", "9", "--aoi", "x.geojson"], "not both"),

@@ -44,6 +44,7 @@ def open_source(
     mosaicjson: str | Path | None = None,
     items: str | Path | None = None,
     assets: tuple[str, ...] = (),
+    extra_assets: tuple[str, ...] = (),
 ) -> MosaicJSONSource | StacItemsSource:
     """Open exactly one of a mosaicJSON file or a STAC items file.
 
@@ -57,4 +58,4 @@ def open_source(
             raise SourceError("--assets applies to STAC items (--items), not to a mosaicJSON")
         return open_mosaicjson(mosaicjson)
     assert items is not None
-    return open_stac_items(items, assets)
+    return open_stac_items(items, assets, extra_assets)

@@ -42,6 +42,7 @@ without the STAC API (see its docstring for the layout).
 from __future__ import annotations
 
 import datetime as _dt
+import itertools
 import json
 import logging
 import re
@@ -66,6 +67,7 @@ __all__ = [
     "open_stac_search",
     "parse_query",
     "parse_sort_by",
+    "save_items",
     "save_mosaicjson",
 ]
 
@@ -95,6 +97,7 @@ def parse_query(query: Sequence[str] | Mapping[str, Any] | str | None) -> dict[s
 
     Raises:
         ConfigError: a condition cannot be parsed.
+
     """
     if query is None:
         return None
@@ -184,7 +187,11 @@ def _validate_datetime(value: str | None) -> str | None:
 
     try:
         # pystac-client's own parser (no request is sent); returns the RFC 3339 interval
-        return ItemSearch("http://127.0.0.1/search", datetime=value).get_parameters()["datetime"]
+        out = ItemSearch("http://127.0.0.1/search", datetime=value).get_parameters()["datetime"]
+        start, _, end = str(out).partition("/")
+        if start not in ("", "..") and end not in ("", "..") and start > end:
+            raise ValueError("the interval ends before it begins")
+        return out
     except Exception as e:
         msg = " ".join(str(e).split())
         raise ConfigError(
@@ -243,7 +250,7 @@ def _item_datetime(props: Mapping[str, Any]) -> _dt.datetime | None:
     except ValueError:
         return None
     if d.tzinfo is not None:
-        d = d.astimezone(_dt.timezone.utc)
+        d = d.astimezone(_dt.UTC)
     return d
 
 
@@ -312,6 +319,7 @@ def items_to_source(
 
     Raises:
         SourceError: no items, no `assets`, a key no item has, or no usable item.
+
     """
     assets = tuple(assets)
     if not features:
@@ -396,15 +404,28 @@ def _client_sort(features: list[dict[str, Any]], sortby: list[dict[str, str]]) -
 
 
 def _api_message(text: str) -> str:
-    try:
-        doc = json.loads(text)
-    except ValueError:
-        doc = None
+    """The useful part of an API error body, on one line."""
+
+    def parse(t: Any) -> Any:
+        if isinstance(t, str):
+            try:
+                return json.loads(t)
+            except ValueError:
+                return t
+        return t
+
+    doc = parse(text)
     if isinstance(doc, Mapping):
         for k in ("description", "detail", "message", "error"):
             if doc.get(k):
-                text = doc[k] if isinstance(doc[k], str) else json.dumps(doc[k])
+                doc = parse(doc[k])
                 break
+    if isinstance(doc, list):  # FastAPI/pydantic validation errors
+        doc = "; ".join(
+            f"{'.'.join(str(p) for p in d.get('loc', []) if p != 'body')}: {d.get('msg', d)}"
+            if isinstance(d, Mapping) else str(d) for d in doc
+        )
+    text = doc if isinstance(doc, str) else json.dumps(doc)
     text = " ".join(str(text).split())
     return text[:300] + ("…" if len(text) > 300 else "")
 
@@ -413,16 +434,12 @@ def _api_error(e: Exception, url: str, retries: int, what: str) -> Exception:
     status = getattr(e, "status_code", None)
     if status is None:
         msg = str(e)
-        for needle, reason in (("Connection refused", "connection refused"),
-                               ("timed out", "timed out"), ("Read timed out", "timed out"),
-                               ("Name or service not known", "unknown host"),
-                               ("nodename nor servname", "unknown host"),
-                               ("Connection reset", "connection reset"),
-                               ("RemoteDisconnected", "connection closed by the server")):
-            if needle in msg:
-                break
-        else:
-            reason = _api_message(msg)[:200]
+        reasons = (("Connection refused", "connection refused"), ("timed out", "timed out"),
+                   ("Name or service not known", "unknown host"),
+                   ("nodename nor servname", "unknown host"),
+                   ("Connection reset", "connection reset"),
+                   ("RemoteDisconnected", "connection closed by the server"))
+        reason = next((r for needle, r in reasons if needle in msg), _api_message(msg)[:200])
         return SourceError(
             f"cannot reach the STAC API at {url} ({what}): {reason} (after {retries} retries)"
         )
@@ -514,6 +531,7 @@ def open_stac_search(
     Raises:
         ConfigError: bad parameters (see module doc).
         SourceError: unreachable API, API errors, no item matched, no usable item.
+
     """
     if isinstance(collections, str):
         collections = [c for c in collections.split(",") if c.strip()]
@@ -557,7 +575,7 @@ def open_stac_search(
             raise SourceError(f"cannot read collection {c!r} from {url}: {e}") from e
         if found is None:
             try:
-                names = [col.id for _, col in zip(range(21), client.get_collections())]
+                names = [col.id for col in itertools.islice(client.get_collections(), 21)]
             except Exception:
                 names = []
             avail = (", ".join(names[:20]) + (" …" if len(names) > 20 else "")) or "none"
@@ -627,7 +645,17 @@ def open_stac_search(
             f"acquired in {'/'.join(season_names or ())} of its hemisphere"
         )
     if sortby is not None:
+        server_order = [k.get("id") for k in kept]
         _client_sort(kept, sortby)
+        if send_sort is not None and server_order != [k.get("id") for k in kept]:
+            logger.warning(
+                "the STAC API at %s returned the items in another order than --sort-by %s "
+                "(pgstac sorts a property that has no numeric queryable definition as text): "
+                "using the client-side order%s; a titiler-pgstac search sorted the same way "
+                "would use the API's order", url, sort_by,
+                ", but --max-items took the API's first items" if early_stop and
+                usable >= (max_items or 0) else "",
+            )
     logger.info("STAC search on %s: %d matched, %d kept (%d out of season)", url, matched,
                 len(kept), out_of_season)
     origin = f"STAC search {url} collections={','.join(collections)}"
@@ -647,6 +675,21 @@ def _safe_name(item_id: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]", "_", item_id) or "_"
 
 
+def save_items(source: StacItemsSource, path: str | Path) -> Path:
+    """Write a source's pinned items as an ItemCollection (selection order, absolute hrefs).
+
+    `open_stac_items(path, assets)` on it gives back the same items in the same order: use it
+    to pin a search in a run directory, so that a resumed run does not search again.
+    """
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp")
+    tmp.write_text(json.dumps({"type": "FeatureCollection",
+                               "features": [i.item for i in source.items]}))
+    tmp.replace(out)
+    return out
+
+
 def save_mosaicjson(
     source: StacItemsSource,
     path: str | Path,
@@ -663,7 +706,8 @@ def save_mosaicjson(
       multi-band COG (or when one band is enough): `--mosaicjson PATH` and TiTiler's
       `/mosaicjson` endpoint read it directly.
     * `asset=None`: each item's reduced STAC JSON (only the selected assets, absolute hrefs)
-      is written to `items/<id>.json` next to the mosaicJSON, and each entry is that file's
+      is written to `items/<id>.json` next to the mosaicJSON (`items/<collection>__<id>.json`
+      when ids repeat across collections), and each entry is that file's
       path relative to the mosaicJSON (a STAC-aware mosaic reader, e.g. cogeo-mosaic's
       `MosaicBackend(path, reader=rio_tiler.io.STACReader)` with `assets=[…]`, reads it).
 
@@ -678,6 +722,7 @@ def save_mosaicjson(
 
     Raises:
         SourceError: `asset` is not one of the source's selected assets.
+
     """
     from cogeo_mosaic.mosaic import MosaicJSON
 
@@ -687,11 +732,10 @@ def save_mosaicjson(
         raise SourceError(f"asset {asset!r} is not among the selected assets "
                           f"{', '.join(source.items[0].assets)}")
     features = []
-    collection_feats = []
     item_dir = out.parent / "items"
-    for it, fp in zip(source.items, source.footprints):
+    dup = len({i.id for i in source.items}) < len(source.items)  # same id, other collections
+    for it, fp in zip(source.items, source.footprints, strict=True):
         item = it.item
-        collection_feats.append(item)
         geom = shape(json.loads(fp))
         if geom.geom_type != "Polygon":
             geom = box(*geom.bounds)
@@ -699,7 +743,8 @@ def save_mosaicjson(
             entry = item["assets"][asset]["href"]
         else:
             item_dir.mkdir(exist_ok=True)
-            name = f"{_safe_name(it.id)}.json"
+            key = f"{item.get('collection', '')}__{it.id}" if dup else it.id
+            name = f"{_safe_name(key)}.json"
             (item_dir / name).write_text(json.dumps(item))
             entry = f"items/{name}"
         features.append({"type": "Feature", "geometry": mapping(geom),
@@ -708,7 +753,5 @@ def save_mosaicjson(
                                       quadkey_zoom=quadkey_zoom, quiet=True)
     out.write_text(mosaic.model_dump_json(exclude_none=True))
     stem = out.name[: -len(out.suffix)] if out.suffix else out.name
-    (out.parent / f"{stem}.items.json").write_text(
-        json.dumps({"type": "FeatureCollection", "features": collection_feats})
-    )
+    save_items(source, out.parent / f"{stem}.items.json")
     return out

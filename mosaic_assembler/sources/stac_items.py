@@ -78,12 +78,15 @@ def _union_bounds(footprints: tuple[str, ...]) -> tuple[float, float, float, flo
             max(b[3] for b in bs))
 
 
-def open_stac_items(path: str | Path, assets: tuple[str, ...]) -> StacItemsSource:
+def open_stac_items(
+    path: str | Path, assets: tuple[str, ...], extra_assets: tuple[str, ...] = ()
+) -> StacItemsSource:
     """Load a STAC ItemCollection (or FeatureCollection of items, or a single item).
 
     Args:
         path: local JSON file; relative asset hrefs resolve against its directory.
         assets: asset keys to read, in band order (e.g. ("red", "green", "blue")).
+        extra_assets: other keys each item must have and keep (e.g. a QA band).
 
     Raises:
         SourceError: unreadable file, no items, no `assets` given, or an asset key that no
@@ -105,7 +108,7 @@ def open_stac_items(path: str | Path, assets: tuple[str, ...]) -> StacItemsSourc
         raise SourceError(
             f"--assets is required with --items; the items have: {', '.join(available)}"
         )
-    missing = [a for a in assets if a not in available]
+    missing = [a for a in (*assets, *extra_assets) if a not in available]
     if missing:
         raise SourceError(
             f"asset key(s) {', '.join(missing)} not found in any item of {str(path)!r}; "
@@ -118,7 +121,7 @@ def open_stac_items(path: str | Path, assets: tuple[str, ...]) -> StacItemsSourc
     for n, feat in enumerate(features):
         item_id = str(feat.get("id", f"#{n}"))
         item_assets = feat.get("assets") or {}
-        if any(a not in item_assets for a in assets):
+        if any(a not in item_assets for a in (*assets, *extra_assets)):
             skipped.append(item_id)
             continue
         geom = feat.get("geometry")
@@ -134,7 +137,7 @@ def open_stac_items(path: str | Path, assets: tuple[str, ...]) -> StacItemsSourc
         reduced = dict(feat)
         reduced["assets"] = {
             a: {**item_assets[a], "href": resolve_href(item_assets[a]["href"], base)}
-            for a in assets
+            for a in dict.fromkeys((*assets, *extra_assets))
         }
         reduced["links"] = []
         props = feat.get("properties") or {}

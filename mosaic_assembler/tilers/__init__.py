@@ -8,13 +8,20 @@ from __future__ import annotations
 
 from typing import Protocol, Sequence
 
-from mosaic_assembler.tilers._base import PIXEL_SELECTION_METHODS, BandInfo, ReadOptions, TileData
+from mosaic_assembler.tilers._base import (
+    PIXEL_SELECTION_METHODS,
+    BandInfo,
+    QAMask,
+    ReadOptions,
+    TileData,
+)
 from mosaic_assembler.tilers.local import LocalTiler
 
 __all__ = [
     "PIXEL_SELECTION_METHODS",
     "BandInfo",
     "LocalTiler",
+    "QAMask",
     "ReadOptions",
     "TileData",
     "TileSource",

@@ -19,7 +19,7 @@ from rio_tiler.mosaic import mosaic_reader
 
 from mosaic_assembler.errors import SourceError, TileReadError
 from mosaic_assembler.sources import ItemAssets
-from mosaic_assembler.tilers._base import PIXEL_SELECTION_METHODS, BandInfo, ReadOptions, TileData
+from mosaic_assembler.tilers._base import BandInfo, QAMask, ReadOptions, TileData, make_method
 
 
 def _reader_kwargs(options: ReadOptions) -> dict[str, Any]:
@@ -31,15 +31,48 @@ def _reader_kwargs(options: ReadOptions) -> dict[str, Any]:
     return kwargs
 
 
-def read_asset_tile(asset: str | ItemAssets, x: int, y: int, z: int, **kwargs: Any) -> ImageData:
-    """Read one asset's part of a tile with rio-tiler (the reader given to mosaic_reader)."""
+def read_asset_tile(
+    asset: str | ItemAssets, x: int, y: int, z: int, qa_mask: QAMask | None = None,
+    **kwargs: Any,
+) -> ImageData:
+    """Read one asset's part of a tile with rio-tiler (the reader given to mosaic_reader).
+
+    With `qa_mask`, the quality band is read too (nearest resampling: it is categorical) and
+    the observations it flags are masked, so that no method sees them.
+    """
     if isinstance(asset, ItemAssets):
         with STACReader(
             None, item=asset.item, include_assets=set(asset.assets), include_asset_types=None
         ) as src:
-            return src.tile(x, y, z, assets=list(asset.assets), **kwargs)
-    with Reader(asset) as src:
-        return src.tile(x, y, z, **kwargs)
+            img = src.tile(x, y, z, assets=list(asset.assets), **kwargs)
+    else:
+        with Reader(asset) as src:
+            img = src.tile(x, y, z, **kwargs)
+    if qa_mask is not None:
+        qa = _read_qa(asset, x, y, z, qa_mask, kwargs.get("tilesize", 256))
+        mask = numpy.ma.getmaskarray(img.array) | qa_mask.exclude(qa)[numpy.newaxis]
+        img.array = numpy.ma.MaskedArray(numpy.ma.getdata(img.array), mask=mask)
+    return img
+
+
+def _read_qa(asset: str | ItemAssets, x: int, y: int, z: int, qa_mask: QAMask,
+             tilesize: int) -> numpy.ndarray:
+    if isinstance(asset, ItemAssets):
+        try:
+            href = asset.item["assets"][qa_mask.band]["href"]
+        except KeyError as e:
+            raise SourceError(f"item {asset.id!r} has no asset {qa_mask.band!r} (the "
+                              "--mask-band)") from e
+        with Reader(href) as src:
+            img = src.tile(x, y, z, tilesize=tilesize, indexes=1, resampling_method="nearest")
+    else:
+        bidx = qa_mask.bidx
+        if bidx is None:
+            raise SourceError("with a mosaicJSON, --mask-band is a band index of each COG")
+        with Reader(asset) as src:
+            img = src.tile(x, y, z, tilesize=tilesize, indexes=bidx,
+                           resampling_method="nearest")
+    return numpy.ma.getdata(img.array)[0]
 
 
 def _preview_asset(asset: str | ItemAssets, **kwargs: Any) -> ImageData:
@@ -79,7 +112,10 @@ class LocalTiler:
         if not assets:
             return None
         x, y, z = tile
-        method = PIXEL_SELECTION_METHODS[self.options.pixel_selection]()
+        opts = self.options
+        method = make_method(opts.pixel_selection)
+        if opts.pixel_selection == "latest-clear":  # newest first, then `first`
+            assets = sorted(assets, key=lambda a: getattr(a, "datetime", ""), reverse=True)
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
@@ -91,13 +127,16 @@ class LocalTiler:
                     z,
                     pixel_selection=method,
                     threads=1,
-                    tilesize=self.options.tilesize,
-                    **_reader_kwargs(self.options),
+                    tilesize=opts.tilesize,
+                    qa_mask=opts.qa_mask,
+                    **_reader_kwargs(opts),
                 )
         except EmptyMosaicError:
             return None
         except TileOutsideBounds:
             return None
+        except SourceError:
+            raise
         except AssertionError as e:
             raise TileReadError(
                 f"tile {z}/{x}/{y}: assets have different band counts ({e})", tile
@@ -112,7 +151,10 @@ class LocalTiler:
         valid = ~numpy.ma.getmaskarray(arr).all(axis=0)
         if not valid.any():
             return None
-        return TileData(numpy.ma.getdata(arr), valid)
+        data = numpy.ma.getdata(arr)
+        if opts.output_dtype and data.dtype != opts.output_dtype:
+            data = data.astype(opts.output_dtype)
+        return TileData(data, valid)
 
     def band_info(self, assets: Sequence) -> BandInfo:
         """Band count and dtype of the output, from a small preview of the first readable asset.
@@ -137,7 +179,7 @@ class LocalTiler:
         else:
             raise SourceError(errors[0] if len(errors) == 1 else
                               f"none of {len(errors)} assets could be read; first: {errors[0]}")
-        method = PIXEL_SELECTION_METHODS[self.options.pixel_selection]()
+        method = make_method(self.options.pixel_selection)
         method.width, method.height, method.count = img.width, img.height, img.count
         method.feed(img.array)
         out = method.data
@@ -153,4 +195,4 @@ class LocalTiler:
         names = tuple(img.band_descriptions or ())[: out.shape[0]]
         if self.options.pixel_selection == "count":
             names = ("count",)
-        return BandInfo(out.shape[0], str(out.dtype), names)
+        return BandInfo(out.shape[0], self.options.output_dtype or str(out.dtype), names)
