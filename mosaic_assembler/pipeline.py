@@ -28,9 +28,8 @@ from mosaic_assembler.executors import run_chunks
 from mosaic_assembler.grid import AOI, Clipper, Plan, plan_chunks, plan_tiles
 from mosaic_assembler.options import AssembleOptions, AssembleResult, Progress
 from mosaic_assembler.sources import open_source
-from mosaic_assembler.splits import write_split
 from mosaic_assembler.state import RunState, asset_token, config_hash
-from mosaic_assembler.tilers import BandInfo, LocalTiler
+from mosaic_assembler.tilers import BandInfo
 from mosaic_assembler.tilers.http import HttpTiler
 from mosaic_assembler.writer import (
     DEFAULT_CACHE_BYTES,
@@ -246,6 +245,8 @@ def _run(
     if opts.pgstac is not None:
         assert opts.stac is not None and source is not None
         opts = dataclasses.replace(opts, http=_register_pgstac(opts, aoi, source, assets))
+    if opts.http is None:
+        from mosaic_assembler.tilers.local import LocalTiler
     tiler: Any = HttpTiler(opts.http, opts.read) if opts.http else LocalTiler(opts.read)
     chunk_tiles = opts.chunk_tiles or max(1, 4096 // plan.tilesize)
     assets_of = dict(jobs)
@@ -367,6 +368,8 @@ def _run(
     with target:
         assert target.workdir is not None
         if split:
+            from mosaic_assembler.splits import write_split
+
             assert opts.split_zoom is not None
             staged = target.workdir / "out"
             outputs = write_split(plan, parts, out_bands, opts.split_zoom, staged, opts.cog,

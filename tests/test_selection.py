@@ -431,3 +431,10 @@ def test_median_data_under_all_masked_pixels_matches_rio_tiler(dtype):
         m.feed(a.copy())
         m.feed(b.copy())
     numpy.testing.assert_array_equal(numpy.ma.getdata(ours.data), numpy.ma.getdata(theirs.data))
+
+
+def test_cli_method_names_are_the_registry():
+    from mosaic_assembler.selection import METHODS
+    from mosaic_assembler.tilers import PIXEL_SELECTION_METHODS
+
+    assert PIXEL_SELECTION_METHODS == (*METHODS, "latest-clear")

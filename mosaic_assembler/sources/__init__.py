@@ -11,9 +11,29 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Protocol
 
+from typing import TYPE_CHECKING, Any
+
 from mosaic_assembler.errors import SourceError
-from mosaic_assembler.sources.mosaicjson import MosaicJSONSource, open_mosaicjson
-from mosaic_assembler.sources.stac_items import ItemAssets, StacItemsSource, open_stac_items
+
+if TYPE_CHECKING:
+    from mosaic_assembler.sources.mosaicjson import MosaicJSONSource
+    from mosaic_assembler.sources.stac_items import ItemAssets, StacItemsSource
+
+_LAZY = {
+    "MosaicJSONSource": "mosaicjson", "open_mosaicjson": "mosaicjson",
+    "ItemAssets": "stac_items", "StacItemsSource": "stac_items",
+    "open_stac_items": "stac_items",
+}
+
+
+def __getattr__(name: str) -> Any:
+    # cogeo-mosaic and shapely load when a source is opened, not at import
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(f"mosaic_assembler.sources.{_LAZY[name]}"),
+                       name)
+    raise AttributeError(name)
 
 __all__ = [
     "AssetSource",
@@ -53,6 +73,9 @@ def open_source(
     """
     if (mosaicjson is None) == (items is None):
         raise SourceError("give exactly one source: --mosaicjson FILE or --items FILE")
+    from mosaic_assembler.sources.mosaicjson import open_mosaicjson
+    from mosaic_assembler.sources.stac_items import open_stac_items
+
     if mosaicjson is not None:
         if assets:
             raise SourceError("--assets applies to STAC items (--items), not to a mosaicJSON")

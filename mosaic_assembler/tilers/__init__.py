@@ -6,7 +6,7 @@ downstream (writer, state, executors) sees only `TileSource.read_tile` and `Tile
 
 from __future__ import annotations
 
-from typing import Protocol, Sequence
+from typing import Any, Protocol, Sequence
 
 from mosaic_assembler.tilers._base import (
     PIXEL_SELECTION_METHODS,
@@ -15,7 +15,6 @@ from mosaic_assembler.tilers._base import (
     ReadOptions,
     TileData,
 )
-from mosaic_assembler.tilers.local import LocalTiler
 
 __all__ = [
     "PIXEL_SELECTION_METHODS",
@@ -26,6 +25,16 @@ __all__ = [
     "TileData",
     "TileSource",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # LocalTiler pulls in rio-tiler: imported when first used, so that the HTTP path and
+    # the CLI's start-up stay light
+    if name == "LocalTiler":
+        from mosaic_assembler.tilers.local import LocalTiler
+
+        return LocalTiler
+    raise AttributeError(name)
 
 
 class TileSource(Protocol):

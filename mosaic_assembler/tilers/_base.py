@@ -7,12 +7,16 @@ from typing import Any
 
 import numpy
 
-from mosaic_assembler import selection
 from mosaic_assembler.errors import ConfigError
 
 #: Pixel-selection methods by name: rio-tiler's (fast exact kernels), geomedian, latest-clear;
-#: `p1` … `p99` (percentiles) are accepted too. The CLI's help comes from here.
-PIXEL_SELECTION_METHODS: tuple[str, ...] = (*selection.METHODS, "latest-clear")
+#: `p1` … `p99` (percentiles) are accepted too. The CLI's help comes from here. Spelled out
+#: so that the CLI and the HTTP path need not import rio-tiler; a test checks it equals
+#: `selection.METHODS` plus latest-clear.
+PIXEL_SELECTION_METHODS: tuple[str, ...] = (
+    "first", "highest", "lowest", "mean", "median", "stdev", "count", "lastbandhigh",
+    "lastbandlow", "geomedian", "latest-clear",
+)
 PIXEL_SELECTION_HELP = ", ".join(PIXEL_SELECTION_METHODS) + ", p1..p99"
 
 
@@ -24,6 +28,8 @@ def check_pixel_selection(name: str) -> str:
     """
     if name == "latest-clear":
         return name
+    from mosaic_assembler import selection
+
     try:
         selection.make_method(name)
     except ValueError as e:
@@ -35,6 +41,8 @@ def check_pixel_selection(name: str) -> str:
 
 def make_method(name: str) -> Any:
     """A fresh method instance (latest-clear is `first` over items sorted newest first)."""
+    from mosaic_assembler import selection
+
     return selection.make_method("first" if name == "latest-clear" else name)
 
 
@@ -89,6 +97,8 @@ class QAMask:
 
     def exclude(self, qa: numpy.ndarray) -> numpy.ndarray:
         """True where the observation must be excluded."""
+        from mosaic_assembler import selection
+
         if self.kind == "landsat":
             return selection.landsat_qa_mask(qa, self.names or selection.LANDSAT_C2_DEFAULT)
         if self.kind == "scl":
