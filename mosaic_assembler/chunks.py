@@ -51,6 +51,7 @@ class RunSpec:
         bands: band count/dtype when known before reading (in-process), else None.
         concurrency: tiles read in parallel within a chunk.
         chunk_dir: directory of the chunk GeoTIFFs.
+        visual: a `visual.Visual` post-step (uint8 imagery), or None.
     """
 
     plan: Plan
@@ -59,6 +60,7 @@ class RunSpec:
     bands: BandInfo | None
     concurrency: int
     chunk_dir: str
+    visual: Any = None
 
     def chunk_path(self, key: str) -> Path:
         """Where a finished chunk lives."""
@@ -155,6 +157,8 @@ def compute_chunk(
                 if data is not None and spec.clip is not None:
                     valid = data.valid & spec.clip.inside(tile, plan.tilesize)
                     data = TileData(data.data, valid) if valid.any() else None
+                if data is not None and spec.visual is not None:
+                    data = TileData(spec.visual.apply(data.data), data.valid)
                 if data is None:
                     empty += 1
                     outcome = "empty"

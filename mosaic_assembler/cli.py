@@ -254,8 +254,15 @@ def cli() -> None:
 @click.option("--resampling", type=click.Choice(list(RESAMPLING_METHODS)), default="nearest",
               show_default=True)
 @click.option("--clip", is_flag=True, help="Mask pixels outside the AOI polygon.")
+@click.option("--rescale", multiple=True, metavar="MIN,MAX",
+              help="Visual output: map MIN..MAX to 0..255 uint8 (once for all bands, or once "
+                   "per band). Never for analysis.")
+@click.option("--color-ops", metavar="OPS",
+              help="Visual output: rio-color operations on RGB after --rescale, e.g. "
+                   "'gamma RGB 3.5, saturation 1.7, sigmoidal RGB 15 0.35'.")
 @click.option("--cog-profile", type=click.Choice(list(COG_PROFILES)), default="deflate",
-              show_default=True)
+              show_default=True, help="deflate/zstd/lzw for analytic data; webp/jpeg for uint8 "
+                                      "visual output.")
 @click.option("--co", "creation_options", multiple=True, type=KeyValueType(),
               help="COG creation option NAME=VALUE (repeatable).")
 @click.option("--config", "gdal_config", multiple=True, type=KeyValueType(),

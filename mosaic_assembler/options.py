@@ -14,6 +14,7 @@ from mosaic_assembler.executors import ExecutorOptions
 from mosaic_assembler.grid import AOI, check_zoom
 from mosaic_assembler.tilers import QAMask, ReadOptions
 from mosaic_assembler.tilers.http import HttpOptions
+from mosaic_assembler.visual import Visual
 from mosaic_assembler.writer import COGOptions
 
 __all__ = ["AssembleOptions", "AssembleResult", "Progress", "StacSearch", "build_options"]
@@ -95,6 +96,7 @@ class AssembleOptions:
     stac: StacSearch | None = None
     pgstac: str | None = None
     pgstac_http: Mapping[str, Any] | None = None
+    visual: Visual | None = None
 
     def __post_init__(self) -> None:
         check_zoom(self.zoom)
@@ -226,6 +228,19 @@ def build_options(**options: Any) -> AssembleOptions:
         if options.get("concurrency"):
             http_kw["concurrency"] = options["concurrency"]
         options["http"] = HttpOptions(**http_kw)
+    rescale, color_ops = options.pop("rescale", None), options.pop("color_ops", None)
+    if rescale or color_ops:
+        pairs = []
+        for r in ([rescale] if isinstance(rescale, str) else rescale or ()):
+            if isinstance(r, str):
+                try:
+                    lo, hi = (float(v) for v in r.split(","))
+                except ValueError as e:
+                    raise ConfigError(f"--rescale takes MIN,MAX, got {r!r}") from e
+                pairs.append((lo, hi))
+            else:
+                pairs.append((float(r[0]), float(r[1])))
+        options["visual"] = Visual(tuple(pairs), color_ops or None)
     stac_map = {"stac": "url", "collections": "collections", "datetime": "datetime",
                 "query": "query", "filter": "filter", "max_items": "max_items",
                 "seasons": "seasons", "sort_by": "sort_by", "save_mosaicjson": "save_mosaicjson",

@@ -198,6 +198,7 @@ def _hash_parts(opts: AssembleOptions, aoi: AOI, jobs: list, bands: BandInfo | N
         "bands": dataclasses.asdict(bands) if bands else None,
         "tiler": (opts.http.template.split("/searches/")[0], opts.http.params)
         if opts.http else None,
+        "visual": dataclasses.asdict(opts.visual) if opts.visual else None,
     }
 
 
@@ -272,6 +273,9 @@ def _run(
                                                                   output_dtype=out_dtype))
         tiler = LocalTiler(opts.read)
     bands: BandInfo | None = tiler.band_info(probe)
+    if bands is not None and opts.visual is not None:
+        opts.visual.check_bands(bands.count)
+        bands = BandInfo(bands.count, "uint8", bands.names)
     if bands is not None:
         opts.cog.check_bands(bands)
     if dry_run:
@@ -320,7 +324,7 @@ def _run(
     report()
     spec = RunSpec(plan, tiler, Clipper.from_aoi(aoi) if opts.clip else None, bands,
                    opts.concurrency or getattr(tiler, "default_concurrency", None)
-                   or default_concurrency(), str(state.chunk_dir))
+                   or default_concurrency(), str(state.chunk_dir), opts.visual)
     pending = [ChunkJob(c, tuple(assets_of[t] for t in c.tiles)) for c in chunks
                if c.key not in finished]
     t1 = time.perf_counter()

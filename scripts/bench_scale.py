@@ -2,9 +2,9 @@
 
 A fast synthetic in-process source (one uint8 COG in EPSG:3857, 8x coarser than the output)
 is assembled at 256, 2,048 and 16,384 tiles of 256 px with the local thread pool and with a
-2-worker Dask LocalCluster; each run is a fresh CLI process (driver peak RSS from wait4,
+2-worker Dask LocalCluster (`first`: one asset read per tile); each run is a fresh CLI process (driver peak RSS from wait4,
 Dask worker peak RSS from the workers). Then a CPU-bound comparison: 1 vs 2 Dask workers
-with one tile at a time per chunk.
+computing the median of three sources, one tile at a time per chunk.
 
 Targets: tiles/s at 16,384 within 20 % of 2,048; driver peak RSS at 16,384 <= 1.3x at 256;
 2 Dask workers >= 1.6x the throughput of 1.
@@ -33,25 +33,32 @@ X0, Y0 = mercantile.tile(2.0, 48.0, ZOOM)[:2]
 
 
 def make_source(workdir: Path, cols: int, rows: int) -> Path:
-    """One COG covering cols x rows tiles, 8x coarser than the output, and a mosaicJSON."""
+    """Three overlapping uint8 COGs over cols x rows tiles, 8x coarser than the output.
+
+    `first` reads one of them per tile (fast, I/O-like); `median` reads all three (CPU-bound).
+    """
     from cogeo_mosaic.mosaic import MosaicJSON
 
     ul = mercantile.xy_bounds(X0, Y0, ZOOM)
     res = (ul.right - ul.left) / TILESIZE * 8
     w, h = cols * TILESIZE // 8 + 8, rows * TILESIZE // 8 + 8
-    path = workdir / f"source_{cols}x{rows}.tif"
-    if not path.exists():
+    paths = []
+    for n in range(3):
+        path = workdir / f"source{n}_{cols}x{rows}.tif"
+        paths.append(str(path))
+        if path.exists():
+            continue
         yy, xx = numpy.mgrid[0:h, 0:w]
-        data = (127 + 100 * numpy.sin(xx / 37.0) * numpy.cos(yy / 53.0)).astype("uint8")[None]
+        data = (127 + 100 * numpy.sin(xx / 37.0 + n) * numpy.cos(yy / 53.0)).astype("uint8")
         tmp = workdir / "source.tmp.tif"
         with rasterio.open(tmp, "w", driver="GTiff", width=w, height=h, count=1, dtype="uint8",
                            crs="EPSG:3857", transform=from_origin(ul.left, ul.top, res, res),
                            tiled=True) as dst:
-            dst.write(data)
+            dst.write(data[None])
         rasterio.shutil.copy(tmp, path, driver="COG", COMPRESS="DEFLATE")
         tmp.unlink()
     mj = workdir / "mosaic.json"
-    mj.write_text(MosaicJSON.from_urls([str(path)], minzoom=8, maxzoom=ZOOM, quiet=True)
+    mj.write_text(MosaicJSON.from_urls(paths, minzoom=8, maxzoom=ZOOM, quiet=True)
                   .model_dump_json(exclude_none=True))
     return mj
 
@@ -133,7 +140,7 @@ def main() -> None:
         print(f"{ex}: tiles/s at {large} vs {mid}: {rate_large / rate_mid:.2f} (target >= 0.8); "
               f"driver RSS {large}/{small}: {drss:.2f} (target <= 1.3)")
     n = args.compare_size
-    cpu = ["--concurrency", "1"]
+    cpu = ["--concurrency", "1", "--pixel-selection", "median"]
     (_, _, s1), _ = with_dask(1, lambda a: run_cli(mj, n, out,
                                                          ["--dask-scheduler", a, *cpu]))
     (_, _, s2), _ = with_dask(2, lambda a: run_cli(mj, n, out,

@@ -198,3 +198,32 @@ def test_cli_mask_expression_and_percentile(demo, tmp_path):
                                  "(qa & 0b11011) > 0", "--pixel-selection", "p25", str(out)])
     assert r.exit_code == 0, r.output
     assert cog_validate(str(out), quiet=True)[0]
+
+
+def test_visual_output_rescale_and_color_ops(demo, tmp_path):
+    from rio_color.operations import parse_operations
+
+    common = dict(bbox=demo.bbox, zoom=demo.zoom, items=demo.items_path,
+                  assets=("red", "green", "blue"), pixel_selection="median", progress=False)
+    analytic, visual = tmp_path / "a.tif", tmp_path / "v.tif"
+    assemble(analytic, **common)
+    ops = "gamma RGB 1.5, saturation 1.2"
+    r = assemble(visual, rescale="7000,20000", color_ops=ops, cog_profile="webp", **common)
+    assert r.dtype == "uint8" and r.count == 3
+    assert cog_validate(str(visual), quiet=True)[0]
+    # the same post-step applied to the analytic output by hand (webp is lossy: compare a
+    # lossless run too)
+    lossless = tmp_path / "l.tif"
+    assemble(lossless, rescale="7000,20000", color_ops=ops, **common)
+    with rasterio.open(analytic) as a, rasterio.open(lossless) as v:
+        m = a.dataset_mask() > 0
+        numpy.testing.assert_array_equal(m, v.dataset_mask() > 0)
+        x = numpy.clip((a.read().astype("float64") - 7000) / 13000, 0, 1)
+        for op in parse_operations(ops):
+            x = op(x)
+        expected = numpy.clip(numpy.rint(x * 255), 0, 255).astype("uint8")
+        numpy.testing.assert_array_equal(v.read()[:, m], expected[:, m])
+    with pytest.raises(ConfigError, match="RGB"):
+        assemble(tmp_path / "x.tif", color_ops=ops, **{**common, "assets": ("red", "green")})
+    with pytest.raises(ConfigError, match="MIN,MAX"):
+        assemble(tmp_path / "y.tif", rescale="7000", **common)
