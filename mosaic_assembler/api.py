@@ -50,7 +50,7 @@ def assemble(
     """
     opts = build_options(**options)
     if progress is True:
-        callback: Callable[[Progress], None] | None = _tqdm_callback()
+        callback: Callable[[Progress], None] | None = tqdm_progress()
     elif progress is False or progress is None:
         callback = None
     else:
@@ -63,15 +63,22 @@ def assemble(
             close()
 
 
-def _tqdm_callback() -> Callable[[Progress], None]:
-    from tqdm.auto import tqdm
+def tqdm_progress(tqdm: Any = None, **tqdm_kwargs: Any) -> Callable[[Progress], None]:
+    """A progress callback drawing a tqdm bar of tiles (call `.close()` when done).
+
+    Args:
+        tqdm: the tqdm class (default `tqdm.auto.tqdm`, right for notebooks and terminals).
+        **tqdm_kwargs: passed to it (file, leave, disable …).
+    """
+    if tqdm is None:
+        from tqdm.auto import tqdm
 
     bar: Any = None
 
     def update(p: Progress) -> None:
         nonlocal bar
         if bar is None:
-            bar = tqdm(total=p.total, unit="tile", desc="tiles")
+            bar = tqdm(total=p.total, unit="tile", desc="tiles", **tqdm_kwargs)
         bar.n = p.done + p.empty + p.failed
         bar.set_postfix(empty=p.empty, failed=p.failed, refresh=False)
         bar.refresh()

@@ -10,8 +10,9 @@ from typing import Any
 import click
 
 from mosaic_assembler import __version__
+from mosaic_assembler.api import tqdm_progress
 from mosaic_assembler.errors import TilesFailedError
-from mosaic_assembler.options import AssembleResult, Progress, build_options
+from mosaic_assembler.options import AssembleResult, build_options
 from mosaic_assembler.pipeline import run
 from mosaic_assembler.errors import MosaicAssemblerError
 from mosaic_assembler.tilers._base import (
@@ -100,24 +101,8 @@ def _progress_bar(quiet: bool) -> Any:
         return None
     from tqdm import tqdm
 
-    bar: Any = None
-
-    def update(p: Progress) -> None:
-        nonlocal bar
-        if bar is None:
-            # disable=None: no bar when stderr is not a terminal (logs, CI, pipes)
-            bar = tqdm(total=p.total, unit="tile", desc="tiles", file=sys.stderr, leave=False,
-                       disable=None)
-        bar.n = p.done + p.empty + p.failed
-        bar.set_postfix(empty=p.empty, failed=p.failed, refresh=False)
-        bar.refresh()
-
-    def close() -> None:
-        if bar is not None:
-            bar.close()
-
-    update.close = close  # type: ignore[attr-defined]
-    return update
+    # disable=None: no bar when stderr is not a terminal (logs, CI, pipes)
+    return tqdm_progress(tqdm, file=sys.stderr, leave=False, disable=None)
 
 
 def _human(n: float) -> str:
