@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import rasterio
+
 from mosaic_assembler.errors import TileReadError
 from mosaic_assembler.grid import Chunk, Clipper, Plan, Tile
 from mosaic_assembler.tilers import BandInfo, TileData, TileSource
@@ -52,6 +54,8 @@ class RunSpec:
         concurrency: tiles read in parallel within a chunk.
         chunk_dir: directory of the chunk GeoTIFFs.
         visual: a `visual.Visual` post-step (uint8 imagery), or None.
+        gdal_config: GDAL configuration for reading and writing (GDAL_CACHEMAX …), applied
+            around each chunk so that Dask workers in other processes get it too.
     """
 
     plan: Plan
@@ -61,6 +65,7 @@ class RunSpec:
     concurrency: int
     chunk_dir: str
     visual: Any = None
+    gdal_config: tuple[tuple[str, Any], ...] = ()
 
     def chunk_path(self, key: str) -> Path:
         """Where a finished chunk lives."""
@@ -131,6 +136,8 @@ def compute_chunk(
 ) -> ChunkResult:
     """Read a chunk's tiles and write the chunk GeoTIFF (atomically: temp file + rename).
 
+    Runs inside `rasterio.Env(**spec.gdal_config)`.
+
     Args:
         spec: what the run's chunks share.
         job: the chunk and its per-tile assets.
@@ -139,6 +146,15 @@ def compute_chunk(
     Returns:
         ChunkResult.
     """
+    with rasterio.Env(**dict(spec.gdal_config)):
+        return _compute_chunk(spec, job, on_tile)
+
+
+def _compute_chunk(
+    spec: RunSpec,
+    job: ChunkJob,
+    on_tile: Callable[[str], None] | None,
+) -> ChunkResult:
     t0 = time.perf_counter()
     plan, chunk = spec.plan, job.chunk
     final = spec.chunk_path(chunk.key)

@@ -180,11 +180,15 @@ def run(
     dry_run: bool = False,
 ) -> AssembleResult:
     """Run a validated configuration (see `mosaic_assembler.assemble`)."""
+    with rasterio.Env(**_gdal_config(opts)):
+        return _run(output, opts, progress, dry_run)
+
+
+def _gdal_config(opts: AssembleOptions) -> dict[str, Any]:
     # GDAL's block cache defaults to 5 % of RAM and would grow with the amount read: bound it.
     config: dict[str, Any] = {"GDAL_CACHEMAX": DEFAULT_CACHE_BYTES}
     config.update({k.upper(): config_value(v) for k, v in opts.cog.config.items()})
-    with rasterio.Env(**config):
-        return _run(output, opts, progress, dry_run)
+    return config
 
 
 def _hash_parts(opts: AssembleOptions, aoi: AOI, jobs: list, bands: BandInfo | None,
@@ -324,7 +328,8 @@ def _run(
     report()
     spec = RunSpec(plan, tiler, Clipper.from_aoi(aoi) if opts.clip else None, bands,
                    opts.concurrency or getattr(tiler, "default_concurrency", None)
-                   or default_concurrency(), str(state.chunk_dir), opts.visual)
+                   or default_concurrency(), str(state.chunk_dir), opts.visual,
+                   tuple(_gdal_config(opts).items()))
     pending = [ChunkJob(c, tuple(assets_of[t] for t in c.tiles)) for c in chunks
                if c.key not in finished]
     t1 = time.perf_counter()
