@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
@@ -92,6 +92,40 @@ class ChunkResult:
     seconds: float
 
 
+def bounded_map(
+    fn: Callable[..., Any],
+    jobs: Iterable[tuple[Any, ...]],
+    workers: int,
+    limit: int,
+    name: str,
+    on_submit: Callable[[tuple[Any, ...]], None] | None = None,
+) -> Iterator[tuple[tuple[Any, ...], Future]]:
+    """Run fn(*job) in a thread pool; yield (job, finished future) as each one finishes.
+
+    At most `limit` jobs are in flight (memory stays bounded whatever the number of jobs).
+    When the consumer stops early or raises, pending jobs are cancelled.
+    """
+    pending: dict[Future, tuple[Any, ...]] = {}
+    it = iter(jobs)
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=name)
+    try:
+        while True:
+            while len(pending) < limit:
+                job = next(it, None)
+                if job is None:
+                    break
+                if on_submit is not None:
+                    on_submit(job)
+                pending[pool.submit(fn, *job)] = job
+            if not pending:
+                return
+            finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+            for fut in finished:
+                yield pending.pop(fut), fut
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
+
+
 def iter_tiles(
     tiler: TileSource,
     jobs: list[tuple[Tile, Any]],
@@ -103,30 +137,14 @@ def iter_tiles(
     is yielded with its message; any other error (a 4xx from a tiler, a bug) propagates at
     once and cancels what is pending.
     """
-    pending: dict[Future, Tile] = {}
-    it = iter(jobs)
-    limit = 2 * concurrency
-    pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="tile")
-    try:
-        while True:
-            while len(pending) < limit:
-                job = next(it, None)
-                if job is None:
-                    break
-                pending[pool.submit(tiler.read_tile, *job)] = job[0]
-            if not pending:
-                return
-            finished, _ = wait(pending, return_when=FIRST_COMPLETED)
-            for fut in finished:
-                tile = pending.pop(fut)
-                try:
-                    data = fut.result()
-                except TileReadError as e:
-                    yield tile, None, str(e)
-                else:
-                    yield tile, data, None
-    finally:
-        pool.shutdown(wait=False, cancel_futures=True)
+    for (tile, _), fut in bounded_map(tiler.read_tile, jobs, concurrency, 2 * concurrency,
+                                      "tile"):
+        try:
+            data = fut.result()
+        except TileReadError as e:
+            yield tile, None, str(e)
+        else:
+            yield tile, data, None
 
 
 def compute_chunk(

@@ -11,11 +11,10 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, replace
 from typing import Any
 
-from mosaic_assembler.chunks import ChunkJob, ChunkResult, RunSpec, compute_chunk
+from mosaic_assembler.chunks import ChunkJob, ChunkResult, RunSpec, bounded_map, compute_chunk
 from mosaic_assembler.errors import ConfigError
 
 logger = logging.getLogger(__name__)
@@ -85,25 +84,9 @@ def _run_threads(
     workers = min(options.chunk_workers, len(jobs))
     # the run's tile concurrency is shared between the chunks computed at once
     spec = replace(spec, concurrency=max(1, math.ceil(spec.concurrency / workers)))
-    pending: dict[Future, str] = {}
-    it = iter(jobs)
-    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="chunk")
-    try:
-        while True:
-            while len(pending) < workers:
-                job = next(it, None)
-                if job is None:
-                    break
-                on_submit(job.key)
-                pending[pool.submit(compute_chunk, spec, job, on_tile)] = job.key
-            if not pending:
-                return
-            finished, _ = wait(pending, return_when=FIRST_COMPLETED)
-            for fut in finished:
-                pending.pop(fut)
-                on_result(fut.result())
-    finally:
-        pool.shutdown(wait=False, cancel_futures=True)
+    for _, fut in bounded_map(compute_chunk, ((spec, job, on_tile) for job in jobs), workers,
+                              workers, "chunk", on_submit=lambda job: on_submit(job[1].key)):
+        on_result(fut.result())
 
 
 def dask_client(options: ExecutorOptions) -> Any:
