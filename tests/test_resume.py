@@ -51,11 +51,19 @@ def test_kill_and_resume_is_identical_and_never_redoes_done_chunks(scenes, tmp_p
     out, run_dir = tmp_path / "o.tif", tmp_path / "run"
     rng = random.Random(1234)
     kills = 0
+    def finished_chunks():
+        return sum(e["event"] == "end" for e in read_manifest(run_dir)) if run_dir.exists() else 0
+
     for _ in range(8):
+        before = finished_chunks()
         proc = subprocess.Popen(_cmd(scenes, out, "--run-dir", str(run_dir), "--keep-run-dir",
                                      zoom=zoom),
                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        time.sleep(1.2 + rng.random() * 1.5)
+        deadline = time.monotonic() + 120
+        # kill only after this run recorded progress, then at a seeded random moment
+        while finished_chunks() <= before and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(rng.random() * 0.6)
         if proc.poll() is not None:
             break
         proc.send_signal(signal.SIGKILL)
