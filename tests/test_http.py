@@ -56,14 +56,15 @@ def test_empty_tiles_at_the_edge_are_masked(scenes, titiler, tmp_path):
 
 
 def test_faults_are_retried_to_an_identical_output(scenes, titiler, tmp_path):
-    proxy = FaultProxy(titiler.url, seed=42, rate=0.4, delay=2.5)
+    # the delay fault outlasts the client timeout; the timeout leaves a loaded server time
+    proxy = FaultProxy(titiler.url, seed=42, rate=0.4, delay=9.0)
     try:
         clean, faulty = tmp_path / "clean.tif", tmp_path / "faulty.tif"
         common = dict(bbox=scenes.bbox, zoom=scenes.zoom, pixel_selection="median",
                       progress=False)
         assemble(clean, tiler=titiler.mosaic_template(scenes.mosaicjson), **common)
         template = titiler.mosaic_template(scenes.mosaicjson).replace(titiler.url, proxy.url)
-        r = assemble(faulty, tiler=template, retries=12, timeout=1.5, backoff=0.05,
+        r = assemble(faulty, tiler=template, retries=12, timeout=6.0, backoff=0.05,
                      http_seed=1, concurrency=4, **common)
     finally:
         proxy.stop()
