@@ -11,7 +11,7 @@ nodata 0) on the same EPSG:3857 grid, and write a DEFLATE (predictor 2, level 6)
 * odc: `odc.stac.load(items, geobox=..., resampling="nearest", groupby="id",
   chunks={"x": C, "y": C})`, zeros turned into NaN, `.median("time", skipna=True)`, cast
   back to uint16 by truncation (0 = nodata) and written with
-  `odc.geo.cog.save_cog_with_dask`. `groupby="id"` keeps one time slice per item, so both
+  `odc.geo.cog.save_cog_with_dask` (`stats=False`: ours writes no band statistics). `groupby="id"` keeps one time slice per item, so both
   medians are over the same observations (`"solar_day"` would first fuse a date's scenes).
 
 odc runs under the Dask threaded scheduler or a `distributed.LocalCluster(n_workers=2,
@@ -23,7 +23,7 @@ over pixels valid in both outputs.
 
 Peak RSS: ours is the CLI process's own peak. odc with a LocalCluster is the sum of the
 driver's peak (the scheduler runs in it) and each worker's peak (`client.run(getrusage)`);
-the nanny processes' peaks are printed separately and are not in the headline number.
+the LocalCluster's nannies run inside the driver process.
 
     python scripts/bench_vs_odc.py [--size 2048] [--scenes 8] [--repeats 3] [--workdir DIR]
 """
@@ -33,6 +33,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -46,6 +47,7 @@ sys.path.insert(0, str(HERE))
 
 BANDS = ("blue", "green", "red", "nir08")
 BLOCKSIZE = 512
+SAMPLE_INFO = "bench_sample.json"  # written last: a sample with it is complete and reused
 DEFLATE_LEVEL = 6  # GDAL's default ZLEVEL, which our DEFLATE profile uses
 
 
@@ -55,7 +57,7 @@ DEFLATE_LEVEL = 6  # GDAL's default ZLEVEL, which our DEFLATE profile uses
 
 
 def generate_child(out_dir: str, n_scenes: int, size: int, resolution: float) -> None:
-    """Write the demo sample and print its bbox, zoom and items path as JSON.
+    """Write the demo sample; print its bbox, zoom and items path as JSON, and save them.
 
     Args:
         out_dir: Directory of the sample.
@@ -67,8 +69,10 @@ def generate_child(out_dir: str, n_scenes: int, size: int, resolution: float) ->
 
     t0 = time.perf_counter()
     s = make_demo_sample(out_dir, n_scenes=n_scenes, size=size, resolution=resolution)
-    print(json.dumps({"bbox": list(s.bbox), "zoom": s.zoom, "items": str(s.items_path),
-                      "seconds": time.perf_counter() - t0}))
+    info = json.dumps({"bbox": list(s.bbox), "zoom": s.zoom, "items": str(s.items_path),
+                       "seconds": time.perf_counter() - t0})
+    (Path(out_dir) / SAMPLE_INFO).write_text(info)
+    print(info)
 
 
 # --------------------------------------------------------------------------------------------
@@ -92,7 +96,8 @@ def odc_child(spec: dict[str, Any]) -> None:
         spec: ``items`` (ItemCollection path, relative hrefs), ``shape`` (rows, cols),
             ``transform`` (6 affine coefficients, EPSG:3857), ``out`` (COG path),
             ``scheduler`` (``"threads"`` or ``"cluster"``), ``chunk`` (spatial chunk, px),
-            ``gdal_cachemax`` (GDAL block cache, MB; None: GDAL's default, 5 % of RAM).
+            ``gdal_cachemax`` (GDAL block cache, MB; None: GDAL's default, 5 % of RAM),
+            ``timeout`` (s; the run fails with TimeoutError after it).
     """
     t0 = time.perf_counter()
     if spec.get("gdal_cachemax"):  # before GDAL loads; spawned workers inherit it
@@ -138,25 +143,35 @@ def odc_child(spec: dict[str, Any]) -> None:
            .chunk({"y": chunk, "x": chunk, "band": -1}))
     out.attrs["nodata"] = 0
     Path(spec["out"]).unlink(missing_ok=True)
+    # stats=False: ours writes no band statistics either, and odc-geo's statistics are
+    # uint16 masked arrays, which distributed 2026.8 cannot deserialize under numpy 2.4
+    # ("Cannot convert fill_value 999999 to dtype uint16"): the workers' transfers of them
+    # fail and retry forever
     job = save_cog_with_dask(out, spec["out"], compression="deflate", level=DEFLATE_LEVEL,
                              predictor=2, blocksize=BLOCKSIZE, overview_resampling="nearest",
-                             client=client)
-    if client is None:
-        with dask.config.set(scheduler="threads"):
-            job.compute()
-    else:
-        job.compute()
-    t_total = time.perf_counter() - t0
+                             stats=False, client=client)
 
-    report: dict[str, Any] = {"scheduler": spec["scheduler"], "cluster_s": t_cluster,
-                              "total_s": t_total}
-    if client is not None:
-        workers = client.run(_peak_rss_mb)
-        nannies = client.run(_peak_rss_mb, nanny=True)
-        report["workers_mb"] = sorted(workers.values())
-        report["nannies_mb"] = sorted(nannies.values())
-        client.close()
-        cluster.close()
+    def _timeout(*_: Any) -> None:
+        raise TimeoutError(f"odc-stac run exceeded {spec['timeout']} s")
+
+    signal.signal(signal.SIGALRM, _timeout)
+    signal.alarm(spec["timeout"])
+    report: dict[str, Any] = {"scheduler": spec["scheduler"], "cluster_s": t_cluster}
+    try:
+        if client is None:
+            with dask.config.set(scheduler="threads"):
+                job.compute()
+        else:
+            job.compute()
+        signal.alarm(0)
+        report["total_s"] = time.perf_counter() - t0
+        if client is not None:
+            # the LocalCluster's nannies live in this (driver) process, as does the scheduler
+            report["workers_mb"] = sorted(client.run(_peak_rss_mb).values())
+    finally:
+        if client is not None:
+            client.close()
+            cluster.close()
     report["driver_mb"] = _peak_rss_mb()
     report["rss_mb"] = report["driver_mb"] + sum(report.get("workers_mb", []))
     print(json.dumps(report))
@@ -266,8 +281,7 @@ def _fmt(r: dict[str, Any]) -> str:
     if "report" in r and "workers_mb" in r["report"]:
         rep = r["report"]
         extra = (f" (cluster start {rep['cluster_s']:.1f} s; driver {rep['driver_mb']:.0f}"
-                 f" + workers {' + '.join(f'{w:.0f}' for w in rep['workers_mb'])}; nannies "
-                 f"{' + '.join(f'{w:.0f}' for w in rep['nannies_mb'])} not counted)")
+                 f" + workers {' + '.join(f'{w:.0f}' for w in rep['workers_mb'])})")
     return f"{r['wall']:7.1f} s, {r['rss']:7.0f} MB peak RSS{extra}"
 
 
@@ -287,6 +301,8 @@ def main() -> None:
     parser.add_argument("--odc-gdal-cachemax", type=int, metavar="MB",
                         help="GDAL_CACHEMAX for odc (default: GDAL's, 5 %% of RAM; ours "
                              "bounds its own cache to 64 MB)")
+    parser.add_argument("--odc-timeout", type=int, default=1800, metavar="S",
+                        help="fail an odc run after S seconds (default 1800)")
     parser.add_argument("--odc-child", help=argparse.SUPPRESS)
     parser.add_argument("--generate-child", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -301,14 +317,15 @@ def main() -> None:
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="bench-odc-"))
     workdir.mkdir(parents=True, exist_ok=True)
     sample_dir = workdir / f"sample_{args.scenes}x{args.size}_{args.resolution:g}m"
-    # generated in a child process so that this one stays small (see _measure.py)
-    gen = subprocess.run([sys.executable, __file__, "--generate-child", str(sample_dir),
-                          str(args.scenes), str(args.size), str(args.resolution)],
-                         check=True, capture_output=True, text=True)
-    sample = json.loads(gen.stdout.strip().splitlines()[-1])
-    print(f"sample: {args.scenes} scenes of {args.size} px at {args.resolution:g} m in "
-          f"{sample['seconds']:.1f} s; bbox {sample['bbox']}, zoom {sample['zoom']}",
-          flush=True)
+    if not (sample_dir / SAMPLE_INFO).exists():
+        # generated in a child process so that this one stays small (see _measure.py)
+        subprocess.run([sys.executable, __file__, "--generate-child", str(sample_dir),
+                        str(args.scenes), str(args.size), str(args.resolution)],
+                       check=True, stdout=subprocess.DEVNULL)
+    sample = json.loads((sample_dir / SAMPLE_INFO).read_text())
+    print(f"sample: {args.scenes} scenes of {args.size} px at {args.resolution:g} m "
+          f"(generated in {sample['seconds']:.1f} s); bbox {sample['bbox']}, "
+          f"zoom {sample['zoom']}", flush=True)
 
     ours_out, odc_out = workdir / "ours.tif", workdir / "odc.tif"
     ours_args = (sample["items"], sample["bbox"], sample["zoom"], ours_out)
@@ -320,13 +337,19 @@ def main() -> None:
           f"ours warm-up: {_fmt(r)}", flush=True)
     spec = {"items": sample["items"], "shape": shape, "transform": transform,
             "out": str(odc_out), "chunk": args.chunk, "scheduler": args.scheduler,
-            "gdal_cachemax": args.odc_gdal_cachemax}
+            "gdal_cachemax": args.odc_gdal_cachemax, "timeout": args.odc_timeout}
 
     if args.scheduler == "auto":
         trials = {}
         for sched in ("threads", "cluster"):
-            trials[sched] = run_odc({**spec, "scheduler": sched})
+            try:
+                trials[sched] = run_odc({**spec, "scheduler": sched})
+            except SystemExit as e:  # _measure's report of a failed child
+                print(f"odc warm-up, {sched:8s}: FAILED, not a candidate: {e}", flush=True)
+                continue
             print(f"odc warm-up, {sched:8s}: {_fmt(trials[sched])}", flush=True)
+        if not trials:
+            raise SystemExit("odc-stac failed with both schedulers")
         spec["scheduler"] = min(trials, key=lambda k: trials[k]["wall"])
         print(f"baseline scheduler: {spec['scheduler']} (faster of the two)", flush=True)
 
