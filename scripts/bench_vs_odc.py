@@ -11,8 +11,9 @@ nodata 0) on the same EPSG:3857 grid, and write a DEFLATE (predictor 2, level 6)
 * odc: `odc.stac.load(items, geobox=..., resampling="nearest", groupby="id",
   chunks={"x": C, "y": C})`, zeros turned into NaN, `.median("time", skipna=True)`, cast
   back to uint16 by truncation (0 = nodata) and written with
-  `odc.geo.cog.save_cog_with_dask` (`stats=False`: ours writes no band statistics). `groupby="id"` keeps one time slice per item, so both
-  medians are over the same observations (`"solar_day"` would first fuse a date's scenes).
+  `odc.geo.cog.save_cog_with_dask` (`stats=False`: ours writes no band statistics).
+  `groupby="id"` keeps one time slice per item, so both medians are over the same
+  observations (`"solar_day"` would first fuse a date's scenes).
 
 odc runs under the Dask threaded scheduler or a `distributed.LocalCluster(n_workers=2,
 threads_per_worker=1, processes=True)`; with `--scheduler auto` both are tried once (as
