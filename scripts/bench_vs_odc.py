@@ -146,8 +146,8 @@ def odc_child(spec: dict[str, Any]) -> None:
     Path(spec["out"]).unlink(missing_ok=True)
     # stats=False: ours writes no band statistics either, and odc-geo's statistics are
     # uint16 masked arrays, which distributed 2026.8 cannot deserialize under numpy 2.4
-    # ("Cannot convert fill_value 999999 to dtype uint16"): the workers' transfers of them
-    # fail and retry forever
+    # ("Cannot convert fill_value 999999 to dtype uint16"): transfers of them between
+    # workers fail and the run hangs
     job = save_cog_with_dask(out, spec["out"], compression="deflate", level=DEFLATE_LEVEL,
                              predictor=2, blocksize=BLOCKSIZE, overview_resampling="nearest",
                              stats=False, client=client)
