@@ -20,6 +20,7 @@ from rio_tiler.mosaic import mosaic_reader
 from mosaic_assembler.errors import SourceError, TileReadError
 from mosaic_assembler.sources import ItemAssets
 from mosaic_assembler.tilers._base import BandInfo, QAMask, ReadOptions, TileData, make_method
+from mosaic_assembler.tilers._fastread import reader_tile, stac_tile
 
 
 def _reader_kwargs(options: ReadOptions) -> dict[str, Any]:
@@ -35,19 +36,18 @@ def read_asset_tile(
     asset: str | ItemAssets, x: int, y: int, z: int, qa_mask: QAMask | None = None,
     **kwargs: Any,
 ) -> ImageData:
-    """Read one asset's part of a tile with rio-tiler (the reader given to mosaic_reader).
+    """Read one asset's part of a tile as rio-tiler does (the reader given to mosaic_reader).
+
+    Same pixels and mask as `Reader(asset).tile(...)` / `STACReader(item).tile(...)`, through
+    `_fastread` (datasets kept open, one warp per asset).
 
     With `qa_mask`, the quality band is read too (nearest resampling: it is categorical) and
     the observations it flags are masked, so that no method sees them.
     """
     if isinstance(asset, ItemAssets):
-        with STACReader(
-            None, item=asset.item, include_assets=set(asset.assets), include_asset_types=None
-        ) as src:
-            img = src.tile(x, y, z, assets=list(asset.assets), **kwargs)
+        img = stac_tile(lambda: asset.item, asset, asset.assets, x, y, z, **kwargs)
     else:
-        with Reader(asset) as src:
-            img = src.tile(x, y, z, **kwargs)
+        img = reader_tile(asset, x, y, z, **kwargs)
     if qa_mask is not None:
         qa = _read_qa(asset, x, y, z, qa_mask, kwargs.get("tilesize", 256))
         mask = numpy.ma.getmaskarray(img.array) | qa_mask.exclude(qa)[numpy.newaxis]
@@ -63,15 +63,14 @@ def _read_qa(asset: str | ItemAssets, x: int, y: int, z: int, qa_mask: QAMask,
         except KeyError as e:
             raise SourceError(f"item {asset.id!r} has no asset {qa_mask.band!r} (the "
                               "--mask-band)") from e
-        with Reader(href) as src:
-            img = src.tile(x, y, z, tilesize=tilesize, indexes=1, resampling_method="nearest")
+        img = reader_tile(href, x, y, z, tilesize=tilesize, indexes=1,
+                          resampling_method="nearest")
     else:
         bidx = qa_mask.bidx
         if bidx is None:
             raise SourceError("with a mosaicJSON, --mask-band is a band index of each COG")
-        with Reader(asset) as src:
-            img = src.tile(x, y, z, tilesize=tilesize, indexes=bidx,
-                           resampling_method="nearest")
+        img = reader_tile(asset, x, y, z, tilesize=tilesize, indexes=bidx,
+                          resampling_method="nearest")
     return numpy.ma.getdata(img.array)[0]
 
 
