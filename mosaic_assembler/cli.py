@@ -261,7 +261,8 @@ def cli() -> None:
 @click.option("--max-pixels", type=float, default=1e10, show_default=True,
               help="Refuse outputs larger than this (width x height).")
 @click.option("--concurrency", type=click.IntRange(min=1),
-              help="Tiles read in parallel [default: 2 x CPUs in-process, 16 with --tiler].")
+              help="Tiles read in parallel [default in-process: CPUs for local files, "
+                   "4 x CPUs for remote ones; 16 with --tiler].")
 @click.option("--chunk-tiles", type=click.IntRange(min=1),
               help="Chunk side in tiles (unit of work and resume) [default: 4096 px / tilesize].")
 @click.option("--run-dir", type=click.Path(file_okay=False),

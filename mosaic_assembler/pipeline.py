@@ -168,9 +168,30 @@ def _check_methods(opts: AssembleOptions) -> AssembleOptions:
     return opts
 
 
-def default_concurrency() -> int:
-    """Tiles read at once in-process: 2 per CPU (GDAL and numpy release the GIL)."""
-    return max(2, min(32, (os.cpu_count() or 1) * 2))
+def default_concurrency(assets: Any = None) -> int:
+    """Tiles read at once in-process.
+
+    One per CPU when the assets are local files: the reads are CPU-bound (warp, decompress,
+    select; GDAL and numpy release the GIL) and more threads only contend for GDAL's block
+    cache (2 per CPU measured 12 % slower on the demo scenes). Four per CPU for remote
+    assets, whose reads mostly wait on the network.
+    """
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    cpus = cpus or 1
+    href = _first_href(assets)
+    if href is not None and ("://" in href or href.startswith("/vsi")):
+        return max(4, min(64, cpus * 4))
+    return max(2, min(32, cpus))
+
+
+def _first_href(assets: Any) -> str | None:
+    for asset in assets or ():
+        if isinstance(asset, str):
+            return asset
+        item = getattr(asset, "item", None)
+        if item is not None:
+            return next((a.get("href") for a in item.get("assets", {}).values()), None)
+    return None
 
 
 def run(
@@ -328,7 +349,8 @@ def _run(
     report()
     spec = RunSpec(plan, tiler, Clipper.from_aoi(aoi) if opts.clip else None, bands,
                    opts.concurrency or getattr(tiler, "default_concurrency", None)
-                   or default_concurrency(), str(state.chunk_dir), opts.visual,
+                   or default_concurrency(next(iter(assets_of.values()), ())),
+                   str(state.chunk_dir), opts.visual,
                    tuple(_gdal_config(opts).items()))
     pending = [ChunkJob(c, tuple(assets_of[t] for t in c.tiles)) for c in chunks
                if c.key not in finished]

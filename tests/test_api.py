@@ -267,3 +267,19 @@ def test_real_antimeridian_qa_scene(real_data, tmp_path):
     assert plan.crosses_antimeridian
     assert compare_output(out, plan, lambda t: expected_tile([scene], t, "first",
                                                              tilesize=512)) >= 4
+
+
+def test_default_concurrency_local_vs_remote(monkeypatch):
+    import json as _json
+
+    from mosaic_assembler.pipeline import default_concurrency
+    from mosaic_assembler.sources import ItemAssets
+
+    monkeypatch.setattr("os.sched_getaffinity", lambda _pid: {0, 1, 2})
+    assert default_concurrency(["/data/a.tif"]) == 3
+    assert default_concurrency(["s3://bucket/a.tif"]) == 12
+    assert default_concurrency(["/vsicurl/https://host/a.tif"]) == 12
+    item = ItemAssets("i", "", _json.dumps({"assets": {"red": {"href": "https://h/r.tif"}}}),
+                      ("red",))
+    assert default_concurrency([item]) == 12
+    assert default_concurrency([]) == 3
