@@ -104,9 +104,8 @@ def _search(opts: AssembleOptions, aoi: AOI, assets: tuple[str, ...]) -> Any:
 
     st = opts.stac
     assert st is not None
-    if opts.read.qa_mask is not None:
-        raise ConfigError("--mask-band with --stac is not supported yet; save the search "
-                          "(--save-mosaicjson) and run --items on the saved items file")
+    qa = opts.read.qa_mask
+    extra = (qa.band,) if qa is not None and qa.bidx is None else ()
     headers = {k: expand_env(v) for k, v in opts.http.headers} if opts.http else None
     if opts.pgstac_http and opts.pgstac_http.get("headers"):
         headers = {k: expand_env(v) for k, v in opts.pgstac_http["headers"]}
@@ -115,7 +114,8 @@ def _search(opts: AssembleOptions, aoi: AOI, assets: tuple[str, ...]) -> Any:
     if aoi.is_bbox and aoi.bbox[0] > aoi.bbox[2]:  # across 180°: search the two parts
         search = {"geometry": json.loads(aoi.geojson)}
     source = open_stac_search(
-        st.url, collections=st.collections, assets=assets, datetime=st.datetime,
+        st.url, collections=st.collections, assets=assets, extra_assets=extra,
+        datetime=st.datetime,
         query=list(st.query) or None, filter=st.filter, max_items=st.max_items,
         seasons=st.seasons or None, sort_by=st.sort_by, headers=headers, **search,
     )

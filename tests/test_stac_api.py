@@ -477,6 +477,29 @@ def test_cli_stac_in_process_and_titiler_pgstac_are_identical(stack, coll, tmp_p
     assert_same_cog(local, again)
 
 
+def test_cli_stac_mask_band_equals_items_file(stack, coll, tmp_path):
+    """--mask-band with --stac: the QA asset travels with the searched items; the result is
+    the --items run over the saved search, and the mask changes the median."""
+    import rasterio
+    from test_http import assert_same_cog
+
+    from mosaic_assembler import assemble
+
+    mask = ("--mask-band", "blue", "--mask-expression", "qa > 20000")
+    masked, plain, saved = tmp_path / "masked.tif", tmp_path / "plain.tif", tmp_path / "m.json"
+    r = _cli_stac(stack, coll, masked, *mask, "--save-mosaicjson", str(saved))
+    assert r.returncode == 0, r.stderr
+    again = tmp_path / "again.tif"
+    assemble(again, items=saved.with_name("m.items.json"), assets=ASSETS, bbox=coll.aoi_bbox,
+             zoom=ZOOM, tilesize=256, pixel_selection="median", mask_band="blue",
+             mask_expression="qa > 20000", progress=False)
+    assert_same_cog(masked, again)
+    r = _cli_stac(stack, coll, plain)
+    assert r.returncode == 0, r.stderr
+    with rasterio.open(masked) as a, rasterio.open(plain) as b:
+        assert not numpy.array_equal(a.read(), b.read())
+
+
 def test_cli_stac_errors_are_one_line(stack, coll, tmp_path):
     out = tmp_path / "o.tif"
     r = _cli_stac(stack, coll, out, "--datetime", "2030-01-01/2030-12-31")

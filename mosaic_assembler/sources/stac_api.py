@@ -56,7 +56,12 @@ from shapely.geometry import box, mapping, shape
 from shapely.ops import unary_union
 
 from mosaic_assembler.errors import ConfigError, SourceError
-from mosaic_assembler.sources.stac_items import ItemAssets, StacItemsSource
+from mosaic_assembler.sources.stac_items import (
+    StacItemsSource,
+    item_footprint,
+    items_from_features,
+    lacks_assets,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -262,25 +267,12 @@ def item_season_ok(item: Mapping[str, Any], seasons: Sequence[str]) -> bool | No
     when = _item_datetime(item.get("properties") or {})
     if when is None:
         return None
-    lat = _footprint(item).centroid.y
+    lat = item_footprint(item).centroid.y
     month = when.month if lat >= 0 else (when.month + 5) % 12 + 1  # south: shift 6 months
     return any(month in SEASON_MONTHS[_SEASON_ALIASES.get(s, s)] for s in seasons)
 
 
 # --------------------------------------------------------------------------- items
-
-
-def _footprint(item: Mapping[str, Any]):
-    geom = item.get("geometry")
-    if geom is None:
-        bbox = item.get("bbox")
-        if not bbox:
-            raise SourceError(f"item {item.get('id')!r} has neither geometry nor bbox")
-        return box(bbox[0], bbox[1], bbox[-2], bbox[-1])
-    try:
-        return shape(geom)
-    except Exception as e:
-        raise SourceError(f"item {item.get('id')!r} has an invalid geometry: {e}") from e
 
 
 def _self_href(item: Mapping[str, Any]) -> str | None:
@@ -300,71 +292,23 @@ def _resolve(href: str, item: Mapping[str, Any]) -> str:
     return urljoin(base, href) if base else href
 
 
-def _usable(item: Mapping[str, Any], assets: Sequence[str]) -> list[str]:
-    """The selected asset keys an item lacks (or has without an href)."""
-    have = item.get("assets") or {}
-    return [a for a in assets if not isinstance(have.get(a), Mapping) or not have[a].get("href")]
-
-
 def items_to_source(
     features: Sequence[Mapping[str, Any]],
     assets: Sequence[str],
     origin: str,
     skipped: Sequence[str] = (),
+    extra_assets: Sequence[str] = (),
 ) -> StacItemsSource:
     """Item dicts (in selection order) + asset keys → `StacItemsSource`.
 
-    Built exactly like `open_stac_items` builds it from a file: only the selected assets
-    kept (hrefs absolute), links dropped, footprint from the geometry (or bbox).
+    Built exactly like `open_stac_items` builds it from a file (`items_from_features`), with
+    relative hrefs resolved against each item's `self` link.
 
     Raises:
         SourceError: no items, no `assets`, a key no item has, or no usable item.
-
     """
-    assets = tuple(assets)
-    if not features:
-        raise SourceError(f"{origin}: no items")
-    available = sorted({k for f in features for k in (f.get("assets") or {})})
-    if not assets:
-        raise SourceError(
-            f"--assets is required with a STAC source; the items have: {', '.join(available)}"
-        )
-    missing = [a for a in assets if a not in available]
-    if missing:
-        raise SourceError(
-            f"asset key(s) {', '.join(missing)} not found in any of the {len(features)} "
-            f"item(s) of {origin}; available: {', '.join(available)}"
-        )
-    items: list[ItemAssets] = []
-    footprints: list[str] = []
-    skip = list(skipped)
-    lacking: list[str] = []
-    for n, feat in enumerate(features):
-        item_id = str(feat.get("id", f"#{n}"))
-        if _usable(feat, assets):
-            lacking.append(item_id)
-            continue
-        footprint = _footprint(feat)
-        reduced = dict(feat)
-        reduced["assets"] = {
-            a: {**feat["assets"][a], "href": _resolve(feat["assets"][a]["href"], feat)}
-            for a in assets
-        }
-        reduced["links"] = []
-        props = feat.get("properties") or {}
-        dt = props.get("datetime") or props.get("start_datetime") or ""
-        items.append(ItemAssets(item_id, str(dt), json.dumps(reduced), assets))
-        footprints.append(json.dumps(footprint.__geo_interface__))
-    if lacking:
-        logger.warning(
-            "%d item(s) lack asset(s) %s (or their href) and are skipped: %s",
-            len(lacking), ",".join(assets),
-            ", ".join(lacking[:5]) + (" …" if len(lacking) > 5 else ""),
-        )
-    skip += lacking
-    if not items:
-        raise SourceError(f"no item of {origin} has all of the assets {', '.join(assets)}")
-    return StacItemsSource(origin, tuple(items), tuple(footprints), tuple(skip))
+    return items_from_features(features, assets, origin, origin, _resolve,
+                               extra_assets=extra_assets, skipped=skipped)
 
 
 def _sort_value(item: Mapping[str, Any], field: str) -> Any:
@@ -489,6 +433,7 @@ def open_stac_search(
     *,
     collections: Sequence[str] | str,
     assets: Sequence[str],
+    extra_assets: Sequence[str] = (),
     geometry: Mapping[str, Any] | None = None,
     bbox: Sequence[float] | None = None,
     datetime: str | None = None,
@@ -508,6 +453,7 @@ def open_stac_search(
         url: the API's root (landing page) URL.
         collections: collection id(s); each must exist.
         assets: asset keys to read, in band order (e.g. ("red", "green", "blue")).
+        extra_assets: other keys each item must have and keep (e.g. a QA band).
         geometry: the AOI as GeoJSON (Geometry, Feature or FeatureCollection): `intersects`.
         bbox: (W, S, E, N) lon/lat, when no `geometry` is given.
         datetime: RFC 3339 instant or interval ("2024-06", "2024-03-01/2024-09-30", "../2024").
@@ -625,7 +571,7 @@ def open_stac_search(
                     out_of_season += 1
                     continue
             kept.append(item)
-            if not _usable(item, assets):
+            if not lacks_assets(item, (*assets, *extra_assets)):
                 usable += 1
                 if early_stop and usable >= max_items:  # type: ignore[operator]
                     break
@@ -659,7 +605,7 @@ def open_stac_search(
     logger.info("STAC search on %s: %d matched, %d kept (%d out of season)", url, matched,
                 len(kept), out_of_season)
     origin = f"STAC search {url} collections={','.join(collections)}"
-    source = items_to_source(kept, assets, origin, skipped=no_date)
+    source = items_to_source(kept, assets, origin, skipped=no_date, extra_assets=extra_assets)
     if max_items is not None and len(source.items) > max_items:
         n = len(source.items) - max_items
         source = StacItemsSource(source.path, source.items[:max_items],

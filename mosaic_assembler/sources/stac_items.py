@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -101,56 +102,100 @@ def open_stac_items(
         raise SourceError(
             f"{str(path)!r} is not a STAC ItemCollection/FeatureCollection or Item"
         )
+    base = Path(path).resolve().parent
+    return items_from_features(
+        features, assets, f"STAC items file {str(path)!r}", str(path),
+        lambda href, _item: resolve_href(href, base), extra_assets=extra_assets,
+    )
+
+
+def items_from_features(
+    features: Sequence[Mapping[str, Any]],
+    assets: Sequence[str],
+    origin: str,
+    path: str,
+    resolve: Callable[[str, Mapping[str, Any]], str],
+    extra_assets: Sequence[str] = (),
+    skipped: Sequence[str] = (),
+) -> StacItemsSource:
+    """Item dicts (in selection order) → `StacItemsSource`.
+
+    Only the selected assets (and `extra_assets`) are kept, hrefs made absolute with
+    `resolve(href, item)`; links dropped; footprint from the geometry (or bbox). Items lacking
+    one of the keys (or its href) are skipped and reported.
+
+    Args:
+        origin: names the items in messages ("STAC items file 'x.json'", "STAC search …").
+        path: the source's `path`.
+        skipped: ids already left out by the caller (reported in `skipped` too).
+
+    Raises:
+        SourceError: no items, no `assets`, a key no item has, or no usable item.
+    """
+    assets, extra_assets = tuple(assets), tuple(extra_assets)
+    wanted = tuple(dict.fromkeys((*assets, *extra_assets)))
     if not features:
-        raise SourceError(f"STAC items file {str(path)!r} contains no items")
+        raise SourceError(f"{origin} contains no items")
     available = sorted({k for f in features for k in (f.get("assets") or {})})
     if not assets:
         raise SourceError(
-            f"--assets is required with --items; the items have: {', '.join(available)}"
+            f"--assets is required with STAC items; the items have: {', '.join(available)}"
         )
-    missing = [a for a in (*assets, *extra_assets) if a not in available]
+    missing = [a for a in wanted if a not in available]
     if missing:
         raise SourceError(
-            f"asset key(s) {', '.join(missing)} not found in any item of {str(path)!r}; "
+            f"asset key(s) {', '.join(missing)} not found in any item of {origin}; "
             f"available: {', '.join(available)}"
         )
-    base = Path(path).resolve().parent
     items: list[ItemAssets] = []
     footprints: list[str] = []
-    skipped: list[str] = []
+    lacking: list[str] = []
     for n, feat in enumerate(features):
         item_id = str(feat.get("id", f"#{n}"))
-        item_assets = feat.get("assets") or {}
-        if any(a not in item_assets for a in (*assets, *extra_assets)):
-            skipped.append(item_id)
+        if lacks_assets(feat, wanted):
+            lacking.append(item_id)
             continue
-        geom = feat.get("geometry")
-        if geom is None:
-            if not feat.get("bbox"):
-                raise SourceError(f"item {item_id!r} has neither geometry nor bbox")
-            bbox = feat["bbox"]
-            geom = box(bbox[0], bbox[1], bbox[-2], bbox[-1]).__geo_interface__
-        try:
-            footprint = shape(geom)
-        except Exception as e:
-            raise SourceError(f"item {item_id!r} has an invalid geometry: {e}") from e
+        footprint = item_footprint(feat)
         reduced = dict(feat)
         reduced["assets"] = {
-            a: {**item_assets[a], "href": resolve_href(item_assets[a]["href"], base)}
-            for a in dict.fromkeys((*assets, *extra_assets))
+            a: {**feat["assets"][a], "href": resolve(feat["assets"][a]["href"], feat)}
+            for a in wanted
         }
         reduced["links"] = []
         props = feat.get("properties") or {}
         dt = props.get("datetime") or props.get("start_datetime") or ""
-        items.append(ItemAssets(item_id, str(dt), json.dumps(reduced), tuple(assets)))
+        items.append(ItemAssets(item_id, str(dt), json.dumps(reduced), assets))
         footprints.append(json.dumps(footprint.__geo_interface__))
-    if skipped:
+    if lacking:
         logger.warning(
-            "%d item(s) lack asset(s) %s and are skipped: %s",
-            len(skipped), ",".join(assets), ", ".join(skipped[:5]) + (" …" if len(skipped) > 5 else ""),
+            "%d item(s) lack asset(s) %s (or their href) and are skipped: %s",
+            len(lacking), ",".join(wanted),
+            ", ".join(lacking[:5]) + (" …" if len(lacking) > 5 else ""),
         )
     if not items:
-        raise SourceError(
-            f"no item of {str(path)!r} has all of the assets {', '.join(assets)}"
-        )
-    return StacItemsSource(str(path), tuple(items), tuple(footprints), tuple(skipped))
+        raise SourceError(f"no item of {origin} has all of the assets {', '.join(wanted)}")
+    return StacItemsSource(path, tuple(items), tuple(footprints), (*skipped, *lacking))
+
+
+def lacks_assets(item: Mapping[str, Any], assets: Sequence[str]) -> list[str]:
+    """The asset keys an item lacks (or has without an href)."""
+    have = item.get("assets") or {}
+    return [a for a in assets if not isinstance(have.get(a), Mapping) or not have[a].get("href")]
+
+
+def item_footprint(item: Mapping[str, Any]) -> Any:
+    """The item's geometry as a shapely shape (its bbox when it has no geometry).
+
+    Raises:
+        SourceError: neither geometry nor bbox, or an invalid geometry.
+    """
+    geom = item.get("geometry")
+    if geom is None:
+        bbox = item.get("bbox")
+        if not bbox:
+            raise SourceError(f"item {item.get('id')!r} has neither geometry nor bbox")
+        return box(bbox[0], bbox[1], bbox[-2], bbox[-1])
+    try:
+        return shape(geom)
+    except Exception as e:
+        raise SourceError(f"item {item.get('id')!r} has an invalid geometry: {e}") from e
