@@ -97,8 +97,54 @@ def expression_dtype(read: Any, source_dtype: str) -> str:
     return "float32"
 
 
-def _search(opts: AssembleOptions, aoi: AOI, assets: tuple[str, ...]) -> Any:
-    """Run the STAC API search; optionally save the equivalent mosaicJSON."""
+PINNED_ITEMS = "search.items.json"  # in the run directory: the items the first run found
+PINNED_SEARCH = "search.json"  # … and the hash of the search that found them
+
+
+def _search_key(opts: AssembleOptions, aoi: AOI, assets: tuple[str, ...],
+                extra: tuple[str, ...]) -> str:
+    st = opts.stac
+    assert st is not None
+    what = dataclasses.asdict(st)
+    what.pop("save_mosaicjson")
+    what.pop("mosaicjson_asset")
+    return config_hash({"search": what, "aoi": aoi.geojson, "assets": assets, "extra": extra})
+
+
+def _pinned(run_dir: Path, key: str, assets: tuple[str, ...], extra: tuple[str, ...]) -> Any:
+    """The items a previous run of the same search pinned in `run_dir`, or None."""
+    from mosaic_assembler.sources.stac_items import open_stac_items
+
+    try:
+        pinned = json.loads((run_dir / PINNED_SEARCH).read_text())
+    except (OSError, ValueError):
+        return None
+    if pinned.get("key") != key or not (run_dir / PINNED_ITEMS).exists():
+        return None
+    source = open_stac_items(run_dir / PINNED_ITEMS, assets, extra_assets=extra)
+    logger.info("resuming with the %d item(s) the first run's search pinned in %s (not "
+                "searching again; --restart searches anew)", len(source.items), run_dir)
+    return source
+
+
+def _pin(run_dir: Path, key: str, source: Any) -> None:
+    """Keep a search's items in the run directory, for a resumed run (atomic writes)."""
+    from mosaic_assembler.sources.stac_api import save_items
+
+    save_items(source, run_dir / PINNED_ITEMS)
+    tmp = run_dir / f".{PINNED_SEARCH}.tmp"
+    tmp.write_text(json.dumps({"key": key}))
+    tmp.replace(run_dir / PINNED_SEARCH)
+
+
+def _search(opts: AssembleOptions, aoi: AOI, assets: tuple[str, ...],
+            run_dir: Path | None = None) -> tuple[Any, str, bool]:
+    """Run the STAC API search (or reuse the items a previous run pinned in `run_dir`);
+    optionally save the equivalent mosaicJSON.
+
+    Returns:
+        (source, search key, whether the items came from the run directory)
+    """
     from mosaic_assembler.sources.stac_api import open_stac_search, save_mosaicjson
     from mosaic_assembler.tilers.http import expand_env
 
@@ -106,24 +152,28 @@ def _search(opts: AssembleOptions, aoi: AOI, assets: tuple[str, ...]) -> Any:
     assert st is not None
     qa = opts.read.qa_mask
     extra = (qa.band,) if qa is not None and qa.bidx is None else ()
-    headers = {k: expand_env(v) for k, v in opts.http.headers} if opts.http else None
-    if opts.pgstac_http and opts.pgstac_http.get("headers"):
-        headers = {k: expand_env(v) for k, v in opts.pgstac_http["headers"]}
-    search: dict[str, Any] = {"bbox": list(aoi.bbox)} if aoi.is_bbox else \
-        {"geometry": json.loads(aoi.geojson)}
-    if aoi.is_bbox and aoi.bbox[0] > aoi.bbox[2]:  # across 180°: search the two parts
-        search = {"geometry": json.loads(aoi.geojson)}
-    source = open_stac_search(
-        st.url, collections=st.collections, assets=assets, extra_assets=extra,
-        datetime=st.datetime,
-        query=list(st.query) or None, filter=st.filter, max_items=st.max_items,
-        seasons=st.seasons or None, sort_by=st.sort_by, headers=headers, **search,
-    )
+    key = _search_key(opts, aoi, assets, extra)
+    source = _pinned(run_dir, key, assets, extra) if run_dir and not opts.restart else None
+    from_pin = source is not None
+    if source is None:
+        headers = {k: expand_env(v) for k, v in opts.http.headers} if opts.http else None
+        if opts.pgstac_http and opts.pgstac_http.get("headers"):
+            headers = {k: expand_env(v) for k, v in opts.pgstac_http["headers"]}
+        search: dict[str, Any] = {"bbox": list(aoi.bbox)} if aoi.is_bbox else \
+            {"geometry": json.loads(aoi.geojson)}
+        if aoi.is_bbox and aoi.bbox[0] > aoi.bbox[2]:  # across 180°: search the two parts
+            search = {"geometry": json.loads(aoi.geojson)}
+        source = open_stac_search(
+            st.url, collections=st.collections, assets=assets, extra_assets=extra,
+            datetime=st.datetime, query=list(st.query) or None, filter=st.filter,
+            max_items=st.max_items, seasons=st.seasons or None, sort_by=st.sort_by,
+            headers=headers, **search,
+        )
     if st.save_mosaicjson:
         save_mosaicjson(source, st.save_mosaicjson, minzoom=max(0, opts.zoom - 3),
                         maxzoom=opts.zoom, asset=st.mosaicjson_asset)
         logger.info("saved the search as %s", st.save_mosaicjson)
-    return source
+    return source, key, from_pin
 
 
 def _register_pgstac(opts: AssembleOptions, aoi: AOI, source: Any,
@@ -239,8 +289,10 @@ def _run(
     if not dry_run:
         target.check()
     opts = _check_methods(opts)
+    run_dir = Path(opts.run_dir) if opts.run_dir else Path(f"{output}.run")
     source = None
     aoi = None
+    search_key, from_pin = "", False
     if opts.bbox is not None:
         aoi = AOI.from_bbox(*opts.bbox)
     elif opts.aoi is not None:
@@ -250,7 +302,7 @@ def _run(
         assets = expression_assets(opts.read.expression)
     if opts.stac is not None:
         assert aoi is not None  # AssembleOptions requires one with --stac
-        source = _search(opts, aoi, assets)
+        source, search_key, from_pin = _search(opts, aoi, assets, run_dir)
     elif opts.mosaicjson is not None or opts.items is not None:
         qa = opts.read.qa_mask
         extra = (qa.band,) if qa is not None and qa.bidx is None and opts.items else ()
@@ -307,12 +359,13 @@ def _run(
         return _result(None, empty=len(plan.tiles) - len(jobs), bands=bands, dry_run=True,
                        **base)
 
-    run_dir = Path(opts.run_dir) if opts.run_dir else Path(f"{output}.run")
     state = RunState.open(
         run_dir, config_hash(_hash_parts(opts, aoi, jobs, bands, chunk_tiles)),
         {"output": str(output), "tiles": len(plan.tiles), "chunks": len(chunks)},
         restart=opts.restart,
     )
+    if opts.stac is not None and not from_pin:
+        _pin(run_dir, search_key, source)
     finished = state.finished(chunks, accept_partial=opts.allow_partial)
     if finished:
         logger.info("resuming %s: %d of %d chunks already finished", run_dir, len(finished),

@@ -500,6 +500,40 @@ def test_cli_stac_mask_band_equals_items_file(stack, coll, tmp_path):
         assert not numpy.array_equal(a.read(), b.read())
 
 
+def test_resumed_stac_run_reuses_the_pinned_items(stack, coll, tmp_path, monkeypatch, caplog):
+    """The first run pins its search's items in the run directory; a resumed run reads them
+    instead of searching again (the catalogue may have changed); --restart searches anew."""
+    import rasterio
+
+    from mosaic_assembler import assemble
+    from mosaic_assembler.errors import SourceError
+    from mosaic_assembler.sources import stac_api
+
+    run_dir = tmp_path / "run"
+    kw = dict(stac=stack.stac_url, collections=[coll.collection], bbox=(5.80, 45.40, 6.10, 45.60),
+              zoom=ZOOM, tilesize=256, assets=ASSETS, sort_by="datetime",
+              pixel_selection="median", run_dir=run_dir, keep_run_dir=True, progress=False)
+    first = assemble(tmp_path / "a.tif", **kw)
+    pinned = json.loads((run_dir / "search.items.json").read_text())["features"]
+    assert [f["id"] for f in pinned] == [i.id for i in search(
+        stack, coll, bbox=(5.80, 45.40, 6.10, 45.60), sort_by="datetime").items]
+
+    def no_search(*a, **k):
+        raise SourceError("searched again")
+
+    monkeypatch.setattr(stac_api, "open_stac_search", no_search)
+    with caplog.at_level("INFO", logger="mosaic_assembler"):
+        again = assemble(tmp_path / "b.tif", **kw)
+    assert "pinned" in caplog.text and again.chunks_resumed == again.chunks > 0
+    with rasterio.open(first.path) as a, rasterio.open(again.path) as b:
+        assert numpy.array_equal(a.read(), b.read())
+    with pytest.raises(SourceError, match="searched again"):
+        assemble(tmp_path / "c.tif", restart=True, **kw)
+    # another search on the same run directory does not take the pinned items
+    with pytest.raises(SourceError, match="searched again"):
+        assemble(tmp_path / "d.tif", **{**kw, "datetime": "2024-06-01/2024-12-31"})
+
+
 def test_cli_stac_errors_are_one_line(stack, coll, tmp_path):
     out = tmp_path / "o.tif"
     r = _cli_stac(stack, coll, out, "--datetime", "2030-01-01/2030-12-31")
