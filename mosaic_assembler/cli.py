@@ -292,6 +292,9 @@ def assemble_command(output: str, aoi: str | None, tilesize: str, bidx: Any,
             raise click.BadParameter("stdin is empty", param_hint="--aoi")
     if not kwargs["bbox"]:
         kwargs["bbox"] = None
+    ctx = click.get_current_context()
+    if ctx.get_parameter_source("pixel_selection") is click.core.ParameterSource.DEFAULT:
+        kwargs["pixel_selection"] = None  # a --tiler template's pixel_selection may decide
     _execute(
         output, dry_run, as_json, quiet,
         aoi=aoi_value, tilesize=int(tilesize), bidx=bidx,

@@ -167,3 +167,25 @@ def test_cli_tiler(scenes, titiler, tmp_path):
     assert r.returncode == 2 and len(lines) == 1 and "HTTP 422" in lines[0], r.stderr
     r = run_cli([*_bbox_args(scenes), "--tiler", template, "--dry-run", str(out) + ".x"])
     assert r.returncode == 0 and "bands decided by the tiler" in r.stdout
+
+
+def test_tiler_template_pixel_selection(tmp_path):
+    """A --tiler template's pixel_selection is the method (e.g. for --dry-run and the method
+    checks); a different --pixel-selection is refused instead of being silently ignored."""
+    from mosaic_assembler.errors import ConfigError
+    from mosaic_assembler.options import build_options
+
+    tpl = "http://127.0.0.1:9/mosaic/tiles/{z}/{x}/{y}?url=m.json&pixel_selection=median"
+    kw = dict(bbox=(5, 45, 6, 46), zoom=9, tiler=tpl)
+    assert build_options(**kw).read.pixel_selection == "median"
+    assert build_options(**kw, pixel_selection="median").read.pixel_selection == "median"
+    with pytest.raises(ConfigError, match="pixel_selection=median and --pixel-selection is "
+                                          "highest"):
+        build_options(**kw, pixel_selection="highest")
+    r = run_cli(["--bbox", "5", "45", "6", "46", "--zoom", "9", "--tiler", tpl,
+                 "--pixel-selection", "highest", str(tmp_path / "o.tif")])
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert r.returncode == 2 and len(lines) == 1 and "give it in one place" in lines[0], r.stderr
+    r = run_cli(["--bbox", "5", "45", "6", "46", "--zoom", "9", "--tiler",
+                 tpl.replace("median", "mode"), str(tmp_path / "o.tif")])
+    assert r.returncode == 2 and "unknown pixel selection 'mode'" in r.stderr, r.stderr
