@@ -94,9 +94,9 @@ def test_422_stops_at_once(scenes, titiler, tmp_path):
     proxy = FaultProxy(titiler.url, mode="pass")
     try:
         template = (titiler.mosaic_template(scenes.mosaicjson).replace(titiler.url, proxy.url)
-                    + "&pixel_selection=bogus")
+                    + "&resampling=bogus")
         t0 = time.monotonic()
-        with pytest.raises(TilerRequestError, match="HTTP 422.*pixel_selection") as e:
+        with pytest.raises(TilerRequestError, match="HTTP 422.*resampling") as e:
             assemble(tmp_path / "o.tif", bbox=scenes.bbox, zoom=scenes.zoom, tiler=template,
                      concurrency=2, progress=False)
         assert e.value.status == 422
