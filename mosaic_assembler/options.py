@@ -193,12 +193,17 @@ def _qa_mask(band: Any, bits: str | None, expression: str | None) -> QAMask | No
                   tuple(n.strip() for n in names.split(",") if n.strip()))
 
 
-def _template_method(template: str) -> str | None:
-    """The pixel_selection a --tiler URL template sets in its query, if any."""
+def _template_method(template: str, params: Any = None) -> str | None:
+    """The pixel_selection a --tiler URL template (or a --tiler-param) sets, if any."""
     from urllib.parse import parse_qsl, urlsplit
 
-    values = [v for k, v in parse_qsl(urlsplit(template).query) if k == "pixel_selection"]
-    return values[-1] if values else None
+    pairs = parse_qsl(urlsplit(template).query)
+    if isinstance(params, Mapping):
+        pairs += list(params.items())
+    elif params:
+        pairs += [tuple(kv) for kv in params]
+    values = [v for k, v in pairs if k == "pixel_selection"]
+    return values[0] if values else None
 
 
 def build_options(**options: Any) -> AssembleOptions:
@@ -223,13 +228,13 @@ def build_options(**options: Any) -> AssembleOptions:
     if qa is not None:
         read_kw["qa_mask"] = qa
     http_kw = {http_map[k]: options.pop(k) for k in list(options) if k in http_map}
-    templated = _template_method(str(http_kw.get("template") or ""))
+    templated = _template_method(str(http_kw.get("template") or ""), http_kw.get("params"))
     if templated is not None:
         given = read_kw.get("pixel_selection")
         if given is not None and given != templated:
             raise ConfigError(
-                f"the --tiler template sets pixel_selection={templated} and --pixel-selection "
-                f"is {given}: give it in one place"
+                f"the --tiler template (or --tiler-param) sets pixel_selection={templated} and "
+                f"--pixel-selection is {given}: give it in one place"
             )
         read_kw["pixel_selection"] = templated
     read_kw = {k: v for k, v in read_kw.items() if not (k == "pixel_selection" and v is None)}

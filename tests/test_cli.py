@@ -164,6 +164,11 @@ def test_cli_tiler(scenes, titiler, tmp_path):
     r = run_cli([*_bbox_args(scenes), "--tiler", template, "--tiler-param",
                  "pixel_selection=bogus", str(tmp_path / "o2.tif")])
     lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert r.returncode == 2 and len(lines) == 1 and "unknown pixel selection 'bogus'" in \
+        lines[0], r.stderr
+    r = run_cli([*_bbox_args(scenes), "--tiler", template, "--tiler-param", "rescale=a,b",
+                 str(tmp_path / "o2.tif")])
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
     assert r.returncode == 2 and len(lines) == 1 and "HTTP 422" in lines[0], r.stderr
     r = run_cli([*_bbox_args(scenes), "--tiler", template, "--dry-run", str(out) + ".x"])
     assert r.returncode == 0 and "bands decided by the tiler" in r.stdout
