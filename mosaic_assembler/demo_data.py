@@ -857,7 +857,7 @@ def make_demo_sample(
     mosaic_path = _write_mosaicjson(root / "mosaic.json", items, scene_paths, zoom)
     bbox = _pick_bbox(footprints_ll, margin_m=0.04 * side)
 
-    logger.info(
+    logger.debug(
         "demo sample: %d scenes on %d dates in %s, zoom %d, bbox %s, written to %s in %.2fs",
         len(scenes), n_dates, sorted({f"EPSG:{s.epsg}" for s in scenes}), zoom, bbox, root,
         time.perf_counter() - t0,
