@@ -39,6 +39,7 @@ from rasterio.enums import Resampling
 from rasterio.transform import from_bounds
 from rasterio.vrt import WarpedVRT
 from rasterio.warp import calculate_default_transform
+from rio_tiler.constants import WEB_MERCATOR_TMS
 from rio_tiler.errors import TileOutsideBounds
 from rio_tiler.io import Reader, STACReader
 from rio_tiler.models import ImageData
@@ -48,6 +49,7 @@ __all__ = ["MAX_OPEN", "reader_tile", "stac_tile"]
 
 MAX_OPEN = 64  # open datasets (and parsed STAC items) kept per thread
 _WGS84 = CRS.from_epsg(4326)
+_TMS_CRS = WEB_MERCATOR_TMS.rasterio_crs  # the default TMS of rio-tiler's readers
 _local = threading.local()
 
 
@@ -100,7 +102,7 @@ def _open(href: str) -> _Source:
         reader = Reader(href)
         try:
             src = reader.dataset
-            tms_crs = reader.tms.rasterio_crs
+            tms_crs = _TMS_CRS
             fast = (
                 src.nodata is not None
                 and not has_alpha_band(src)
@@ -137,6 +139,42 @@ def _vrt_grid(dst_transform: Affine, bounds: tuple[float, float, float, float],
     return from_bounds(w, s, e, n, vrt_width, vrt_height), vrt_width, vrt_height
 
 
+def _warp(
+    src: Any,
+    nodata: float,
+    grid: tuple[Affine, int, int],
+    bounds: tuple[float, float, float, float],
+    tilesize: int,
+    indexes: tuple[int, ...],
+    resampling_method: str,
+    assets: list[str],
+) -> ImageData:
+    """The read of `rio_tiler.reader.part`/`read` for a nodata source in another CRS."""
+    vrt_transform, vrt_width, vrt_height = grid
+    with WarpedVRT(
+        src,
+        crs=_TMS_CRS,
+        transform=vrt_transform,
+        width=vrt_width,
+        height=vrt_height,
+        dtype=src.dtypes[0],
+        nodata=nodata,
+        src_nodata=nodata,
+        add_alpha=False,
+        resampling=Resampling.nearest,
+    ) as vrt:
+        data = vrt.read(indexes=indexes, out_shape=(len(indexes), tilesize, tilesize),
+                        resampling=Resampling[resampling_method])
+    mask = numpy.isnan(data) if math.isnan(nodata) else data == nodata
+    return ImageData(
+        numpy.ma.MaskedArray(data, mask=mask),
+        assets=assets,
+        crs=_TMS_CRS,
+        bounds=bounds,
+        band_names=[f"b{idx}" for idx in indexes],
+    )
+
+
 def reader_tile(
     href: str,
     x: int,
@@ -163,37 +201,15 @@ def reader_tile(
         from rio_tiler.expression import parse_expression
 
         indexes = parse_expression(expression)
-    src = reader.dataset
     bounds = tuple(reader.tms.xy_bounds(Tile(x=x, y=y, z=z)))
     assert source.dst_transform is not None
-    vrt_transform, vrt_width, vrt_height = _vrt_grid(source.dst_transform, bounds, tilesize)
-    nodata = source.nodata
-    with WarpedVRT(
-        src,
-        crs=reader.tms.rasterio_crs,
-        transform=vrt_transform,
-        width=vrt_width,
-        height=vrt_height,
-        dtype=src.dtypes[0],
-        nodata=nodata,
-        src_nodata=nodata,
-        add_alpha=False,
-        resampling=Resampling.nearest,
-    ) as vrt:
-        if indexes is None:
-            indexes = tuple(vrt.indexes)
-        elif isinstance(indexes, int):
-            indexes = (indexes,)
-        data = vrt.read(indexes=indexes, out_shape=(len(indexes), tilesize, tilesize),
-                        resampling=Resampling[resampling_method])
-    mask = numpy.isnan(data) if math.isnan(nodata) else data == nodata
-    img = ImageData(
-        numpy.ma.MaskedArray(data, mask=mask),
-        assets=[href],
-        crs=reader.tms.rasterio_crs,
-        bounds=bounds,
-        band_names=[f"b{idx}" for idx in indexes],
-    )
+    grid = _vrt_grid(source.dst_transform, bounds, tilesize)
+    if indexes is None:
+        indexes = tuple(reader.dataset.indexes)
+    elif isinstance(indexes, int):
+        indexes = (indexes,)
+    img = _warp(reader.dataset, source.nodata, grid, bounds, tilesize, tuple(indexes),
+                resampling_method, [href])
     return img.apply_expression(expression) if expression else img
 
 
@@ -245,7 +261,101 @@ def stac_tile(
         return it.stac.tile(x, y, z, assets=list(assets), expression=expression, **kwargs)
     if not it.stac.tile_exists(x, y, z):
         raise TileOutsideBounds(f"Tile(x={x}, y={y}, z={z}) is outside bounds")
-    parts = [reader_tile(it.hrefs[name], x, y, z, **kwargs) for name in assets]
-    img = ImageData.create_from_list(parts)
+    hrefs = tuple(it.hrefs[name] for name in assets)
+    img = _stack_tile(hrefs, x, y, z, **kwargs) if len(hrefs) > 1 else None
+    if img is None:
+        img = ImageData.create_from_list([reader_tile(h, x, y, z, **kwargs) for h in hrefs])
     img.band_names = [f"b{ix + 1}" for ix in range(img.count)]
     return img.apply_expression(expression) if expression else img
+
+
+@dataclass
+class _Stack:
+    """Single-band assets on one grid, stacked in a VRT so that one warp reads them all."""
+
+    dataset: Any  # the VRT, or None when the assets cannot be stacked
+    source: _Source | None  # the first asset's (grid, nodata, tile_exists)
+
+    def close(self) -> None:
+        if self.dataset is not None:
+            self.dataset.close()
+
+
+_GDAL_TYPES = {"uint8": "Byte", "int8": "Int8", "uint16": "UInt16", "int16": "Int16",
+               "uint32": "UInt32", "int32": "Int32", "float32": "Float32",
+               "float64": "Float64"}
+
+
+def _stack(hrefs: tuple[str, ...]) -> _Stack:
+    def make() -> _Stack:
+        import rasterio
+        from xml.sax.saxutils import escape
+
+        sources = [_open(h) for h in hrefs]
+        first = sources[0].reader.dataset
+        if not all(
+            s.fast and s.reader.dataset.count == 1
+            and s.reader.dataset.crs == first.crs
+            and s.reader.dataset.transform == first.transform
+            and s.reader.dataset.shape == first.shape
+            and s.reader.dataset.dtypes[0] == first.dtypes[0]
+            and (s.nodata == first.nodata or (math.isnan(s.nodata) and math.isnan(first.nodata)))
+            and first.dtypes[0] in _GDAL_TYPES
+            for s in sources
+        ):
+            return _Stack(None, None)
+        w, h, t = first.width, first.height, first.transform
+        rect = f'xOff="0" yOff="0" xSize="{w}" ySize="{h}"'
+        bands = "".join(
+            f'<VRTRasterBand dataType="{_GDAL_TYPES[first.dtypes[0]]}" band="{i}">'
+            f"<NoDataValue>{first.nodata!r}</NoDataValue><SimpleSource>"
+            f'<SourceFilename relativeToVRT="0">{escape(href)}</SourceFilename>'
+            f"<SourceBand>1</SourceBand><SrcRect {rect}/><DstRect {rect}/></SimpleSource>"
+            "</VRTRasterBand>"
+            for i, href in enumerate(hrefs, start=1)
+        )
+        xml = (f'<VRTDataset rasterXSize="{w}" rasterYSize="{h}">'
+               f"<SRS>{escape(first.crs.to_wkt())}</SRS>"
+               f"<GeoTransform>{t.c!r}, {t.a!r}, {t.b!r}, {t.f!r}, {t.d!r}, {t.e!r}</GeoTransform>"
+               f"{bands}</VRTDataset>")
+        return _Stack(rasterio.open(xml), sources[0])
+
+    return _cached("stacks", tuple(_file_key(h) for h in hrefs), make)
+
+
+def _stack_tile(
+    hrefs: tuple[str, ...],
+    x: int,
+    y: int,
+    z: int,
+    tilesize: int = 256,
+    indexes: int | Sequence[int] | None = None,
+    resampling_method: str = "nearest",
+) -> ImageData | None:
+    """The per-asset reads of `stac_tile` as one warp of all assets, or None.
+
+    Same bytes as warping each asset alone: the warp is nearest-neighbour, every band samples
+    the same source pixel, and a band's pixel is either that value or nodata either way (GDAL
+    may copy a band's nodata value where another band has data; that is still nodata).
+    Only used when the warped grid is the tile itself (the source is not finer than the tile):
+    otherwise rio-tiler's read decimates the warped VRT, which may use the source's
+    overviews, which a stacked VRT does not have.
+
+    Raises:
+        TileOutsideBounds: the tile does not intersect the assets.
+    """
+    if indexes not in (None, 1, (1,), [1]):
+        return None
+    stack = _stack(hrefs)
+    if stack.dataset is None:
+        return None
+    source = stack.source
+    assert source is not None and source.dst_transform is not None
+    bounds = tuple(WEB_MERCATOR_TMS.xy_bounds(Tile(x=x, y=y, z=z)))
+    grid = _vrt_grid(source.dst_transform, bounds, tilesize)
+    if grid[1:] != (tilesize, tilesize):
+        return None
+    if not source.reader.tile_exists(x, y, z):
+        raise TileOutsideBounds(f"Tile(x={x}, y={y}, z={z}) is outside bounds")
+    return _warp(stack.dataset, source.nodata, grid, bounds, tilesize,
+                 tuple(range(1, len(hrefs) + 1)), resampling_method, list(hrefs))
