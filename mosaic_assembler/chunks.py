@@ -3,7 +3,9 @@
 `compute_chunk(spec, job)` takes only small frozen, picklable values, so the same call runs
 in a thread, a local process or a Dask worker. It reads the chunk's tiles concurrently
 (bounded: never more than 2 × concurrency tiles in flight), writes them as they arrive with
-one writer, and renames the finished file into place: a chunk file that exists is complete.
+one writer, builds the chunk's internal overviews (when the run's overview resampling allows,
+see `writer.ChunkOverviews`), and renames the finished file into place: a chunk file that
+exists is complete.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import rasterio
 from mosaic_assembler.errors import TileReadError
 from mosaic_assembler.grid import Chunk, Clipper, Plan, Tile
 from mosaic_assembler.tilers import BandInfo, TileData, TileSource
-from mosaic_assembler.writer import TileWriter
+from mosaic_assembler.writer import ChunkOverviews, TileWriter
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +58,8 @@ class RunSpec:
         visual: a `visual.Visual` post-step (uint8 imagery), or None.
         gdal_config: GDAL configuration for reading and writing (GDAL_CACHEMAX …), applied
             around each chunk so that Dask workers in other processes get it too.
+        overviews: internal overviews each chunk file gets before it is renamed into place,
+            or None.
     """
 
     plan: Plan
@@ -66,6 +70,7 @@ class RunSpec:
     chunk_dir: str
     visual: Any = None
     gdal_config: tuple[tuple[str, Any], ...] = ()
+    overviews: ChunkOverviews | None = None
 
     def chunk_path(self, key: str) -> Path:
         """Where a finished chunk lives."""
@@ -206,6 +211,8 @@ def _compute_chunk(
             if on_tile is not None:
                 on_tile(outcome)
         if writer is not None:
+            if spec.overviews is not None:
+                writer.add_overviews(spec.overviews)
             writer.close()
             writer = None
             os.replace(tmp, final)

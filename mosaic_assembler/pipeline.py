@@ -35,6 +35,7 @@ from mosaic_assembler.writer import (
     DEFAULT_CACHE_BYTES,
     OutputTarget,
     config_value,
+    ensure_chunk_overviews,
     finalize_cog,
     write_vrt,
 )
@@ -404,7 +405,8 @@ def _run(
                    opts.concurrency or getattr(tiler, "default_concurrency", None)
                    or default_concurrency(next(iter(assets_of.values()), ())),
                    str(state.chunk_dir), opts.visual,
-                   tuple(_gdal_config(opts).items()))
+                   tuple(_gdal_config(opts).items()),
+                   opts.cog.chunk_overviews(plan.tilesize, chunk_tiles * plan.tilesize))
     pending = [ChunkJob(c, tuple(assets_of[t] for t in c.tiles)) for c in chunks
                if c.key not in finished]
     t1 = time.perf_counter()
@@ -449,6 +451,8 @@ def _run(
     opts.cog.check_bands(out_bands)
     t2 = time.perf_counter()
     outputs: tuple[Path, ...] = ()
+    if spec.overviews is not None:  # chunks resumed from a run without them, or other ones
+        ensure_chunk_overviews([p for _, p in parts], spec.overviews)
     with target:
         assert target.workdir is not None
         if split:
@@ -457,13 +461,14 @@ def _run(
             assert opts.split_zoom is not None
             staged = target.workdir / "out"
             outputs = write_split(plan, parts, out_bands, opts.split_zoom, staged, opts.cog,
-                                  final_dir=output)
+                                  final_dir=output, overviews=spec.overviews)
             size = sum(p.stat().st_size for p in staged.iterdir())
             target.commit(staged)
         else:
-            vrt = write_vrt(target.workdir / "chunks.vrt", plan, parts, out_bands)
+            vrt = write_vrt(target.workdir / "chunks.vrt", plan, parts, out_bands,
+                            overviews=spec.overviews, cog=opts.cog)
             cog = target.workdir / "out.tif"
-            finalize_cog(vrt, cog, opts.cog)
+            finalize_cog(vrt, cog, opts.cog, existing_overviews=spec.overviews is not None)
             size = cog.stat().st_size
             target.commit(cog)
     seconds["finalize"] = time.perf_counter() - t2

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import shutil
 from pathlib import Path
 
 import mercantile
@@ -16,7 +17,7 @@ from shapely.geometry import box, mapping
 
 from mosaic_assembler.grid import MAX_LAT, Chunk, Plan
 from mosaic_assembler.tilers import BandInfo
-from mosaic_assembler.writer import COGOptions, finalize_cog, write_vrt
+from mosaic_assembler.writer import ChunkOverviews, COGOptions, finalize_cog, write_vrt
 
 
 def split_windows(
@@ -46,12 +47,14 @@ def write_split(
     out_dir: Path,
     cog: COGOptions,
     final_dir: Path,
+    overviews: ChunkOverviews | None = None,
 ) -> tuple[Path, ...]:
     """Write `{quadkey}.tif` COGs, `mosaic.json` and `items.json` into out_dir.
 
     Args:
         final_dir: where out_dir will be renamed to (the mosaicJSON lists absolute paths
             there; the STAC items use relative hrefs).
+        overviews: the chunk files' internal overviews (see `writer.write_vrt`), or None.
 
     Returns:
         The final paths of the COGs.
@@ -63,9 +66,12 @@ def write_split(
     features, items, paths = [], [], []
     now = datetime.datetime.now(datetime.timezone.utc).isoformat().replace("+00:00", "Z")
     for qk, window in windows.items():
-        vrt = write_vrt(out_dir / f"{qk}.vrt", plan, parts, bands, window)
-        finalize_cog(vrt, out_dir / f"{qk}.tif", cog)
-        vrt.unlink()
+        work = out_dir.parent / f"{out_dir.name}.vrt"
+        work.mkdir(exist_ok=True)
+        vrt = write_vrt(work / f"{qk}.vrt", plan, parts, bands, window, overviews=overviews,
+                        cog=cog)
+        finalize_cog(vrt, out_dir / f"{qk}.tif", cog, existing_overviews=overviews is not None)
+        shutil.rmtree(work)
         row0, col0, height, width = window
         t = plan.transform
         left, top = t * (col0, row0)
