@@ -3,7 +3,7 @@
 A fast synthetic in-process source (one uint8 COG in EPSG:3857, 8x coarser than the output)
 is assembled at 256, 2,048 and 16,384 tiles of 256 px with the local thread pool and with a
 2-worker Dask LocalCluster (`first`: one asset read per tile); each run is a fresh CLI process (driver peak RSS from wait4,
-Dask worker peak RSS from the workers). Then a CPU-bound comparison: 1 vs 2 Dask workers
+Dask worker peak RSS from the workers). Then a CPU-bound comparison: 1 vs 2 warmed-up Dask workers
 computing the median of three sources, one tile at a time per chunk.
 
 Targets: tiles/s at 16,384 within 20 % of 2,048; driver peak RSS at 16,384 <= 1.3x at 256;
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import math
 import os
 import resource
@@ -91,15 +92,33 @@ def run_cli(mj: Path, n: int, out: Path, extra: list[str]) -> tuple[float, float
     return wall, rss, summary
 
 
+def _peak_rss_mb() -> float:
+    """This process's peak RSS (VmHWM): unlike ru_maxrss, it is not inherited across the
+    fork + exec that starts a worker from a nanny in the (possibly large) driver process."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _warm_up() -> None:
+    import mosaic_assembler.chunks  # noqa: F401
+    import mosaic_assembler.tilers.local  # noqa: F401
+
+
 def with_dask(workers: int, fn):
     from distributed import Client, LocalCluster
 
     cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                           dashboard_address=None, host="127.0.0.1")
+                           dashboard_address=None, host="127.0.0.1",
+                           silence_logs=logging.CRITICAL)  # no heartbeat noise at close
     client = Client(cluster)
+    # warm the workers up (imports of rio-tiler, rasterio, GDAL drivers: ~1-2 s per process),
+    # so that the timed runs measure throughput, not process start-up
+    client.run(_warm_up)
     try:
         result = fn(cluster.scheduler_address)
-        rss = client.run(lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+        rss = client.run(_peak_rss_mb)
         return result, max(rss.values())
     finally:
         client.close()
@@ -109,13 +128,14 @@ def with_dask(workers: int, fn):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[256, 2048, 16384])
-    parser.add_argument("--compare-size", type=int, default=2048)
+    parser.add_argument("--compare-size", type=int, default=4096,
+                        help="tiles of the CPU-bound 1 vs 2 workers run (default 4096)")
     parser.add_argument("--workdir", type=Path)
     args = parser.parse_args()
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="bench-scale-"))
     workdir.mkdir(parents=True, exist_ok=True)
-    cols = max(shape_for(n)[0] for n in args.sizes)
-    rows = max(shape_for(n)[1] for n in args.sizes)
+    cols = max(shape_for(n)[0] for n in (*args.sizes, args.compare_size))
+    rows = max(shape_for(n)[1] for n in (*args.sizes, args.compare_size))
     mj = make_source(workdir, cols, rows)
     out = workdir / "out.tif"
     print(f"{'executor':12s} {'tiles':>6} {'wall s':>8} {'tiles/s':>8} {'driver MB':>10} "
