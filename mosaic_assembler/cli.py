@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -367,8 +368,31 @@ def _display_path(path: Path) -> str:
         return str(path)
 
 
+def _return_freed_memory() -> None:
+    """Have glibc give large freed blocks back to the system (this process only).
+
+    Tiles are ~1-6 MB arrays allocated and freed by several threads; glibc raises its mmap
+    threshold after the first frees and then keeps such blocks in per-thread heaps, so the
+    peak RSS grew with the number of tiles read (bench_memory: 258 MB at 16 tiles, 362 MB at
+    256). A fixed 128 KB threshold (what MALLOC_MMAP_THRESHOLD_ would set) keeps it flat
+    (228 / 284 MB) for ~5 % more wall time. Skipped where there is no glibc, or when the user
+    set the thresholds in the environment.
+    """
+    if sys.platform != "linux" or any(k.startswith("MALLOC_") for k in os.environ):
+        return
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(-3, 128 * 1024)  # M_MMAP_THRESHOLD
+        libc.mallopt(-1, 128 * 1024)  # M_TRIM_THRESHOLD
+    except (OSError, AttributeError):
+        pass
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: one clear line on stderr and a non-zero exit for every expected error."""
+    _return_freed_memory()
     try:
         cli.main(args=argv, prog_name="assemble-mosaic", standalone_mode=False)
     except click.exceptions.Exit as e:
