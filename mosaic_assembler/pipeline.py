@@ -468,7 +468,8 @@ def _run(
             vrt = write_vrt(target.workdir / "chunks.vrt", plan, parts, out_bands,
                             overviews=spec.overviews, cog=opts.cog)
             cog = target.workdir / "out.tif"
-            finalize_cog(vrt, cog, opts.cog, existing_overviews=spec.overviews is not None)
+            finalize_cog(vrt, cog, opts.cog, existing_overviews=spec.overviews is not None,
+                         chunk_columns=-(-plan.width // (chunk_tiles * plan.tilesize)))
             size = cog.stat().st_size
             target.commit(cog)
     seconds["finalize"] = time.perf_counter() - t2

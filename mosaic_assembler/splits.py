@@ -70,7 +70,11 @@ def write_split(
         work.mkdir(exist_ok=True)
         vrt = write_vrt(work / f"{qk}.vrt", plan, parts, bands, window, overviews=overviews,
                         cog=cog)
-        finalize_cog(vrt, out_dir / f"{qk}.tif", cog, existing_overviews=overviews is not None)
+        _, c0, _, w = window
+        columns = len({c.col_off for c, _ in parts
+                       if c.col_off < c0 + w and c.col_off + c.width > c0})
+        finalize_cog(vrt, out_dir / f"{qk}.tif", cog, existing_overviews=overviews is not None,
+                     chunk_columns=columns)
         shutil.rmtree(work)
         row0, col0, height, width = window
         t = plan.transform
