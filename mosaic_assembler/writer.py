@@ -418,7 +418,7 @@ def ensure_chunk_overviews(
     return len(todo)
 
 
-_GDAL_DTYPES = {"uint8": "Byte", "int8": "Int8", "uint16": "UInt16", "int16": "Int16",
+GDAL_DTYPES = {"uint8": "Byte", "int8": "Int8", "uint16": "UInt16", "int16": "Int16",
                 "uint32": "UInt32", "int32": "Int32", "uint64": "UInt64", "int64": "Int64",
                 "float32": "Float32", "float64": "Float64"}
 
@@ -475,7 +475,7 @@ def _vrt_xml(
     else:
         for b in range(1, bands.count + 1):
             name = bands.names[b - 1] if b <= len(bands.names) else ""
-            lines.append(f'<VRTRasterBand dataType="{_GDAL_DTYPES[bands.dtype]}" band="{b}">')
+            lines.append(f'<VRTRasterBand dataType="{GDAL_DTYPES[bands.dtype]}" band="{b}">')
             if name:
                 lines.append(f"<Description>{escape(name)}</Description>")
             lines.extend(simple(str(b), src) for src in sources)

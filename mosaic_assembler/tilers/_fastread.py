@@ -284,15 +284,12 @@ class _Stack:
             self.dataset.close()
 
 
-_GDAL_TYPES = {"uint8": "Byte", "int8": "Int8", "uint16": "UInt16", "int16": "Int16",
-               "uint32": "UInt32", "int32": "Int32", "float32": "Float32",
-               "float64": "Float64"}
-
-
 def _stack(hrefs: tuple[str, ...]) -> _Stack:
     def make() -> _Stack:
         import rasterio
         from xml.sax.saxutils import escape
+
+        from mosaic_assembler.writer import GDAL_DTYPES  # not at import: writer needs tilers
 
         sources = [_open(h) for h in hrefs]
         first = sources[0].reader.dataset
@@ -303,14 +300,14 @@ def _stack(hrefs: tuple[str, ...]) -> _Stack:
             and s.reader.dataset.shape == first.shape
             and s.reader.dataset.dtypes[0] == first.dtypes[0]
             and (s.nodata == first.nodata or (math.isnan(s.nodata) and math.isnan(first.nodata)))
-            and first.dtypes[0] in _GDAL_TYPES
+            and first.dtypes[0] in GDAL_DTYPES
             for s in sources
         ):
             return _Stack(None, None)
         w, h, t = first.width, first.height, first.transform
         rect = f'xOff="0" yOff="0" xSize="{w}" ySize="{h}"'
         bands = "".join(
-            f'<VRTRasterBand dataType="{_GDAL_TYPES[first.dtypes[0]]}" band="{i}">'
+            f'<VRTRasterBand dataType="{GDAL_DTYPES[first.dtypes[0]]}" band="{i}">'
             f"<NoDataValue>{first.nodata!r}</NoDataValue><SimpleSource>"
             f'<SourceFilename relativeToVRT="0">{escape(href)}</SourceFilename>'
             f"<SourceBand>1</SourceBand><SrcRect {rect}/><DstRect {rect}/></SimpleSource>"
