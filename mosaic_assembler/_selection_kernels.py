@@ -143,16 +143,18 @@ def ma_mean(running: RunningSum) -> tuple[numpy.ndarray, numpy.ndarray, numpy.nd
 
 
 def sum_sq_dev(
-    layers: list[tuple[numpy.ndarray, numpy.ndarray]], mean: numpy.ndarray, skip: numpy.ndarray,
+    layers: list[tuple[numpy.ndarray, numpy.ndarray]],
+    mean: numpy.ndarray,
+    skip: numpy.ndarray,
 ) -> numpy.ndarray:
     """``sum_i (float64(x_i) - mean)**2`` over unmasked ``x_i``, in numpy.ma.var's order.
 
     Pixels in ``skip`` (a masked mean) contribute nothing, as in numpy.ma's ``self - mean``.
     """
     if mean.size == 1:
-        return numpy.stack([
-            numpy.where(m | skip, 0.0, (d.astype("f8") - mean) ** 2) for d, m in layers
-        ]).sum(axis=0)
+        return numpy.stack(
+            [numpy.where(m | skip, 0.0, (d.astype("f8") - mean) ** 2) for d, m in layers]
+        ).sum(axis=0)
     shape, mean, keep = mean.shape, mean.reshape(-1), ~skip.reshape(-1)
     flat = [(d.reshape(-1), m.reshape(-1)) for d, m in layers]
     out = numpy.zeros(mean.size)
@@ -213,7 +215,9 @@ def sentinels(dtype: numpy.dtype) -> tuple[Any, Any]:
 
 
 def sorted_chunks(
-    layers: list[tuple[numpy.ndarray, numpy.ndarray]], mode: str, needed: tuple[int, ...],
+    layers: list[tuple[numpy.ndarray, numpy.ndarray]],
+    mode: str,
+    needed: tuple[int, ...],
     exclude_nan: bool,
 ) -> Iterator[tuple[slice, list[numpy.ndarray], numpy.ndarray]]:
     """Sort a masked stack per pixel, chunk by chunk, with a pruned sorting network.
@@ -282,8 +286,12 @@ def pick(rows: list[numpy.ndarray], lut: numpy.ndarray, n_valid: numpy.ndarray) 
 
 
 def reduce_order_stats(
-    layers: list[tuple[numpy.ndarray, numpy.ndarray]], mode: str, ranks: list[tuple[int, int]],
-    combine: Any, out_dtype: Any, nan_is_value: bool,
+    layers: list[tuple[numpy.ndarray, numpy.ndarray]],
+    mode: str,
+    ranks: list[tuple[int, int]],
+    combine: Any,
+    out_dtype: Any,
+    nan_is_value: bool,
 ) -> tuple[numpy.ndarray, numpy.ndarray]:
     """Per pixel, ``combine(a, b, n_valid)`` of the valid values ranked ``ranks[n - 1]``.
 
@@ -293,11 +301,14 @@ def reduce_order_stats(
 
     """
     depth, shape = len(layers), layers[0][0].shape
-    offset = {"high": lambda n: 0, "low": lambda n: depth - n,
-              "alternate": lambda n: (depth - n + 1) // 2}[mode]
-    luts = numpy.array([(0, 0)] + [
-        (offset(n) + a, offset(n) + b) for n, (a, b) in enumerate(ranks, 1)
-    ]).T
+    offset = {
+        "high": lambda n: 0,
+        "low": lambda n: depth - n,
+        "alternate": lambda n: (depth - n + 1) // 2,
+    }[mode]
+    luts = numpy.array(
+        [(0, 0)] + [(offset(n) + a, offset(n) + b) for n, (a, b) in enumerate(ranks, 1)]
+    ).T
     out, masked = numpy.empty(shape, out_dtype), numpy.empty(shape, bool)
     flat_out, flat_mask = out.reshape(-1), masked.reshape(-1)
     needed = tuple(sorted(set(luts[:, 1:].ravel().tolist())))
@@ -326,6 +337,7 @@ def median_combiner(dtype: numpy.dtype, enforce: bool):
     def truncated(a, b, _):
         total = a.astype(numpy.int64) + b
         return (total + (total < 0)) // 2
+
     return truncated, dtype
 
 
@@ -391,7 +403,10 @@ def _objective(x, w, y):
 
 
 def weiszfeld(
-    x: numpy.ndarray, valid: numpy.ndarray, rtol: float, max_iter: int,
+    x: numpy.ndarray,
+    valid: numpy.ndarray,
+    rtol: float,
+    max_iter: int,
 ) -> numpy.ndarray:
     """Geometric median per pixel: Vardi-Zhang modified Weiszfeld in float64.
 
@@ -458,7 +473,9 @@ def weiszfeld(
 
 
 def geomedian(
-    layers: list[tuple[numpy.ndarray, numpy.ndarray]], rtol: float, max_iter: int,
+    layers: list[tuple[numpy.ndarray, numpy.ndarray]],
+    rtol: float,
+    max_iter: int,
 ) -> tuple[numpy.ndarray, numpy.ndarray]:
     """Geometric median of ``(bands, h, w)`` layers with ``(h, w)`` validity, chunked.
 
@@ -500,13 +517,19 @@ def int_array(values: Any, what: str) -> numpy.ndarray:
 
 # --------------------------------------------------------------------------- expressions
 _BINOPS = {
-    ast.BitAnd: numpy.bitwise_and, ast.BitOr: numpy.bitwise_or,
-    ast.LShift: numpy.left_shift, ast.RShift: numpy.right_shift,
+    ast.BitAnd: numpy.bitwise_and,
+    ast.BitOr: numpy.bitwise_or,
+    ast.LShift: numpy.left_shift,
+    ast.RShift: numpy.right_shift,
 }
 _UNARY = {ast.Invert: numpy.invert, ast.Not: numpy.logical_not}
 _CMPS = {
-    ast.Lt: numpy.less, ast.LtE: numpy.less_equal, ast.Gt: numpy.greater,
-    ast.GtE: numpy.greater_equal, ast.Eq: numpy.equal, ast.NotEq: numpy.not_equal,
+    ast.Lt: numpy.less,
+    ast.LtE: numpy.less_equal,
+    ast.Gt: numpy.greater,
+    ast.GtE: numpy.greater_equal,
+    ast.Eq: numpy.equal,
+    ast.NotEq: numpy.not_equal,
 }
 
 

@@ -10,8 +10,15 @@ from mosaic_assembler.errors import TilesFailedError
 from mosaic_assembler.options import AssembleOptions, AssembleResult, Progress, build_options
 from mosaic_assembler.pipeline import run
 
-__all__ = ["AssembleOptions", "AssembleResult", "Progress", "TilesFailedError", "assemble",
-           "build_options", "run"]
+__all__ = [
+    "AssembleOptions",
+    "AssembleResult",
+    "Progress",
+    "TilesFailedError",
+    "assemble",
+    "build_options",
+    "run",
+]
 
 
 def assemble(

@@ -142,8 +142,7 @@ def iter_tiles(
     is yielded with its message; any other error (a 4xx from a tiler, a bug) propagates at
     once and cancels what is pending.
     """
-    for (tile, _), fut in bounded_map(tiler.read_tile, jobs, concurrency, 2 * concurrency,
-                                      "tile"):
+    for (tile, _), fut in bounded_map(tiler.read_tile, jobs, concurrency, 2 * concurrency, "tile"):
         try:
             data = fut.result()
         except TileReadError as e:
@@ -225,7 +224,12 @@ def _compute_chunk(
     else:
         status = "failed" if failed else "empty"
     return ChunkResult(
-        key=chunk.key, status=status, done=done, empty=empty,
-        failed=tuple(sorted(failed)), count=bands.count if bands and done else 0,
-        dtype=bands.dtype if bands and done else "", seconds=time.perf_counter() - t0,
+        key=chunk.key,
+        status=status,
+        done=done,
+        empty=empty,
+        failed=tuple(sorted(failed)),
+        count=bands.count if bands and done else 0,
+        dtype=bands.dtype if bands and done else "",
+        seconds=time.perf_counter() - t0,
     )

@@ -123,10 +123,18 @@ _QA_BITFIELDS: list[dict[str, Any]] = [
     {"name": "clear", "offset": 6, "length": 1, "description": "Clear"},
     {"name": "water", "offset": 7, "length": 1, "description": "Water"},
     {"name": "cloud_confidence", "offset": 8, "length": 2, "description": "Cloud confidence"},
-    {"name": "cloud_shadow_confidence", "offset": 10, "length": 2,
-     "description": "Cloud shadow confidence"},
-    {"name": "snow_ice_confidence", "offset": 12, "length": 2,
-     "description": "Snow/ice confidence"},
+    {
+        "name": "cloud_shadow_confidence",
+        "offset": 10,
+        "length": 2,
+        "description": "Cloud shadow confidence",
+    },
+    {
+        "name": "snow_ice_confidence",
+        "offset": 12,
+        "length": 2,
+        "description": "Snow/ice confidence",
+    },
     {"name": "cirrus_confidence", "offset": 14, "length": 2, "description": "Cirrus confidence"},
 ]
 
@@ -241,8 +249,9 @@ def _build_layout(seed: int, n_scenes: int, size: int, resolution: float) -> lis
         start += _dt.timedelta(seconds=int(rng.integers(0, 30)))
         declination = 23.44 * math.sin(2 * math.pi * (doy - 81) / 365.0)
         sun_elevation = round(90.0 - _CENTER_LAT + declination - 9.0 + rng.uniform(-0.5, 0.5), 4)
-        sun_azimuth = round(138.0 + 6.0 * math.cos(2 * math.pi * (doy - 172) / 365.0)
-                            + rng.uniform(-1.0, 1.0), 4)
+        sun_azimuth = round(
+            138.0 + 6.0 * math.cos(2 * math.pi * (doy - 172) / 365.0) + rng.uniform(-1.0, 1.0), 4
+        )
         for k in range(2):
             if len(scenes) == n_scenes:
                 break
@@ -261,9 +270,7 @@ def _build_layout(seed: int, n_scenes: int, size: int, resolution: float) -> lis
             row = _WRS_ROW + k
             acquired = start + _dt.timedelta(seconds=24 * k)
             processed = date + _dt.timedelta(days=8)
-            scene_id = (
-                f"LC08_L2SP_{path:03d}{row:03d}_{date:%Y%m%d}_{processed:%Y%m%d}_02_T1"
-            )
+            scene_id = f"LC08_L2SP_{path:03d}{row:03d}_{date:%Y%m%d}_{processed:%Y%m%d}_02_T1"
             scenes.append(
                 _Scene(
                     index=len(scenes),
@@ -360,8 +367,11 @@ class _Landscape:
         self.river_halfwidth = 90.0
         # two towns
         self.towns = [
-            (rng.uniform(-0.35, 0.35) * extent, rng.uniform(-0.35, 0.35) * extent,
-             rng.uniform(900.0, 1800.0))
+            (
+                rng.uniform(-0.35, 0.35) * extent,
+                rng.uniform(-0.35, 0.35) * extent,
+                rng.uniform(900.0, 1800.0),
+            )
             for _ in range(2)
         ]
 
@@ -845,7 +855,10 @@ def make_demo_sample(
         items.append(_stac_item(scene, ring, cloud_cover, size, resolution))
         logger.debug(
             "scene %s: EPSG:%d, %s, cloud cover %.2f%%",
-            sid, scene.epsg, scene.acquired.isoformat(), cloud_cover,
+            sid,
+            scene.epsg,
+            scene.acquired.isoformat(),
+            cloud_cover,
         )
 
     items_path = root / "items.json"
@@ -859,7 +872,12 @@ def make_demo_sample(
 
     logger.debug(
         "demo sample: %d scenes on %d dates in %s, zoom %d, bbox %s, written to %s in %.2fs",
-        len(scenes), n_dates, sorted({f"EPSG:{s.epsg}" for s in scenes}), zoom, bbox, root,
+        len(scenes),
+        n_dates,
+        sorted({f"EPSG:{s.epsg}" for s in scenes}),
+        zoom,
+        bbox,
+        root,
         time.perf_counter() - t0,
     )
     return DemoSample(

@@ -84,8 +84,14 @@ def _run_threads(
     workers = min(options.chunk_workers, len(jobs))
     # the run's tile concurrency is shared between the chunks computed at once
     spec = replace(spec, concurrency=max(1, math.ceil(spec.concurrency / workers)))
-    for _, fut in bounded_map(compute_chunk, ((spec, job, on_tile) for job in jobs), workers,
-                              workers, "chunk", on_submit=lambda job: on_submit(job[1].key)):
+    for _, fut in bounded_map(
+        compute_chunk,
+        ((spec, job, on_tile) for job in jobs),
+        workers,
+        workers,
+        "chunk",
+        on_submit=lambda job: on_submit(job[1].key),
+    ):
         on_result(fut.result())
 
 
@@ -94,9 +100,7 @@ def dask_client(options: ExecutorOptions) -> Any:
     try:
         from distributed import Client, LocalCluster
     except ImportError as e:
-        raise ConfigError(
-            "Dask is not installed: pip install 'mosaic-assembler[dask]'"
-        ) from e
+        raise ConfigError("Dask is not installed: pip install 'mosaic-assembler[dask]'") from e
     if options.dask_scheduler:
         try:
             return Client(options.dask_scheduler, timeout="20s")
@@ -104,8 +108,13 @@ def dask_client(options: ExecutorOptions) -> Any:
             raise ConfigError(
                 f"cannot reach the Dask scheduler at {options.dask_scheduler}: {e}"
             ) from e
-    cluster = LocalCluster(n_workers=options.dask_local, threads_per_worker=1, processes=True,
-                           dashboard_address=None, host="127.0.0.1")
+    cluster = LocalCluster(
+        n_workers=options.dask_local,
+        threads_per_worker=1,
+        processes=True,
+        dashboard_address=None,
+        host="127.0.0.1",
+    )
     return Client(cluster)
 
 
@@ -126,9 +135,16 @@ def _run_dask(
         futures = []
         for job in jobs:
             on_submit(job.key)
-            futures.append(client.submit(compute_chunk, spec_future, job,
-                                         key=f"{key_prefix}-{job.key}",
-                                         retries=options.dask_retries, pure=False))
+            futures.append(
+                client.submit(
+                    compute_chunk,
+                    spec_future,
+                    job,
+                    key=f"{key_prefix}-{job.key}",
+                    retries=options.dask_retries,
+                    pure=False,
+                )
+            )
         try:
             for fut in as_completed(futures):
                 on_result(fut.result())

@@ -274,8 +274,9 @@ class Plan:
 
     def with_tiles(self, tiles: Iterable[Tile]) -> Plan:
         """The same grid with a subset of the tiles (e.g. those that have assets)."""
-        return Plan(self.zoom, self.tilesize, tuple(tiles), self.x_start, self.y_start,
-                    self.cols, self.rows)
+        return Plan(
+            self.zoom, self.tilesize, tuple(tiles), self.x_start, self.y_start, self.cols, self.rows
+        )
 
 
 def check_zoom(zoom: int) -> None:
@@ -319,8 +320,7 @@ def plan_tiles(aoi: AOI, zoom: int, tilesize: int = 512, max_pixels: float = 1e1
     rows = max(y for _, y in xy) - y_start + 1
     _check_size(cols * tilesize, rows * tilesize, zoom, max_pixels)
     tiles = sorted(xy, key=lambda t: (t[1], (t[0] - x_start) % n))
-    return Plan(zoom, tilesize, tuple((x, y, zoom) for x, y in tiles), x_start, y_start,
-                cols, rows)
+    return Plan(zoom, tilesize, tuple((x, y, zoom) for x, y in tiles), x_start, y_start, cols, rows)
 
 
 def _check_size(width: int, height: int, zoom: int, max_pixels: float) -> None:

@@ -112,8 +112,9 @@ class AssembleOptions:
         if len(sources) > 1:
             raise ConfigError("give one source: --mosaicjson, --items or --stac")
         if self.http is None and self.pgstac is None and not sources:
-            raise ConfigError("give a source: --mosaicjson FILE, --items FILE, --stac URL or "
-                              "--tiler URL")
+            raise ConfigError(
+                "give a source: --mosaicjson FILE, --items FILE, --stac URL or --tiler URL"
+            )
         if self.stac is not None and self.bbox is None and self.aoi is None:
             raise ConfigError("--stac needs --bbox or --aoi (the search geometry)")
         if self.pgstac is not None and self.stac is None:
@@ -189,8 +190,9 @@ def _qa_mask(band: Any, bits: str | None, expression: str | None) -> QAMask | No
     if expression:
         return QAMask(str(band), "expression", expression=expression)
     kind, _, names = (bits or "landsat").partition(":")
-    return QAMask(str(band), kind.strip().lower(),
-                  tuple(n.strip() for n in names.split(",") if n.strip()))
+    return QAMask(
+        str(band), kind.strip().lower(), tuple(n.strip() for n in names.split(",") if n.strip())
+    )
 
 
 def _template_method(template: str, params: Any = None) -> str | None:
@@ -219,12 +221,21 @@ def build_options(**options: Any) -> AssembleOptions:
         "gdal_config": "config",
         "overview_resampling": "overview_resampling",
     }
-    http_map = {"tiler": "template", "tiler_params": "params", "headers": "headers",
-                "retries": "retries", "timeout": "timeout", "http_seed": "seed",
-                "backoff": "backoff"}
+    http_map = {
+        "tiler": "template",
+        "tiler_params": "params",
+        "headers": "headers",
+        "retries": "retries",
+        "timeout": "timeout",
+        "http_seed": "seed",
+        "backoff": "backoff",
+    }
     read_kw = {k: options.pop(k) for k in list(options) if k in read_keys}
-    qa = _qa_mask(options.pop("mask_band", None), options.pop("mask_bits", None),
-                  options.pop("mask_expression", None))
+    qa = _qa_mask(
+        options.pop("mask_band", None),
+        options.pop("mask_bits", None),
+        options.pop("mask_expression", None),
+    )
     if qa is not None:
         read_kw["qa_mask"] = qa
     http_kw = {http_map[k]: options.pop(k) for k in list(options) if k in http_map}
@@ -254,7 +265,7 @@ def build_options(**options: Any) -> AssembleOptions:
     rescale, color_ops = options.pop("rescale", None), options.pop("color_ops", None)
     if rescale or color_ops:
         pairs = []
-        for r in ([rescale] if isinstance(rescale, str) else rescale or ()):
+        for r in [rescale] if isinstance(rescale, str) else rescale or ():
             if isinstance(r, str):
                 try:
                     lo, hi = (float(v) for v in r.split(","))
@@ -264,25 +275,35 @@ def build_options(**options: Any) -> AssembleOptions:
             else:
                 pairs.append((float(r[0]), float(r[1])))
         options["visual"] = Visual(tuple(pairs), color_ops or None)
-    stac_map = {"stac": "url", "collections": "collections", "datetime": "datetime",
-                "query": "query", "filter": "filter", "max_items": "max_items",
-                "seasons": "seasons", "sort_by": "sort_by", "save_mosaicjson": "save_mosaicjson",
-                "mosaicjson_asset": "mosaicjson_asset"}
+    stac_map = {
+        "stac": "url",
+        "collections": "collections",
+        "datetime": "datetime",
+        "query": "query",
+        "filter": "filter",
+        "max_items": "max_items",
+        "seasons": "seasons",
+        "sort_by": "sort_by",
+        "save_mosaicjson": "save_mosaicjson",
+        "mosaicjson_asset": "mosaicjson_asset",
+    }
     stac_kw = {stac_map[k]: options.pop(k) for k in list(options) if k in stac_map}
     stac_kw = {k: v for k, v in stac_kw.items() if v not in (None, (), "")}
     if stac_kw.get("url"):
         for key in ("collections", "seasons"):
             v = stac_kw.get(key, ())
-            stac_kw[key] = tuple(x.strip() for x in (v.split(",") if isinstance(v, str) else v)
-                                 if x.strip())
+            stac_kw[key] = tuple(
+                x.strip() for x in (v.split(",") if isinstance(v, str) else v) if x.strip()
+            )
         if isinstance(stac_kw.get("query"), str):
             stac_kw["query"] = (stac_kw["query"],)
         elif stac_kw.get("query") is not None:
             stac_kw["query"] = tuple(stac_kw["query"])
         options["stac"] = StacSearch(**stac_kw)
     elif stac_kw:
-        raise ConfigError(f"{', '.join('--' + k.replace('_', '-') for k in stac_kw)} "
-                          "need(s) --stac URL")
+        raise ConfigError(
+            f"{', '.join('--' + k.replace('_', '-') for k in stac_kw)} need(s) --stac URL"
+        )
 
     cog_kw = {cog_map[k]: options.pop(k) for k in list(options) if k in cog_map}
     exec_keys = {f.name for f in dataclasses.fields(ExecutorOptions)}
@@ -305,8 +326,12 @@ def build_options(**options: Any) -> AssembleOptions:
     if "zoom" not in options:
         raise ConfigError("zoom is required")
     try:
-        opts = AssembleOptions(read=ReadOptions(**read_kw), cog=COGOptions(**cog_kw),
-                               executor=ExecutorOptions(**exec_kw), **options)
+        opts = AssembleOptions(
+            read=ReadOptions(**read_kw),
+            cog=COGOptions(**cog_kw),
+            executor=ExecutorOptions(**exec_kw),
+            **options,
+        )
     except TypeError as e:
         raise ConfigError(str(e)) from e
     return opts

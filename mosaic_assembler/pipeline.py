@@ -43,8 +43,17 @@ from mosaic_assembler.writer import (
 logger = logging.getLogger(__name__)
 
 #: rio-tiler's (and so TiTiler's) methods.
-TITILER_METHODS = ("first", "highest", "lowest", "mean", "median", "stdev", "count",
-                   "lastbandhigh", "lastbandlow")
+TITILER_METHODS = (
+    "first",
+    "highest",
+    "lowest",
+    "mean",
+    "median",
+    "stdev",
+    "count",
+    "lastbandhigh",
+    "lastbandlow",
+)
 
 
 def load_aoi(aoi: Mapping[str, Any] | str | Path) -> AOI:
@@ -60,17 +69,52 @@ def load_aoi(aoi: Mapping[str, Any] | str | Path) -> AOI:
         raise ConfigError(f"cannot read AOI file {text!r}: {e.strerror or e}") from e
 
 
-_NUMEXPR_NAMES = {"where", "sqrt", "log", "log10", "log1p", "exp", "expm1", "abs", "sin",
-                  "cos", "tan", "arcsin", "arccos", "arctan", "arctan2", "sinh", "cosh", "tanh",
-                  "arcsinh", "arccosh", "arctanh", "real", "imag", "complex", "conj", "ceil",
-                  "floor", "fmod", "isnan", "isfinite", "isinf", "contains", "True", "False"}
+_NUMEXPR_NAMES = {
+    "where",
+    "sqrt",
+    "log",
+    "log10",
+    "log1p",
+    "exp",
+    "expm1",
+    "abs",
+    "sin",
+    "cos",
+    "tan",
+    "arcsin",
+    "arccos",
+    "arctan",
+    "arctan2",
+    "sinh",
+    "cosh",
+    "tanh",
+    "arcsinh",
+    "arccosh",
+    "arctanh",
+    "real",
+    "imag",
+    "complex",
+    "conj",
+    "ceil",
+    "floor",
+    "fmod",
+    "isnan",
+    "isfinite",
+    "isinf",
+    "contains",
+    "True",
+    "False",
+}
 _IDENT = re.compile(r"\b[A-Za-z_][A-Za-z0-9_]*\b")
 
 
 def expression_assets(expression: str) -> tuple[str, ...]:
     """STAC asset keys an expression names, in order of appearance (b1… are band names)."""
-    names = [n for n in _IDENT.findall(expression)
-             if n not in _NUMEXPR_NAMES and not re.fullmatch(r"b\d+", n)]
+    names = [
+        n
+        for n in _IDENT.findall(expression)
+        if n not in _NUMEXPR_NAMES and not re.fullmatch(r"b\d+", n)
+    ]
     return tuple(dict.fromkeys(names))
 
 
@@ -92,8 +136,12 @@ def expression_dtype(read: Any, source_dtype: str) -> str:
         blocks = blocks[:-1]
     if read.pixel_selection in ("count",):
         return "uint8"
-    if blocks and all(re.fullmatch(r"b\d+", b) for b in blocks) and read.pixel_selection \
-            not in ("mean", "stdev", "geomedian") and not re.fullmatch(r"p\d+", read.pixel_selection):
+    if (
+        blocks
+        and all(re.fullmatch(r"b\d+", b) for b in blocks)
+        and read.pixel_selection not in ("mean", "stdev", "geomedian")
+        and not re.fullmatch(r"p\d+", read.pixel_selection)
+    ):
         return source_dtype
     return "float32"
 
@@ -102,8 +150,9 @@ PINNED_ITEMS = "search.items.json"  # in the run directory: the items the first 
 PINNED_SEARCH = "search.json"  # … and the hash of the search that found them
 
 
-def _search_key(opts: AssembleOptions, aoi: AOI, assets: tuple[str, ...],
-                extra: tuple[str, ...]) -> str:
+def _search_key(
+    opts: AssembleOptions, aoi: AOI, assets: tuple[str, ...], extra: tuple[str, ...]
+) -> str:
     st = opts.stac
     assert st is not None
     what = dataclasses.asdict(st)
@@ -123,8 +172,12 @@ def _pinned(run_dir: Path, key: str, assets: tuple[str, ...], extra: tuple[str, 
     if pinned.get("key") != key or not (run_dir / PINNED_ITEMS).exists():
         return None
     source = open_stac_items(run_dir / PINNED_ITEMS, assets, extra_assets=extra)
-    logger.info("resuming with the %d item(s) the first run's search pinned in %s (not "
-                "searching again; --restart searches anew)", len(source.items), run_dir)
+    logger.info(
+        "resuming with the %d item(s) the first run's search pinned in %s (not "
+        "searching again; --restart searches anew)",
+        len(source.items),
+        run_dir,
+    )
     return source
 
 
@@ -138,8 +191,9 @@ def _pin(run_dir: Path, key: str, source: Any) -> None:
     tmp.replace(run_dir / PINNED_SEARCH)
 
 
-def _search(opts: AssembleOptions, aoi: AOI, assets: tuple[str, ...],
-            run_dir: Path | None = None) -> tuple[Any, str, bool]:
+def _search(
+    opts: AssembleOptions, aoi: AOI, assets: tuple[str, ...], run_dir: Path | None = None
+) -> tuple[Any, str, bool]:
     """Run the STAC API search (or reuse the items a previous run pinned in `run_dir`);
     optionally save the equivalent mosaicJSON.
 
@@ -160,25 +214,38 @@ def _search(opts: AssembleOptions, aoi: AOI, assets: tuple[str, ...],
         headers = {k: expand_env(v) for k, v in opts.http.headers} if opts.http else None
         if opts.pgstac_http and opts.pgstac_http.get("headers"):
             headers = {k: expand_env(v) for k, v in opts.pgstac_http["headers"]}
-        search: dict[str, Any] = {"bbox": list(aoi.bbox)} if aoi.is_bbox else \
-            {"geometry": json.loads(aoi.geojson)}
+        search: dict[str, Any] = (
+            {"bbox": list(aoi.bbox)} if aoi.is_bbox else {"geometry": json.loads(aoi.geojson)}
+        )
         if aoi.is_bbox and aoi.bbox[0] > aoi.bbox[2]:  # across 180°: search the two parts
             search = {"geometry": json.loads(aoi.geojson)}
         source = open_stac_search(
-            st.url, collections=st.collections, assets=assets, extra_assets=extra,
-            datetime=st.datetime, query=list(st.query) or None, filter=st.filter,
-            max_items=st.max_items, seasons=st.seasons or None, sort_by=st.sort_by,
-            headers=headers, **search,
+            st.url,
+            collections=st.collections,
+            assets=assets,
+            extra_assets=extra,
+            datetime=st.datetime,
+            query=list(st.query) or None,
+            filter=st.filter,
+            max_items=st.max_items,
+            seasons=st.seasons or None,
+            sort_by=st.sort_by,
+            headers=headers,
+            **search,
         )
     if st.save_mosaicjson:
-        save_mosaicjson(source, st.save_mosaicjson, minzoom=max(0, opts.zoom - 3),
-                        maxzoom=opts.zoom, asset=st.mosaicjson_asset)
+        save_mosaicjson(
+            source,
+            st.save_mosaicjson,
+            minzoom=max(0, opts.zoom - 3),
+            maxzoom=opts.zoom,
+            asset=st.mosaicjson_asset,
+        )
         logger.info("saved the search as %s", st.save_mosaicjson)
     return source, key, from_pin
 
 
-def _register_pgstac(opts: AssembleOptions, aoi: AOI, source: Any,
-                     assets: tuple[str, ...]) -> Any:
+def _register_pgstac(opts: AssembleOptions, aoi: AOI, source: Any, assets: tuple[str, ...]) -> Any:
     """Register the (pinned) search with titiler-pgstac; HTTP options for its tiles."""
     from mosaic_assembler.tilers.pgstac import (
         pgstac_http_options,
@@ -191,17 +258,31 @@ def _register_pgstac(opts: AssembleOptions, aoi: AOI, source: Any,
     http = dict(opts.pgstac_http or {})
     if opts.concurrency:
         http["concurrency"] = opts.concurrency
-    search = {"bbox": list(aoi.bbox)} if aoi.is_bbox and aoi.bbox[0] < aoi.bbox[2] else \
-        {"geometry": json.loads(aoi.geojson)}
-    body = pgstac_search_body(list(st.collections), datetime=st.datetime, sort_by=st.sort_by,
-                              ids=[i.id for i in source.items], **search)
+    search = (
+        {"bbox": list(aoi.bbox)}
+        if aoi.is_bbox and aoi.bbox[0] < aoi.bbox[2]
+        else {"geometry": json.loads(aoi.geojson)}
+    )
+    body = pgstac_search_body(
+        list(st.collections),
+        datetime=st.datetime,
+        sort_by=st.sort_by,
+        ids=[i.id for i in source.items],
+        **search,
+    )
     from mosaic_assembler.tilers.http import expand_env
 
     headers = tuple(http.pop("headers", ()) or ())
-    sid = register_search(opts.pgstac, body,
-                          headers={k: expand_env(v) for k, v in headers} or None)
-    return pgstac_http_options(opts.pgstac, sid, opts.read, assets, headers=headers,
-                               params=tuple(http.pop("params", ()) or ()), **http)
+    sid = register_search(opts.pgstac, body, headers={k: expand_env(v) for k, v in headers} or None)
+    return pgstac_http_options(
+        opts.pgstac,
+        sid,
+        opts.read,
+        assets,
+        headers=headers,
+        params=tuple(http.pop("params", ()) or ()),
+        **http,
+    )
 
 
 def _check_methods(opts: AssembleOptions) -> AssembleOptions:
@@ -209,13 +290,16 @@ def _check_methods(opts: AssembleOptions) -> AssembleOptions:
     method = opts.read.pixel_selection
     if opts.http is not None or opts.pgstac is not None:
         if method not in TITILER_METHODS:
-            raise ConfigError(f"--pixel-selection {method} is computed in-process only; a "
-                              f"dynamic tiler knows {', '.join(TITILER_METHODS)}")
+            raise ConfigError(
+                f"--pixel-selection {method} is computed in-process only; a "
+                f"dynamic tiler knows {', '.join(TITILER_METHODS)}"
+            )
         if opts.read.qa_mask is not None:
             raise ConfigError("--mask-band works with the in-process tiler, not with --tiler")
     if method == "latest-clear" and opts.items is None and opts.stac is None:
-        raise ConfigError("latest-clear needs STAC items (--items): it orders observations by "
-                          "item datetime")
+        raise ConfigError(
+            "latest-clear needs STAC items (--items): it orders observations by item datetime"
+        )
     return opts
 
 
@@ -263,17 +347,23 @@ def _gdal_config(opts: AssembleOptions) -> dict[str, Any]:
     return config
 
 
-def _hash_parts(opts: AssembleOptions, aoi: AOI, jobs: list, bands: BandInfo | None,
-                chunk_tiles: int) -> dict[str, Any]:
+def _hash_parts(
+    opts: AssembleOptions, aoi: AOI, jobs: list, bands: BandInfo | None, chunk_tiles: int
+) -> dict[str, Any]:
     digest = hashlib.sha256()
     for tile, assets in jobs:
         digest.update(f"{tile}:{'|'.join(asset_token(a) for a in assets)}\n".encode())
     return {
-        "aoi": aoi.geojson, "zoom": opts.zoom, "read": dataclasses.asdict(opts.read),
-        "clip": opts.clip, "jobs": digest.hexdigest(), "chunk_tiles": chunk_tiles,
+        "aoi": aoi.geojson,
+        "zoom": opts.zoom,
+        "read": dataclasses.asdict(opts.read),
+        "clip": opts.clip,
+        "jobs": digest.hexdigest(),
+        "chunk_tiles": chunk_tiles,
         "bands": dataclasses.asdict(bands) if bands else None,
         "tiler": (opts.http.template.split("/searches/")[0], opts.http.params)
-        if opts.http else None,
+        if opts.http
+        else None,
         "visual": dataclasses.asdict(opts.visual) if opts.visual else None,
     }
 
@@ -307,11 +397,16 @@ def _run(
     elif opts.mosaicjson is not None or opts.items is not None:
         qa = opts.read.qa_mask
         extra = (qa.band,) if qa is not None and qa.bidx is None and opts.items else ()
-        source = open_source(mosaicjson=opts.mosaicjson, items=opts.items, assets=assets,
-                             extra_assets=extra)
+        source = open_source(
+            mosaicjson=opts.mosaicjson, items=opts.items, assets=assets, extra_assets=extra
+        )
     if (opts.items is not None or opts.stac is not None) and opts.read.expression:
-        opts = dataclasses.replace(opts, read=dataclasses.replace(
-            opts.read, expression=translate_expression(opts.read.expression, assets)))
+        opts = dataclasses.replace(
+            opts,
+            read=dataclasses.replace(
+                opts.read, expression=translate_expression(opts.read.expression, assets)
+            ),
+        )
     if aoi is None:
         assert source is not None  # AssembleOptions requires an AOI without a source
         aoi = AOI.from_bbox(*source.bounds)
@@ -345,10 +440,15 @@ def _run(
         return _result(None, empty=len(plan.tiles), dry_run=dry_run, **base)
     probe = list(dict.fromkeys(a for _, assets in jobs[:50] for a in assets))[:5]
     if opts.read.expression and not opts.http:
-        out_dtype = expression_dtype(opts.read, LocalTiler(dataclasses.replace(
-            opts.read, expression=None, pixel_selection="first")).band_info(probe).dtype)
-        opts = dataclasses.replace(opts, read=dataclasses.replace(opts.read,
-                                                                  output_dtype=out_dtype))
+        out_dtype = expression_dtype(
+            opts.read,
+            LocalTiler(dataclasses.replace(opts.read, expression=None, pixel_selection="first"))
+            .band_info(probe)
+            .dtype,
+        )
+        opts = dataclasses.replace(
+            opts, read=dataclasses.replace(opts.read, output_dtype=out_dtype)
+        )
         tiler = LocalTiler(opts.read)
     bands: BandInfo | None = tiler.band_info(probe)
     if bands is not None and opts.visual is not None:
@@ -357,11 +457,11 @@ def _run(
     if bands is not None:
         opts.cog.check_bands(bands)
     if dry_run:
-        return _result(None, empty=len(plan.tiles) - len(jobs), bands=bands, dry_run=True,
-                       **base)
+        return _result(None, empty=len(plan.tiles) - len(jobs), bands=bands, dry_run=True, **base)
 
     state = RunState.open(
-        run_dir, config_hash(_hash_parts(opts, aoi, jobs, bands, chunk_tiles)),
+        run_dir,
+        config_hash(_hash_parts(opts, aoi, jobs, bands, chunk_tiles)),
         {"output": str(output), "tiles": len(plan.tiles), "chunks": len(chunks)},
         restart=opts.restart,
     )
@@ -369,19 +469,21 @@ def _run(
         _pin(run_dir, search_key, source)
     finished = state.finished(chunks, accept_partial=opts.allow_partial)
     if finished:
-        logger.info("resuming %s: %d of %d chunks already finished", run_dir, len(finished),
-                    len(chunks))
+        logger.info(
+            "resuming %s: %d of %d chunks already finished", run_dir, len(finished), len(chunks)
+        )
     results: dict[str, dict[str, Any]] = dict(finished)
-    counts = {"done": sum(e["done"] for e in finished.values()),
-              "empty": len(plan.tiles) - len(jobs) + sum(e["empty"] for e in finished.values()),
-              "failed": sum(len(e["failed"]) for e in finished.values())}
+    counts = {
+        "done": sum(e["done"] for e in finished.values()),
+        "empty": len(plan.tiles) - len(jobs) + sum(e["empty"] for e in finished.values()),
+        "failed": sum(len(e["failed"]) for e in finished.values()),
+    }
     lock = threading.Lock()
     per_tile = not opts.executor.uses_dask
 
     def report() -> None:
         if progress:
-            progress(Progress(counts["done"], counts["empty"], counts["failed"],
-                              len(plan.tiles)))
+            progress(Progress(counts["done"], counts["empty"], counts["failed"], len(plan.tiles)))
 
     def on_tile(outcome: str) -> None:
         with lock:
@@ -391,9 +493,14 @@ def _run(
     def on_result(r: ChunkResult) -> None:
         state.record_result(r)
         with lock:
-            results[r.key] = {"status": r.status, "done": r.done, "empty": r.empty,
-                              "failed": [[z, x, y, m] for (x, y, z), m in r.failed],
-                              "count": r.count, "dtype": r.dtype}
+            results[r.key] = {
+                "status": r.status,
+                "done": r.done,
+                "empty": r.empty,
+                "failed": [[z, x, y, m] for (x, y, z), m in r.failed],
+                "count": r.count,
+                "dtype": r.dtype,
+            }
             if not per_tile:
                 counts["done"] += r.done
                 counts["empty"] += r.empty
@@ -401,20 +508,33 @@ def _run(
                 report()
 
     report()
-    spec = RunSpec(plan, tiler, Clipper.from_aoi(aoi) if opts.clip else None, bands,
-                   opts.concurrency or getattr(tiler, "default_concurrency", None)
-                   or default_concurrency(next(iter(assets_of.values()), ())),
-                   str(state.chunk_dir), opts.visual,
-                   tuple(_gdal_config(opts).items()),
-                   opts.cog.chunk_overviews(plan.tilesize, chunk_tiles * plan.tilesize))
-    pending = [ChunkJob(c, tuple(assets_of[t] for t in c.tiles)) for c in chunks
-               if c.key not in finished]
+    spec = RunSpec(
+        plan,
+        tiler,
+        Clipper.from_aoi(aoi) if opts.clip else None,
+        bands,
+        opts.concurrency
+        or getattr(tiler, "default_concurrency", None)
+        or default_concurrency(next(iter(assets_of.values()), ())),
+        str(state.chunk_dir),
+        opts.visual,
+        tuple(_gdal_config(opts).items()),
+        opts.cog.chunk_overviews(plan.tilesize, chunk_tiles * plan.tilesize),
+    )
+    pending = [
+        ChunkJob(c, tuple(assets_of[t] for t in c.tiles)) for c in chunks if c.key not in finished
+    ]
     t1 = time.perf_counter()
     try:
-        run_chunks(spec, pending, opts.executor, on_submit=lambda key: state.record(
-            {"event": "submit", "chunk": key}), on_result=on_result,
+        run_chunks(
+            spec,
+            pending,
+            opts.executor,
+            on_submit=lambda key: state.record({"event": "submit", "chunk": key}),
+            on_result=on_result,
             on_tile=on_tile if per_tile else None,
-            key_prefix=f"chunk-{state.hash[:12]}-{os.getpid()}-{int(time.time())}")
+            key_prefix=f"chunk-{state.hash[:12]}-{os.getpid()}-{int(time.time())}",
+        )
     except ConfigError:
         if not any(e.get("status") in ("done", "partial") for e in results.values()):
             state.remove()  # nothing worth resuming: the configuration is wrong
@@ -427,11 +547,17 @@ def _run(
     failed = sorted(((x, y, z), m) for e in results.values() for z, x, y, m in e["failed"])
     if failed and not opts.allow_partial:
         raise TilesFailedError(failed, len(plan.tiles))
-    parts = [(c, state.chunk_dir / f"{c.key}.tif") for c in chunks
-             if results.get(c.key, {}).get("status") in ("done", "partial")]
-    stats = dict(done=sum(e["done"] for e in results.values()),
-                 empty=len(plan.tiles) - len(jobs) + sum(e["empty"] for e in results.values()),
-                 failed=failed, resumed=len(finished))
+    parts = [
+        (c, state.chunk_dir / f"{c.key}.tif")
+        for c in chunks
+        if results.get(c.key, {}).get("status") in ("done", "partial")
+    ]
+    stats = dict(
+        done=sum(e["done"] for e in results.values()),
+        empty=len(plan.tiles) - len(jobs) + sum(e["empty"] for e in results.values()),
+        failed=failed,
+        resumed=len(finished),
+    )
     if not parts:
         state.remove()
         if not opts.allow_empty:
@@ -444,8 +570,10 @@ def _run(
         return _result(None, bands=bands, **stats, **base)
     kinds = {(results[c.key]["count"], results[c.key]["dtype"]) for c, _ in parts}
     if len(kinds) != 1:
-        raise OutputError(f"chunks have different band counts/dtypes {sorted(kinds)}: the "
-                          "tiler or the assets are inconsistent")
+        raise OutputError(
+            f"chunks have different band counts/dtypes {sorted(kinds)}: the "
+            "tiler or the assets are inconsistent"
+        )
     count, dtype = kinds.pop()
     out_bands = BandInfo(count, dtype, bands.names if bands else ())
     opts.cog.check_bands(out_bands)
@@ -460,24 +588,50 @@ def _run(
 
             assert opts.split_zoom is not None
             staged = target.workdir / "out"
-            outputs = write_split(plan, parts, out_bands, opts.split_zoom, staged, opts.cog,
-                                  final_dir=output, overviews=spec.overviews)
+            outputs = write_split(
+                plan,
+                parts,
+                out_bands,
+                opts.split_zoom,
+                staged,
+                opts.cog,
+                final_dir=output,
+                overviews=spec.overviews,
+            )
             size = sum(p.stat().st_size for p in staged.iterdir())
             target.commit(staged)
         else:
-            vrt = write_vrt(target.workdir / "chunks.vrt", plan, parts, out_bands,
-                            overviews=spec.overviews, cog=opts.cog)
+            vrt = write_vrt(
+                target.workdir / "chunks.vrt",
+                plan,
+                parts,
+                out_bands,
+                overviews=spec.overviews,
+                cog=opts.cog,
+            )
             cog = target.workdir / "out.tif"
-            finalize_cog(vrt, cog, opts.cog, existing_overviews=spec.overviews is not None,
-                         chunk_columns=-(-plan.width // (chunk_tiles * plan.tilesize)))
+            finalize_cog(
+                vrt,
+                cog,
+                opts.cog,
+                existing_overviews=spec.overviews is not None,
+                chunk_columns=-(-plan.width // (chunk_tiles * plan.tilesize)),
+            )
             size = cog.stat().st_size
             target.commit(cog)
     seconds["finalize"] = time.perf_counter() - t2
     seconds["total"] = time.perf_counter() - t0
     if not opts.keep_run_dir:
         state.remove()
-    return _result(output, bands=out_bands, size=size, outputs=outputs,
-                   run_dir=run_dir if opts.keep_run_dir else None, **stats, **base)
+    return _result(
+        output,
+        bands=out_bands,
+        size=size,
+        outputs=outputs,
+        run_dir=run_dir if opts.keep_run_dir else None,
+        **stats,
+        **base,
+    )
 
 
 def _result(
@@ -501,11 +655,25 @@ def _result(
     dtype = bands.dtype if bands else ""
     nbytes = numpy.dtype(dtype).itemsize if dtype else 0
     return AssembleResult(
-        path=path, tiles_total=len(plan.tiles), tiles_done=done, tiles_empty=empty,
-        tiles_failed=len(failed), failed_tiles=tuple(sorted(t for t, _ in failed)),
-        width=plan.width, height=plan.height, count=count, dtype=dtype, zoom=plan.zoom,
-        tilesize=plan.tilesize, bounds=plan.bounds,
-        estimated_bytes=plan.width * plan.height * count * nbytes, size_bytes=size,
-        seconds=seconds, dry_run=dry_run, chunks=chunks, chunks_resumed=resumed,
-        run_dir=run_dir, outputs=outputs,
+        path=path,
+        tiles_total=len(plan.tiles),
+        tiles_done=done,
+        tiles_empty=empty,
+        tiles_failed=len(failed),
+        failed_tiles=tuple(sorted(t for t, _ in failed)),
+        width=plan.width,
+        height=plan.height,
+        count=count,
+        dtype=dtype,
+        zoom=plan.zoom,
+        tilesize=plan.tilesize,
+        bounds=plan.bounds,
+        estimated_bytes=plan.width * plan.height * count * nbytes,
+        size_bytes=size,
+        seconds=seconds,
+        dry_run=dry_run,
+        chunks=chunks,
+        chunks_resumed=resumed,
+        run_dir=run_dir,
+        outputs=outputs,
     )

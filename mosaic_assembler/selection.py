@@ -31,10 +31,26 @@ from rio_tiler.mosaic.methods.base import MosaicMethodBase
 from mosaic_assembler import _selection_kernels as _k
 
 __all__ = [
-    "LANDSAT_C2_DEFAULT", "LANDSAT_QA_BITS", "METHODS", "S2_SCL_CLASSES", "S2_SCL_DEFAULT",
-    "CountMethod", "FirstMethod", "GeomedianMethod", "HighestMethod", "LastBandHighMethod",
-    "LastBandLowMethod", "LowestMethod", "MeanMethod", "MedianMethod", "PercentileMethod",
-    "StdevMethod", "expression_mask", "landsat_qa_mask", "make_method", "s2_scl_mask",
+    "LANDSAT_C2_DEFAULT",
+    "LANDSAT_QA_BITS",
+    "METHODS",
+    "S2_SCL_CLASSES",
+    "S2_SCL_DEFAULT",
+    "CountMethod",
+    "FirstMethod",
+    "GeomedianMethod",
+    "HighestMethod",
+    "LastBandHighMethod",
+    "LastBandLowMethod",
+    "LowestMethod",
+    "MeanMethod",
+    "MedianMethod",
+    "PercentileMethod",
+    "StdevMethod",
+    "expression_mask",
+    "landsat_qa_mask",
+    "make_method",
+    "s2_scl_mask",
 ]
 
 
@@ -272,7 +288,12 @@ class _OrderStatMethod(_Reducer):
     def _run(self, ranks: list[tuple[int, int]], combine, out_dtype, enforce: bool):
         """Reduce with ``combine(a, b, n_valid)`` of the values at ``ranks[n - 1]``."""
         out, masked = _k.reduce_order_stats(
-            self._layers, self._mode, ranks, combine, out_dtype, self._nan_is_value,
+            self._layers,
+            self._mode,
+            ranks,
+            combine,
+            out_dtype,
+            self._nan_is_value,
         )
         # numpy.ma.median leaves 0 under a pixel with no valid value; a band masked there can
         # still show in an output whose mask is per pixel, so match it
@@ -330,7 +351,9 @@ class PercentileMethod(_OrderStatMethod):
     def _compute(self):
         ranks, gamma = _k.linear_ranks(len(self._layers), self.percentile)
         return self._run(
-            ranks, lambda a, b, n: _k.lerp(a.astype("f8"), b.astype("f8"), gamma[n]), "f8",
+            ranks,
+            lambda a, b, n: _k.lerp(a.astype("f8"), b.astype("f8"), gamma[n]),
+            "f8",
             self.enforce_data_type,
         )
 
@@ -373,8 +396,16 @@ class GeomedianMethod(_Reducer):
 
 
 _CLASSES: tuple[type[_Method], ...] = (
-    FirstMethod, HighestMethod, LowestMethod, MeanMethod, MedianMethod, StdevMethod,
-    CountMethod, LastBandHighMethod, LastBandLowMethod, GeomedianMethod,
+    FirstMethod,
+    HighestMethod,
+    LowestMethod,
+    MeanMethod,
+    MedianMethod,
+    StdevMethod,
+    CountMethod,
+    LastBandHighMethod,
+    LastBandLowMethod,
+    GeomedianMethod,
 )
 #: Method name -> class: rio-tiler's ``PixelSelectionMethod`` names plus ``geomedian``.
 METHODS: dict[str, type[MosaicMethodBase]] = {cls.name: cls for cls in _CLASSES}
@@ -398,18 +429,39 @@ def make_method(name: str) -> MosaicMethodBase:
 # --------------------------------------------------------------------------- QA decoding
 #: Landsat Collection 2 ``QA_PIXEL`` flag bits usable for exclusion (clear, bit 6, is not).
 LANDSAT_QA_BITS: dict[str, int] = {
-    "fill": 0, "dilated_cloud": 1, "cirrus": 2, "cloud": 3, "cloud_shadow": 4, "snow": 5,
+    "fill": 0,
+    "dilated_cloud": 1,
+    "cirrus": 2,
+    "cloud": 3,
+    "cloud_shadow": 4,
+    "snow": 5,
     "water": 7,
 }
 LANDSAT_C2_DEFAULT = ("fill", "dilated_cloud", "cirrus", "cloud", "cloud_shadow", "snow")
 #: Sentinel-2 L2A scene classification (SCL) classes (``topographic_shadow`` = ``dark_area``).
 S2_SCL_CLASSES: dict[str, int] = {
-    "no_data": 0, "saturated": 1, "dark_area": 2, "topographic_shadow": 2, "cloud_shadow": 3,
-    "vegetation": 4, "not_vegetated": 5, "water": 6, "unclassified": 7, "cloud_medium": 8,
-    "cloud_high": 9, "cirrus": 10, "snow": 11,
+    "no_data": 0,
+    "saturated": 1,
+    "dark_area": 2,
+    "topographic_shadow": 2,
+    "cloud_shadow": 3,
+    "vegetation": 4,
+    "not_vegetated": 5,
+    "water": 6,
+    "unclassified": 7,
+    "cloud_medium": 8,
+    "cloud_high": 9,
+    "cirrus": 10,
+    "snow": 11,
 }
 S2_SCL_DEFAULT = (
-    "no_data", "saturated", "cloud_shadow", "cloud_medium", "cloud_high", "cirrus", "snow",
+    "no_data",
+    "saturated",
+    "cloud_shadow",
+    "cloud_medium",
+    "cloud_high",
+    "cirrus",
+    "snow",
 )
 
 

@@ -23,7 +23,7 @@ from mosaic_assembler.writer import ChunkOverviews, COGOptions, finalize_cog, wr
 def split_windows(
     plan: Plan, tiles: set[tuple[int, int, int]], split_zoom: int
 ) -> dict[str, tuple[int, int, int, int]]:
-    """quadkey → (row_off, col_off, height, width) of each zoom-Z tile holding a tile."""
+    """Quadkey → (row_off, col_off, height, width) of each zoom-Z tile holding a tile."""
     d = plan.zoom - split_zoom
     f, n, ts = 2**d, 2**plan.zoom, plan.tilesize
     windows = {}
@@ -34,8 +34,7 @@ def split_windows(
         r0 = py * f - plan.y_start
         col0, row0 = max(0, c0 * ts), max(0, r0 * ts)
         col1, row1 = min(plan.width, (c0 + f) * ts), min(plan.height, (r0 + f) * ts)
-        windows[mercantile.quadkey(px, py, split_zoom)] = (row0, col0, row1 - row0,
-                                                           col1 - col0)
+        windows[mercantile.quadkey(px, py, split_zoom)] = (row0, col0, row1 - row0, col1 - col0)
     return windows
 
 
@@ -64,17 +63,24 @@ def write_split(
     windows = split_windows(plan, tiles, split_zoom)
     final_dir = final_dir.absolute()
     features, items, paths = [], [], []
-    now = datetime.datetime.now(datetime.timezone.utc).isoformat().replace("+00:00", "Z")
+    now = datetime.datetime.now(datetime.UTC).isoformat().replace("+00:00", "Z")
     for qk, window in windows.items():
         work = out_dir.parent / f"{out_dir.name}.vrt"
         work.mkdir(exist_ok=True)
-        vrt = write_vrt(work / f"{qk}.vrt", plan, parts, bands, window, overviews=overviews,
-                        cog=cog)
+        vrt = write_vrt(
+            work / f"{qk}.vrt", plan, parts, bands, window, overviews=overviews, cog=cog
+        )
         _, c0, _, w = window
-        columns = len({c.col_off for c, _ in parts
-                       if c.col_off < c0 + w and c.col_off + c.width > c0})
-        finalize_cog(vrt, out_dir / f"{qk}.tif", cog, existing_overviews=overviews is not None,
-                     chunk_columns=columns)
+        columns = len(
+            {c.col_off for c, _ in parts if c.col_off < c0 + w and c.col_off + c.width > c0}
+        )
+        finalize_cog(
+            vrt,
+            out_dir / f"{qk}.tif",
+            cog,
+            existing_overviews=overviews is not None,
+            chunk_columns=columns,
+        )
         shutil.rmtree(work)
         row0, col0, height, width = window
         t = plan.transform
@@ -85,32 +91,60 @@ def write_split(
         if east < west:  # past 180°
             east += 360.0
         geom = mapping(box(west, max(south, -MAX_LAT), east, min(north, MAX_LAT)))
-        features.append({"type": "Feature", "geometry": geom,
-                         "properties": {"path": str(final_dir / f"{qk}.tif"), "quadkey": qk}})
-        items.append({
-            "type": "Feature", "stac_version": "1.0.0", "stac_extensions": [], "id": qk,
-            "geometry": geom, "bbox": [west, south, east, north],
-            "properties": {"datetime": now, "mosaic:quadkey": qk,
-                           "mosaic:shape": [height, width], "mosaic:epsg": 3857},
-            "assets": {"data": {"href": f"./{qk}.tif",
-                                "type": "image/tiff; application=geotiff; "
-                                        "profile=cloud-optimized",
-                                "roles": ["data"]}},
-            "links": [],
-        })
+        features.append(
+            {
+                "type": "Feature",
+                "geometry": geom,
+                "properties": {"path": str(final_dir / f"{qk}.tif"), "quadkey": qk},
+            }
+        )
+        items.append(
+            {
+                "type": "Feature",
+                "stac_version": "1.0.0",
+                "stac_extensions": [],
+                "id": qk,
+                "geometry": geom,
+                "bbox": [west, south, east, north],
+                "properties": {
+                    "datetime": now,
+                    "mosaic:quadkey": qk,
+                    "mosaic:shape": [height, width],
+                    "mosaic:epsg": 3857,
+                },
+                "assets": {
+                    "data": {
+                        "href": f"./{qk}.tif",
+                        "type": "image/tiff; application=geotiff; profile=cloud-optimized",
+                        "roles": ["data"],
+                    }
+                },
+                "links": [],
+            }
+        )
         paths.append(final_dir / f"{qk}.tif")
     # each quadkey lists exactly its own file (from_features would also list neighbours
     # whose footprints only touch the quadkey's edge)
-    lons = [c for f in features for c in (f["geometry"]["coordinates"][0][0][0],
-                                          f["geometry"]["coordinates"][0][2][0])]
-    lats = [c for f in features for c in (f["geometry"]["coordinates"][0][0][1],
-                                          f["geometry"]["coordinates"][0][2][1])]
+    lons = [
+        c
+        for f in features
+        for c in (f["geometry"]["coordinates"][0][0][0], f["geometry"]["coordinates"][0][2][0])
+    ]
+    lats = [
+        c
+        for f in features
+        for c in (f["geometry"]["coordinates"][0][0][1], f["geometry"]["coordinates"][0][2][1])
+    ]
     mosaic = MosaicJSON(
-        mosaicjson="0.0.3", minzoom=split_zoom, maxzoom=plan.zoom, quadkey_zoom=split_zoom,
+        mosaicjson="0.0.3",
+        minzoom=split_zoom,
+        maxzoom=plan.zoom,
+        quadkey_zoom=split_zoom,
         bounds=(min(lons), min(lats), min(max(lons), 180.0), max(lats)),
         tiles={f["properties"]["quadkey"]: [f["properties"]["path"]] for f in features},
     )
     (out_dir / "mosaic.json").write_text(mosaic.model_dump_json(exclude_none=True))
-    (out_dir / "items.json").write_text(json.dumps({"type": "FeatureCollection",
-                                                    "features": items}))
+    (out_dir / "items.json").write_text(
+        json.dumps({"type": "FeatureCollection", "features": items})
+    )
     return tuple(paths)

@@ -138,12 +138,19 @@ class RunState:
 
     def record_result(self, result: ChunkResult) -> None:
         """Record a finished chunk."""
-        self.record({
-            "event": "end", "chunk": result.key, "status": result.status,
-            "done": result.done, "empty": result.empty,
-            "failed": [[z, x, y, msg] for (x, y, z), msg in result.failed],
-            "count": result.count, "dtype": result.dtype, "seconds": round(result.seconds, 3),
-        })
+        self.record(
+            {
+                "event": "end",
+                "chunk": result.key,
+                "status": result.status,
+                "done": result.done,
+                "empty": result.empty,
+                "failed": [[z, x, y, msg] for (x, y, z), msg in result.failed],
+                "count": result.count,
+                "dtype": result.dtype,
+                "seconds": round(result.seconds, 3),
+            }
+        )
 
     def finished(self, chunks: Iterable[Chunk], accept_partial: bool) -> dict[str, dict[str, Any]]:
         """The chunks that need no work: last end event done/empty(/partial), file checked."""
@@ -169,12 +176,17 @@ class RunState:
         try:
             with rasterio.open(path) as src:
                 good = (src.height, src.width, src.count, src.dtypes[0]) == (
-                    chunk.height, chunk.width, entry["count"], entry["dtype"])
+                    chunk.height,
+                    chunk.width,
+                    entry["count"],
+                    entry["dtype"],
+                )
         except (rasterio.errors.RasterioError, OSError):
             good = False
         if not good:
-            logger.warning("chunk %s is recorded done but its file is missing or wrong; "
-                           "redoing it", chunk.key)
+            logger.warning(
+                "chunk %s is recorded done but its file is missing or wrong; redoing it", chunk.key
+            )
         return good
 
     def remove(self) -> None:
@@ -209,9 +221,14 @@ def run_status(run_dir: Path) -> dict[str, Any]:
         elapsed = max(e["t"] for e in last.values()) - first_t
         eta = elapsed / finished * pending
     return {
-        "run_dir": str(run_dir), "output": info.get("output"), "chunks": total,
-        "chunks_done": finished, "chunks_failed": failed, "chunks_pending": pending,
-        "tiles": info.get("tiles"), "tiles_done": sum(e["done"] for e in last.values()),
+        "run_dir": str(run_dir),
+        "output": info.get("output"),
+        "chunks": total,
+        "chunks_done": finished,
+        "chunks_failed": failed,
+        "chunks_pending": pending,
+        "tiles": info.get("tiles"),
+        "tiles_done": sum(e["done"] for e in last.values()),
         "tiles_empty": sum(e["empty"] for e in last.values()),
         "tiles_failed": sum(len(e["failed"]) for e in last.values()),
         "eta_seconds": eta,

@@ -38,8 +38,9 @@ class Visual:
         try:
             from rio_color.operations import parse_operations
         except ImportError as e:
-            raise ConfigError("--color-ops needs rio-color: pip install "
-                              "'mosaic-assembler[visual]'") from e
+            raise ConfigError(
+                "--color-ops needs rio-color: pip install 'mosaic-assembler[visual]'"
+            ) from e
         try:
             return parse_operations(self.color_ops)
         except Exception as e:  # rio-color raises several kinds on bad text
@@ -48,8 +49,10 @@ class Visual:
     def check_bands(self, count: int) -> None:
         """Refuse band counts the options cannot apply to."""
         if len(self.rescale) not in (0, 1, count):
-            raise ConfigError(f"--rescale was given {len(self.rescale)} ranges for {count} bands "
-                              "(give one for all, or one per band)")
+            raise ConfigError(
+                f"--rescale was given {len(self.rescale)} ranges for {count} bands "
+                "(give one for all, or one per band)"
+            )
         if self.color_ops and count != 3:
             raise ConfigError(f"--color-ops works on RGB: the output has {count} bands")
 

@@ -32,13 +32,12 @@ from types import TracebackType
 import numpy
 import rasterio
 import rasterio.shutil
+from affine import Affine
 from rasterio.enums import Resampling
 from rasterio.windows import Window
 from rio_cogeo.cogeo import cog_validate
 
 from mosaic_assembler.errors import ConfigError, OutputError
-from affine import Affine
-
 from mosaic_assembler.grid import Chunk, Plan
 from mosaic_assembler.tilers import BandInfo, TileData
 
@@ -74,10 +73,20 @@ CHUNK_OVERVIEW_RESAMPLINGS = ("nearest", "average", "mode", "rms")
 
 #: `--co` names under which the COG's overviews are not GDAL's default pyramid of the source
 #: (or the grid changes): per-chunk overviews are then not used.
-_NON_DEFAULT_PYRAMID = frozenset({
-    "OVERVIEWS", "OVERVIEW_COUNT", "TILING_SCHEME", "TARGET_SRS", "RES", "EXTENT",
-    "ALIGNED_LEVELS", "ZOOM_LEVEL", "ZOOM_LEVEL_STRATEGY", "ADD_ALPHA",
-})
+_NON_DEFAULT_PYRAMID = frozenset(
+    {
+        "OVERVIEWS",
+        "OVERVIEW_COUNT",
+        "TILING_SCHEME",
+        "TARGET_SRS",
+        "RES",
+        "EXTENT",
+        "ALIGNED_LEVELS",
+        "ZOOM_LEVEL",
+        "ZOOM_LEVEL_STRATEGY",
+        "ADD_ALPHA",
+    }
+)
 
 #: Per-chunk overviews go down to this size (px) of a full chunk (and at most to a factor of
 #: the tile size, so that every level of every chunk has a whole number of pixels).
@@ -247,10 +256,14 @@ class OutputTarget:
         self.check()
         try:
             self.workdir = Path(
-                tempfile.mkdtemp(prefix=f".{self.path.name}.partial-", dir=self.path.absolute().parent)
+                tempfile.mkdtemp(
+                    prefix=f".{self.path.name}.partial-", dir=self.path.absolute().parent
+                )
             )
         except OSError as e:
-            raise OutputError(f"cannot create a temporary directory next to {str(self.path)!r}: {e}") from e
+            raise OutputError(
+                f"cannot create a temporary directory next to {str(self.path)!r}: {e}"
+            ) from e
         return self
 
     def commit(self, finished: Path) -> None:
@@ -397,6 +410,7 @@ def ensure_chunk_overviews(
     Returns:
         How many chunk files were rebuilt.
     """
+
     def lacks(path: Path) -> bool:
         with rasterio.open(path) as ds:
             return ds.tags().get(OVERVIEW_TAG) != overviews.tag
@@ -418,9 +432,18 @@ def ensure_chunk_overviews(
     return len(todo)
 
 
-GDAL_DTYPES = {"uint8": "Byte", "int8": "Int8", "uint16": "UInt16", "int16": "Int16",
-                "uint32": "UInt32", "int32": "Int32", "uint64": "UInt64", "int64": "Int64",
-                "float32": "Float32", "float64": "Float64"}
+GDAL_DTYPES = {
+    "uint8": "Byte",
+    "int8": "Int8",
+    "uint16": "UInt16",
+    "int16": "Int16",
+    "uint32": "UInt32",
+    "int32": "Int32",
+    "uint64": "UInt64",
+    "int64": "Int64",
+    "float32": "Float32",
+    "float64": "Float64",
+}
 
 #: (file, src x, src y, width, height, dst x, dst y) of one VRT source, in pixels.
 _Source = tuple[Path, int, int, int, int, int, int]
@@ -447,20 +470,27 @@ def _vrt_xml(
     """
     from xml.sax.saxutils import escape
 
-    open_options = (f'<OpenOptions><OOI key="OVERVIEW_LEVEL">{level}</OOI></OpenOptions>'
-                    if level is not None else "")
+    open_options = (
+        f'<OpenOptions><OOI key="OVERVIEW_LEVEL">{level}</OOI></OpenOptions>'
+        if level is not None
+        else ""
+    )
 
     def simple(band: str, src: _Source) -> str:
         f, sx, sy, w, h, dx, dy = src
-        return (f'<SimpleSource><SourceFilename relativeToVRT="0">'
-                f"{escape(str(Path(f).resolve()))}</SourceFilename>{open_options}"
-                f"<SourceBand>{band}</SourceBand>"
-                f'<SrcRect xOff="{sx}" yOff="{sy}" xSize="{w}" ySize="{h}"/>'
-                f'<DstRect xOff="{dx}" yOff="{dy}" xSize="{w}" ySize="{h}"/></SimpleSource>')
+        return (
+            f'<SimpleSource><SourceFilename relativeToVRT="0">'
+            f"{escape(str(Path(f).resolve()))}</SourceFilename>{open_options}"
+            f"<SourceBand>{band}</SourceBand>"
+            f'<SrcRect xOff="{sx}" yOff="{sy}" xSize="{w}" ySize="{h}"/>'
+            f'<DstRect xOff="{dx}" yOff="{dy}" xSize="{w}" ySize="{h}"/></SimpleSource>'
+        )
 
     def overview(vrt: Path, band: int) -> str:
-        return (f'<Overview><SourceFilename relativeToVRT="0">{escape(str(vrt.resolve()))}'
-                f"</SourceFilename><SourceBand>{band}</SourceBand></Overview>")
+        return (
+            f'<Overview><SourceFilename relativeToVRT="0">{escape(str(vrt.resolve()))}'
+            f"</SourceFilename><SourceBand>{band}</SourceBand></Overview>"
+        )
 
     t = transform
     lines = [
@@ -530,13 +560,23 @@ def write_vrt(
         c1 = min(chunk.col_off + chunk.width, col0 + width)
         if r1 <= r0 or c1 <= c0:
             continue
-        sources.append((Path(file), c0 - chunk.col_off, r0 - chunk.row_off, c1 - c0, r1 - r0,
-                        c0 - col0, r0 - row0))
+        sources.append(
+            (
+                Path(file),
+                c0 - chunk.col_off,
+                r0 - chunk.row_off,
+                c1 - c0,
+                r1 - r0,
+                c0 - col0,
+                r0 - row0,
+            )
+        )
     levels: list[tuple[Path, Path]] = []
     if overviews is not None:
         assert cog is not None, "overviews need the COG options"
-        levels = _overview_vrts(path, width, height, transform, bands, sources, overviews, cog,
-                                cache_bytes)
+        levels = _overview_vrts(
+            path, width, height, transform, bands, sources, overviews, cog, cache_bytes
+        )
     path.write_text(_vrt_xml(width, height, transform, bands, sources, overviews=levels))
     return path
 
@@ -557,12 +597,14 @@ def _overview_vrts(
     wanted = len(_levels(width, height, block)) - 1
     levels: list[tuple[Path, Path]] = []
     for i, factor in enumerate(overviews.factors[:wanted]):
-        if any(v % factor for src in sources for v in src[1:]) or width % factor \
-                or height % factor:  # cannot happen: offsets and sizes are whole tiles
+        if (
+            any(v % factor for src in sources for v in src[1:]) or width % factor or height % factor
+        ):  # cannot happen: offsets and sizes are whole tiles
             raise OutputError(f"chunk offsets are not multiples of the overview factor {factor}")
-        scaled: list[_Source] = [(f, sx // factor, sy // factor, w // factor, h // factor,
-                                  dx // factor, dy // factor)
-                                 for f, sx, sy, w, h, dx, dy in sources]
+        scaled: list[_Source] = [
+            (f, sx // factor, sy // factor, w // factor, h // factor, dx // factor, dy // factor)
+            for f, sx, sy, w, h, dx, dy in sources
+        ]
         t = transform * Affine.scale(factor)
         data, mask = (path.with_name(f"{path.stem}.ovr{factor}{s}.vrt") for s in ("", ".mask"))
         w, h = width // factor, height // factor
@@ -574,13 +616,23 @@ def _overview_vrts(
     # Coarser levels: GDAL computes them from the coarsest chunk level (a 1/factor² mosaic),
     # exactly as the COG driver would from its own copy of that level.
     top = path.with_name(f"{path.stem}.top.tif")
-    config = {"GDAL_CACHEMAX": int(cache_bytes), "GDAL_TIFF_INTERNAL_MASK": "YES",
-              **{k.upper(): config_value(v) for k, v in cog.config.items()}}
+    config = {
+        "GDAL_CACHEMAX": int(cache_bytes),
+        "GDAL_TIFF_INTERNAL_MASK": "YES",
+        **{k.upper(): config_value(v) for k, v in cog.config.items()},
+    }
     try:
         with rasterio.Env(**config):
-            rasterio.shutil.copy(str(levels[-1][0]), top, driver="COG", BLOCKSIZE=str(block),
-                                 COMPRESS="NONE", BIGTIFF="IF_SAFER", NUM_THREADS="ALL_CPUS",
-                                 OVERVIEW_RESAMPLING=overviews.resampling.upper())
+            rasterio.shutil.copy(
+                str(levels[-1][0]),
+                top,
+                driver="COG",
+                BLOCKSIZE=str(block),
+                COMPRESS="NONE",
+                BIGTIFF="IF_SAFER",
+                NUM_THREADS="ALL_CPUS",
+                OVERVIEW_RESAMPLING=overviews.resampling.upper(),
+            )
     except rasterio.errors.RasterioError as e:
         raise OutputError(f"GDAL could not compute the coarse overviews: {e}") from e
     with rasterio.open(top) as ds:
@@ -633,8 +685,11 @@ def finalize_cog(
         "GDAL_CACHEMAX": int(cache_bytes),
         "GDAL_NUM_THREADS": "ALL_CPUS",
         "GDAL_TIFF_INTERNAL_MASK": "YES",
-        **({"GDAL_MAX_DATASET_POOL_SIZE": max(20, 2 * chunk_columns + 4)}
-           if existing_overviews and chunk_columns else {}),
+        **(
+            {"GDAL_MAX_DATASET_POOL_SIZE": max(20, 2 * chunk_columns + 4)}
+            if existing_overviews and chunk_columns
+            else {}
+        ),
         **{k.upper(): config_value(v) for k, v in options.config.items()},
     }
     try:
@@ -642,7 +697,8 @@ def finalize_cog(
             with rasterio.open(src_path) as src:
                 kwargs = options.creation_kwargs(src.width, src.height)
                 if not existing_overviews and not any(
-                        k.upper() == "OVERVIEWS" for k in options.creation_options):
+                    k.upper() == "OVERVIEWS" for k in options.creation_options
+                ):
                     kwargs["OVERVIEWS"] = "IGNORE_EXISTING"
                 rasterio.shutil.copy(src, dst_path, driver="COG", **kwargs)
     except rasterio.errors.RasterioError as e:

@@ -42,14 +42,24 @@ def make_sources(workdir: Path, cols: int, rows: int, x0: int, y0: int) -> Path:
         if not path.exists():
             yy, xx = numpy.mgrid[0:h, 0:w]
             base = 8000 + 6000 * numpy.sin(xx / 97.0 + n) * numpy.cos(yy / 131.0)
-            data = numpy.stack([base + 1000 * b + rng.integers(0, 500, (h, w))
-                                for b in range(3)]).astype("uint16")
+            data = numpy.stack(
+                [base + 1000 * b + rng.integers(0, 500, (h, w)) for b in range(3)]
+            ).astype("uint16")
             data[:, :, : 40 * n] = 0  # a collar
             tmp = path.with_suffix(".tmp.tif")
-            with rasterio.open(tmp, "w", driver="GTiff", width=w, height=h, count=3,
-                               dtype="uint16", crs="EPSG:3857", nodata=0,
-                               transform=from_origin(ul.left + shift, ul.top, res, res),
-                               tiled=True) as dst:
+            with rasterio.open(
+                tmp,
+                "w",
+                driver="GTiff",
+                width=w,
+                height=h,
+                count=3,
+                dtype="uint16",
+                crs="EPSG:3857",
+                nodata=0,
+                transform=from_origin(ul.left + shift, ul.top, res, res),
+                tiled=True,
+            ) as dst:
                 dst.write(data)
             rasterio.shutil.copy(tmp, path, driver="COG", COMPRESS="DEFLATE")
             tmp.unlink()
@@ -72,9 +82,23 @@ def run_once(mj: Path, bbox: list[float], out: Path) -> tuple[float, float, dict
     """Run the CLI in a child process; (seconds, peak RSS MB, JSON summary)."""
     from _measure import measure
 
-    cmd = [sys.executable, "-m", "mosaic_assembler.cli", "--bbox", *map(str, bbox),
-           "--zoom", str(ZOOM), "--mosaicjson", str(mj), "--pixel-selection", "median",
-           "--overwrite", "--json", "-q", str(out)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "mosaic_assembler.cli",
+        "--bbox",
+        *map(str, bbox),
+        "--zoom",
+        str(ZOOM),
+        "--mosaicjson",
+        str(mj),
+        "--pixel-selection",
+        "median",
+        "--overwrite",
+        "--json",
+        "-q",
+        str(out),
+    ]
     seconds, rss, _, stdout, _ = measure(cmd)
     return seconds, rss, json.loads(stdout.strip().splitlines()[-1])
 
@@ -86,17 +110,30 @@ def main() -> None:
     args = parser.parse_args()
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="bench-memory-"))
     workdir.mkdir(parents=True, exist_ok=True)
-    shapes = {n: (2 ** math.ceil(math.log2(n) / 2), n // 2 ** math.ceil(math.log2(n) / 2))
-              for n in args.sizes}
+    shapes = {
+        n: (2 ** math.ceil(math.log2(n) / 2), n // 2 ** math.ceil(math.log2(n) / 2))
+        for n in args.sizes
+    }
     cols = max(c for c, _ in shapes.values())
     rows = max(r for _, r in shapes.values())
     x0, y0 = mercantile.tile(2.0, 48.0, ZOOM)[:2]
     # generated in a child process: this one stays small (see _measure.py)
-    subprocess.run([sys.executable, "-c", "import sys; sys.path.insert(0, sys.argv[1]); "
-                    "import bench_memory as b; from pathlib import Path; "
-                    "b.make_sources(Path(sys.argv[2]), *map(int, sys.argv[3:]))",
-                    str(Path(__file__).parent), str(workdir), str(cols), str(rows), str(x0),
-                    str(y0)], check=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys; sys.path.insert(0, sys.argv[1]); "
+            "import bench_memory as b; from pathlib import Path; "
+            "b.make_sources(Path(sys.argv[2]), *map(int, sys.argv[3:]))",
+            str(Path(__file__).parent),
+            str(workdir),
+            str(cols),
+            str(rows),
+            str(x0),
+            str(y0),
+        ],
+        check=True,
+    )
     mj = workdir / "mosaic.json"
     print(f"{'tiles':>6} {'output':>14} {'raw MB':>8} {'seconds':>8} {'peak RSS MB':>12}")
     rss = {}
@@ -107,13 +144,18 @@ def main() -> None:
         assert summary["tiles_done"] >= 0.8 * n, f"most tiles empty: {summary}"
         raw = summary["width"] * summary["height"] * summary["count"] * 2 / 1e6
         rss[n] = peak
-        print(f"{n:>6} {summary['width']:>6} x {summary['height']:<6} {raw:>8.0f} "
-              f"{seconds:>8.1f} {peak:>12.0f}", flush=True)
+        print(
+            f"{n:>6} {summary['width']:>6} x {summary['height']:<6} {raw:>8.0f} "
+            f"{seconds:>8.1f} {peak:>12.0f}",
+            flush=True,
+        )
         (workdir / f"out{n}.tif").unlink()
     small, large = min(args.sizes), max(args.sizes)
     ratio = rss[large] / rss[small]
-    print(f"peak RSS ratio {large} / {small} tiles: {ratio:.2f} (target <= 1.30): "
-          f"{'OK' if ratio <= 1.3 else 'MISSED'}")
+    print(
+        f"peak RSS ratio {large} / {small} tiles: {ratio:.2f} (target <= 1.30): "
+        f"{'OK' if ratio <= 1.3 else 'MISSED'}"
+    )
 
 
 if __name__ == "__main__":

@@ -52,15 +52,27 @@ def make_source(workdir: Path, cols: int, rows: int) -> Path:
         yy, xx = numpy.mgrid[0:h, 0:w]
         data = (127 + 100 * numpy.sin(xx / 37.0 + n) * numpy.cos(yy / 53.0)).astype("uint8")
         tmp = workdir / "source.tmp.tif"
-        with rasterio.open(tmp, "w", driver="GTiff", width=w, height=h, count=1, dtype="uint8",
-                           crs="EPSG:3857", transform=from_origin(ul.left, ul.top, res, res),
-                           tiled=True) as dst:
+        with rasterio.open(
+            tmp,
+            "w",
+            driver="GTiff",
+            width=w,
+            height=h,
+            count=1,
+            dtype="uint8",
+            crs="EPSG:3857",
+            transform=from_origin(ul.left, ul.top, res, res),
+            tiled=True,
+        ) as dst:
             dst.write(data[None])
         rasterio.shutil.copy(tmp, path, driver="COG", COMPRESS="DEFLATE")
         tmp.unlink()
     mj = workdir / "mosaic.json"
-    mj.write_text(MosaicJSON.from_urls(paths, minzoom=8, maxzoom=ZOOM, quiet=True)
-                  .model_dump_json(exclude_none=True))
+    mj.write_text(
+        MosaicJSON.from_urls(paths, minzoom=8, maxzoom=ZOOM, quiet=True).model_dump_json(
+            exclude_none=True
+        )
+    )
     return mj
 
 
@@ -81,9 +93,26 @@ def run_cli(mj: Path, n: int, out: Path, extra: list[str]) -> tuple[float, float
     from _measure import measure
 
     cols, rows = shape_for(n)
-    cmd = [sys.executable, "-m", "mosaic_assembler.cli", "--bbox", *map(str, bbox_for(cols, rows)),
-           "--zoom", str(ZOOM), "--tilesize", str(TILESIZE), "--mosaicjson", str(mj),
-           "--chunk-tiles", "8", "--overwrite", "--json", "-q", *extra, str(out)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "mosaic_assembler.cli",
+        "--bbox",
+        *map(str, bbox_for(cols, rows)),
+        "--zoom",
+        str(ZOOM),
+        "--tilesize",
+        str(TILESIZE),
+        "--mosaicjson",
+        str(mj),
+        "--chunk-tiles",
+        "8",
+        "--overwrite",
+        "--json",
+        "-q",
+        *extra,
+        str(out),
+    ]
     wall, rss, _, stdout, _ = measure(cmd)
     summary = json.loads(stdout.strip().splitlines()[-1])
     assert summary["tiles_total"] == n, summary
@@ -109,9 +138,14 @@ def _warm_up() -> None:
 def with_dask(workers: int, fn):
     from distributed import Client, LocalCluster
 
-    cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                           dashboard_address=None, host="127.0.0.1",
-                           silence_logs=logging.CRITICAL)  # no heartbeat noise at close
+    cluster = LocalCluster(
+        n_workers=workers,
+        threads_per_worker=1,
+        processes=True,
+        dashboard_address=None,
+        host="127.0.0.1",
+        silence_logs=logging.CRITICAL,
+    )  # no heartbeat noise at close
     client = Client(cluster)
     # warm the workers up (imports of rio-tiler, rasterio, GDAL drivers: ~1-2 s per process),
     # so that the timed runs measure throughput, not process start-up
@@ -128,8 +162,12 @@ def with_dask(workers: int, fn):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[256, 2048, 16384])
-    parser.add_argument("--compare-size", type=int, default=4096,
-                        help="tiles of the CPU-bound 1 vs 2 workers run (default 4096)")
+    parser.add_argument(
+        "--compare-size",
+        type=int,
+        default=4096,
+        help="tiles of the CPU-bound 1 vs 2 workers run (default 4096)",
+    )
     parser.add_argument("--workdir", type=Path)
     args = parser.parse_args()
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="bench-scale-"))
@@ -138,37 +176,46 @@ def main() -> None:
     rows = max(shape_for(n)[1] for n in (*args.sizes, args.compare_size))
     mj = make_source(workdir, cols, rows)
     out = workdir / "out.tif"
-    print(f"{'executor':12s} {'tiles':>6} {'wall s':>8} {'tiles/s':>8} {'driver MB':>10} "
-          f"{'worker MB':>10}", flush=True)
+    print(
+        f"{'executor':12s} {'tiles':>6} {'wall s':>8} {'tiles/s':>8} {'driver MB':>10} "
+        f"{'worker MB':>10}",
+        flush=True,
+    )
     table: dict[tuple[str, int], tuple[float, float, float]] = {}
     for n in args.sizes:
         wall, rss, _ = run_cli(mj, n, out, [])
         table[("threads", n)] = (wall, rss, rss)
-        print(f"{'threads':12s} {n:6d} {wall:8.1f} {n / wall:8.1f} {rss:10.0f} {'(same)':>10}",
-              flush=True)
+        print(
+            f"{'threads':12s} {n:6d} {wall:8.1f} {n / wall:8.1f} {rss:10.0f} {'(same)':>10}",
+            flush=True,
+        )
         (wall, rss, _), wrss = with_dask(
-            2, lambda addr, n=n: run_cli(mj, n, out, ["--dask-scheduler", addr]))
+            2, lambda addr, n=n: run_cli(mj, n, out, ["--dask-scheduler", addr])
+        )
         table[("dask-2", n)] = (wall, rss, wrss)
-        print(f"{'dask-local 2':12s} {n:6d} {wall:8.1f} {n / wall:8.1f} {rss:10.0f} "
-              f"{wrss:10.0f}", flush=True)
-    small, mid, large = min(args.sizes), sorted(args.sizes)[len(args.sizes) // 2], \
-        max(args.sizes)
+        print(
+            f"{'dask-local 2':12s} {n:6d} {wall:8.1f} {n / wall:8.1f} {rss:10.0f} {wrss:10.0f}",
+            flush=True,
+        )
+    small, mid, large = min(args.sizes), sorted(args.sizes)[len(args.sizes) // 2], max(args.sizes)
     for ex in ("threads", "dask-2"):
         rate_mid = mid / table[(ex, mid)][0]
         rate_large = large / table[(ex, large)][0]
         drss = table[(ex, large)][1] / table[(ex, small)][1]
-        print(f"{ex}: tiles/s at {large} vs {mid}: {rate_large / rate_mid:.2f} (target >= 0.8); "
-              f"driver RSS {large}/{small}: {drss:.2f} (target <= 1.3)")
+        print(
+            f"{ex}: tiles/s at {large} vs {mid}: {rate_large / rate_mid:.2f} (target >= 0.8); "
+            f"driver RSS {large}/{small}: {drss:.2f} (target <= 1.3)"
+        )
     n = args.compare_size
     cpu = ["--concurrency", "1", "--pixel-selection", "median"]
-    (_, _, s1), _ = with_dask(1, lambda a: run_cli(mj, n, out,
-                                                         ["--dask-scheduler", a, *cpu]))
-    (_, _, s2), _ = with_dask(2, lambda a: run_cli(mj, n, out,
-                                                         ["--dask-scheduler", a, *cpu]))
+    (_, _, s1), _ = with_dask(1, lambda a: run_cli(mj, n, out, ["--dask-scheduler", a, *cpu]))
+    (_, _, s2), _ = with_dask(2, lambda a: run_cli(mj, n, out, ["--dask-scheduler", a, *cpu]))
     r1, r2 = s1["seconds"]["read"], s2["seconds"]["read"]
-    print(f"CPU-bound {n} tiles, one tile at a time per chunk (chunk phase, finalize "
-          f"excluded): 1 worker {r1:.1f} s, 2 workers {r2:.1f} s: throughput x{r1 / r2:.2f} "
-          "(target >= 1.6)")
+    print(
+        f"CPU-bound {n} tiles, one tile at a time per chunk (chunk phase, finalize "
+        f"excluded): 1 worker {r1:.1f} s, 2 workers {r2:.1f} s: throughput x{r1 / r2:.2f} "
+        "(target >= 1.6)"
+    )
 
 
 if __name__ == "__main__":

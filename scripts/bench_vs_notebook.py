@@ -52,9 +52,11 @@ def baseline(template: str, bbox: list[float], out: str) -> None:
     tilesize = 512
     zoom = ZOOM
     extrema = tile_extrema(bbox, zoom)
-    tiles = [mercantile.Tile(z=zoom, x=x, y=y)
-             for x in range(extrema["x"]["min"], extrema["x"]["max"])
-             for y in range(extrema["y"]["min"], extrema["y"]["max"])]
+    tiles = [
+        mercantile.Tile(z=zoom, x=x, y=y)
+        for x in range(extrema["x"]["min"], extrema["x"]["max"])
+        for y in range(extrema["y"]["min"], extrema["y"]["max"])
+    ]
     tiles_url = template
 
     def _worker(tile, tile_url, extrema, tilesize=256, retry=0):
@@ -73,8 +75,9 @@ def baseline(template: str, bbox: list[float], out: str) -> None:
         return window, img
 
     with futures.ThreadPoolExecutor(max_workers=50) as executor:
-        future_work = [executor.submit(_worker, tile, tiles_url, extrema, tilesize)
-                       for tile in tiles]
+        future_work = [
+            executor.submit(_worker, tile, tiles_url, extrema, tilesize) for tile in tiles
+        ]
         for _ in futures.as_completed(future_work):
             pass
     results = [f.result() for f in future_work if f.result() is not None]
@@ -84,20 +87,33 @@ def baseline(template: str, bbox: list[float], out: str) -> None:
     height = (extrema["y"]["max"] - extrema["y"]["min"]) * tilesize
     w, n = mercantile.xy(*mercantile.ul(extrema["x"]["min"], extrema["y"]["min"], zoom))
     res = (2 * 20037508.342789244 / 2**zoom) / tilesize
-    params = dict(driver="GTiff", dtype=dtype, count=count, width=width, height=height,
-                  crs="epsg:3857", transform=Affine(res, 0, w, 0, -res, n), nodata=0,
-                  tiled=True, blockxsize=tilesize, blockysize=tilesize)
+    params = dict(
+        driver="GTiff",
+        dtype=dtype,
+        count=count,
+        width=width,
+        height=height,
+        crs="epsg:3857",
+        transform=Affine(res, 0, w, 0, -res, n),
+        nodata=0,
+        tiled=True,
+        blockxsize=tilesize,
+        blockysize=tilesize,
+    )
     output_profile = cog_profiles.get("deflate")
     with rasterio.Env():
         with MemoryFile() as memfile:
             with memfile.open(**params) as mem:
                 for window, img in results:
                     with rasterio.open(BytesIO(img.content)) as src_dst:
-                        mem.write(src_dst.read(indexes=tuple(range(1, count + 1))),
-                                  window=window)
-                cog_translate(mem, out, output_profile, quiet=True,
-                              config=dict(GDAL_NUM_THREADS="ALL_CPUS",
-                                          GDAL_TIFF_OVR_BLOCKSIZE="128"))
+                        mem.write(src_dst.read(indexes=tuple(range(1, count + 1))), window=window)
+                cog_translate(
+                    mem,
+                    out,
+                    output_profile,
+                    quiet=True,
+                    config=dict(GDAL_NUM_THREADS="ALL_CPUS", GDAL_TIFF_OVR_BLOCKSIZE="128"),
+                )
 
 
 def run_child(cmd: list[str]) -> tuple[float, float, float, str]:
@@ -150,17 +166,31 @@ def main() -> None:
     shapes = {n: shape_for(n) for n in args.sizes}
     cols, rows = max(c for c, _ in shapes.values()), max(r for _, r in shapes.values())
     # generated in a child process so that this one stays small (see _measure.py)
-    subprocess.run([sys.executable, "-c", "import sys; sys.path.insert(0, sys.argv[1]); "
-                    "import bench_memory as b; from pathlib import Path; "
-                    "b.make_sources(Path(sys.argv[2]), *map(int, sys.argv[3:]))",
-                    str(HERE), str(workdir), str(cols), str(rows), str(x0), str(y0)],
-                   check=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys; sys.path.insert(0, sys.argv[1]); "
+            "import bench_memory as b; from pathlib import Path; "
+            "b.make_sources(Path(sys.argv[2]), *map(int, sys.argv[3:]))",
+            str(HERE),
+            str(workdir),
+            str(cols),
+            str(rows),
+            str(x0),
+            str(y0),
+        ],
+        check=True,
+    )
     mj = workdir / "mosaic.json"
     server = TiTiler(workers=args.server_workers, log=workdir / "titiler.log")
-    print(f"TiTiler on {server.url} ({args.server_workers} workers), method {args.method}, "
-          f"{args.repeats} runs each, alternating", flush=True)
+    print(
+        f"TiTiler on {server.url} ({args.server_workers} workers), method {args.method}, "
+        f"{args.repeats} runs each, alternating",
+        flush=True,
+    )
     try:
-        template = (server.mosaic_template(mj) + f"&tilesize=512&pixel_selection={args.method}")
+        template = server.mosaic_template(mj) + f"&tilesize=512&pixel_selection={args.method}"
         for n in args.sizes:
             cols, rows = shapes[n]
             bbox = bbox_for(cols, rows, x0, y0)
@@ -171,31 +201,62 @@ def main() -> None:
                     out = workdir / f"{who}_{n}.tif"
                     out.unlink(missing_ok=True)
                     if who == "baseline":
-                        cmd = [sys.executable, __file__, "--baseline-child", template,
-                               json.dumps(bbox), str(out)]
+                        cmd = [
+                            sys.executable,
+                            __file__,
+                            "--baseline-child",
+                            template,
+                            json.dumps(bbox),
+                            str(out),
+                        ]
                     else:
-                        cmd = [sys.executable, "-m", "mosaic_assembler.cli", "--bbox",
-                               *map(str, bbox), "--zoom", str(ZOOM), "--tiler",
-                               server.mosaic_template(mj), "--pixel-selection", args.method,
-                               "--cog-profile", "deflate", "--co", "PREDICTOR=NO",
-                               "--overwrite", "-q", str(out)]
+                        cmd = [
+                            sys.executable,
+                            "-m",
+                            "mosaic_assembler.cli",
+                            "--bbox",
+                            *map(str, bbox),
+                            "--zoom",
+                            str(ZOOM),
+                            "--tiler",
+                            server.mosaic_template(mj),
+                            "--pixel-selection",
+                            args.method,
+                            "--cog-profile",
+                            "deflate",
+                            "--co",
+                            "PREDICTOR=NO",
+                            "--overwrite",
+                            "-q",
+                            str(out),
+                        ]
                     wall, rss, cpu, _ = run_child(cmd)
                     stats[who].append((wall, rss, cpu))
-                    print(f"  {n} tiles, {who:8s} run {i + 1}: {wall:6.1f} s, "
-                          f"{rss:6.0f} MB peak RSS, {cpu:6.1f} CPU-s", flush=True)
+                    print(
+                        f"  {n} tiles, {who:8s} run {i + 1}: {wall:6.1f} s, "
+                        f"{rss:6.0f} MB peak RSS, {cpu:6.1f} CPU-s",
+                        flush=True,
+                    )
             compared, differ = compare(workdir / f"tool_{n}.tif", workdir / f"baseline_{n}.tif")
-            med = {k: [statistics.median(v[i] for v in vals) for i in range(3)]
-                   for k, vals in stats.items()}
+            med = {
+                k: [statistics.median(v[i] for v in vals) for i in range(3)]
+                for k, vals in stats.items()
+            }
             b, t = med["baseline"], med["tool"]
             print(f"{ntiles} tiles of 512 px ({cols}x{rows}):")
             print(f"  {'':10s} {'wall s':>8} {'peak RSS MB':>12} {'CPU-s/tile':>11}")
             for k, (w, r, c) in med.items():
                 print(f"  {k:10s} {w:8.1f} {r:12.0f} {c / ntiles:11.3f}")
-            print(f"  ratio tool/baseline: wall {t[0] / b[0]:.2f} (target <= 1.0), "
-                  f"peak RSS {t[1] / b[1]:.2f} (target <= 0.5), "
-                  f"CPU/tile {t[2] / b[2]:.2f} (target <= 1.0)")
-            print(f"  pixels: {compared} compared, {differ} differ "
-                  f"({'identical' if differ == 0 else 'DIFFERENT'})", flush=True)
+            print(
+                f"  ratio tool/baseline: wall {t[0] / b[0]:.2f} (target <= 1.0), "
+                f"peak RSS {t[1] / b[1]:.2f} (target <= 0.5), "
+                f"CPU/tile {t[2] / b[2]:.2f} (target <= 1.0)"
+            )
+            print(
+                f"  pixels: {compared} compared, {differ} differ "
+                f"({'identical' if differ == 0 else 'DIFFERENT'})",
+                flush=True,
+            )
     finally:
         server.stop()
 

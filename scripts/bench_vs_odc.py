@@ -70,8 +70,14 @@ def generate_child(out_dir: str, n_scenes: int, size: int, resolution: float) ->
 
     t0 = time.perf_counter()
     s = make_demo_sample(out_dir, n_scenes=n_scenes, size=size, resolution=resolution)
-    info = json.dumps({"bbox": list(s.bbox), "zoom": s.zoom, "items": str(s.items_path),
-                       "seconds": time.perf_counter() - t0})
+    info = json.dumps(
+        {
+            "bbox": list(s.bbox),
+            "zoom": s.zoom,
+            "items": str(s.items_path),
+            "seconds": time.perf_counter() - t0,
+        }
+    )
     (Path(out_dir) / SAMPLE_INFO).write_text(info)
     print(info)
 
@@ -109,8 +115,9 @@ def odc_child(spec: dict[str, Any]) -> None:
         # (ru_maxrss survives exec: a worker would inherit a big driver's peak).
         from distributed import Client, LocalCluster
 
-        cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                               dashboard_address=None)
+        cluster = LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+        )
         client = Client(cluster)
     t_cluster = time.perf_counter() - t0
 
@@ -135,22 +142,41 @@ def odc_child(spec: dict[str, Any]) -> None:
 
     geobox = GeoBox(tuple(spec["shape"]), Affine(*spec["transform"]), "EPSG:3857")
     chunk = spec["chunk"]
-    ds = odc.stac.load(items, bands=list(BANDS), geobox=geobox, resampling="nearest",
-                       chunks={"x": chunk, "y": chunk}, groupby="id")
+    ds = odc.stac.load(
+        items,
+        bands=list(BANDS),
+        geobox=geobox,
+        resampling="nearest",
+        chunks={"x": chunk, "y": chunk},
+        groupby="id",
+    )
     # nodata 0 -> NaN (float32, exact for uint16), NaN-skipping median over the items,
     # then truncation back to uint16 as numpy.ma.median + astype (rio-tiler) do; 0 = nodata
     med = ds.where(ds != 0).median("time", skipna=True)
-    out = (med.to_array("band").fillna(0).astype("uint16").transpose("y", "x", "band")
-           .chunk({"y": chunk, "x": chunk, "band": -1}))
+    out = (
+        med.to_array("band")
+        .fillna(0)
+        .astype("uint16")
+        .transpose("y", "x", "band")
+        .chunk({"y": chunk, "x": chunk, "band": -1})
+    )
     out.attrs["nodata"] = 0
     Path(spec["out"]).unlink(missing_ok=True)
     # stats=False: ours writes no band statistics either, and odc-geo's statistics are
     # uint16 masked arrays, which distributed 2026.8 cannot deserialize under numpy 2.4
     # ("Cannot convert fill_value 999999 to dtype uint16"): transfers of them between
     # workers fail and the run hangs
-    job = save_cog_with_dask(out, spec["out"], compression="deflate", level=DEFLATE_LEVEL,
-                             predictor=2, blocksize=BLOCKSIZE, overview_resampling="nearest",
-                             stats=False, client=client)
+    job = save_cog_with_dask(
+        out,
+        spec["out"],
+        compression="deflate",
+        level=DEFLATE_LEVEL,
+        predictor=2,
+        blocksize=BLOCKSIZE,
+        overview_resampling="nearest",
+        stats=False,
+        client=client,
+    )
 
     def _timeout(*_: Any) -> None:
         raise TimeoutError(f"odc-stac run exceeded {spec['timeout']} s")
@@ -197,12 +223,32 @@ def run_ours(items: str, bbox: list[float], zoom: int, out: Path) -> dict[str, A
     """
     from _measure import measure
 
-    cmd = [sys.executable, "-m", "mosaic_assembler.cli", "--bbox", *map(str, bbox),
-           "--zoom", str(zoom), "--items", items, "--assets", ",".join(BANDS),
-           "--pixel-selection", "median", "--overwrite", "--json", "-q", str(out)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "mosaic_assembler.cli",
+        "--bbox",
+        *map(str, bbox),
+        "--zoom",
+        str(zoom),
+        "--items",
+        items,
+        "--assets",
+        ",".join(BANDS),
+        "--pixel-selection",
+        "median",
+        "--overwrite",
+        "--json",
+        "-q",
+        str(out),
+    ]
     wall, rss, cpu, stdout, _ = measure(cmd)
-    return {"wall": wall, "rss": rss, "cpu": cpu,
-            "summary": json.loads(stdout.strip().splitlines()[-1])}
+    return {
+        "wall": wall,
+        "rss": rss,
+        "cpu": cpu,
+        "summary": json.loads(stdout.strip().splitlines()[-1]),
+    }
 
 
 def run_odc(spec: dict[str, Any]) -> dict[str, Any]:
@@ -239,12 +285,14 @@ def profile_line(path: Path) -> str:
 
     with rasterio.open(path) as src:
         ims = src.tags(ns="IMAGE_STRUCTURE")
-        return (f"{src.width}x{src.height}x{src.count} {src.dtypes[0]}, "
-                f"{ims.get('COMPRESSION', src.compression)}, predictor "
-                f"{ims.get('PREDICTOR', '?')}, {ims.get('INTERLEAVE', '?').lower()} interleave, "
-                f"blocks {src.block_shapes[0]}, overviews {src.overviews(1)}, "
-                f"nodata {src.nodata}, mask {src.mask_flag_enums[0][0].name}, "
-                f"{path.stat().st_size / 1e6:.1f} MB")
+        return (
+            f"{src.width}x{src.height}x{src.count} {src.dtypes[0]}, "
+            f"{ims.get('COMPRESSION', src.compression)}, predictor "
+            f"{ims.get('PREDICTOR', '?')}, {ims.get('INTERLEAVE', '?').lower()} interleave, "
+            f"blocks {src.block_shapes[0]}, overviews {src.overviews(1)}, "
+            f"nodata {src.nodata}, mask {src.mask_flag_enums[0][0].name}, "
+            f"{path.stat().st_size / 1e6:.1f} MB"
+        )
 
 
 def compare(ours: Path, odc: Path) -> list[dict[str, Any]]:
@@ -281,8 +329,10 @@ def _fmt(r: dict[str, Any]) -> str:
     extra = ""
     if "report" in r and "workers_mb" in r["report"]:
         rep = r["report"]
-        extra = (f" (cluster start {rep['cluster_s']:.1f} s; driver {rep['driver_mb']:.0f}"
-                 f" + workers {' + '.join(f'{w:.0f}' for w in rep['workers_mb'])})")
+        extra = (
+            f" (cluster start {rep['cluster_s']:.1f} s; driver {rep['driver_mb']:.0f}"
+            f" + workers {' + '.join(f'{w:.0f}' for w in rep['workers_mb'])})"
+        )
     return f"{r['wall']:7.1f} s, {r['rss']:7.0f} MB peak RSS{extra}"
 
 
@@ -291,19 +341,34 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=2048, help="scene side, px (default 2048)")
     parser.add_argument("--scenes", type=int, default=8, help="number of scenes (default 8)")
-    parser.add_argument("--resolution", type=float, default=30.0,
-                        help="scene pixel size, m (default 30)")
+    parser.add_argument(
+        "--resolution", type=float, default=30.0, help="scene pixel size, m (default 30)"
+    )
     parser.add_argument("--repeats", type=int, default=3, help="measured runs per side")
     parser.add_argument("--workdir", type=Path, help="default: a new temporary directory")
-    parser.add_argument("--chunk", type=int, default=2048,
-                        help="odc-stac spatial chunk, px (default 2048)")
-    parser.add_argument("--scheduler", choices=["auto", "threads", "cluster"], default="auto",
-                        help="odc's Dask scheduler; auto: try both, keep the faster")
-    parser.add_argument("--odc-gdal-cachemax", type=int, metavar="MB",
-                        help="GDAL_CACHEMAX for odc (default: GDAL's, 5 %% of RAM; ours "
-                             "bounds its own cache to 64 MB)")
-    parser.add_argument("--odc-timeout", type=int, default=1800, metavar="S",
-                        help="fail an odc run after S seconds (default 1800)")
+    parser.add_argument(
+        "--chunk", type=int, default=2048, help="odc-stac spatial chunk, px (default 2048)"
+    )
+    parser.add_argument(
+        "--scheduler",
+        choices=["auto", "threads", "cluster"],
+        default="auto",
+        help="odc's Dask scheduler; auto: try both, keep the faster",
+    )
+    parser.add_argument(
+        "--odc-gdal-cachemax",
+        type=int,
+        metavar="MB",
+        help="GDAL_CACHEMAX for odc (default: GDAL's, 5 %% of RAM; ours "
+        "bounds its own cache to 64 MB)",
+    )
+    parser.add_argument(
+        "--odc-timeout",
+        type=int,
+        default=1800,
+        metavar="S",
+        help="fail an odc run after S seconds (default 1800)",
+    )
     parser.add_argument("--odc-child", help=argparse.SUPPRESS)
     parser.add_argument("--generate-child", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -320,13 +385,26 @@ def main() -> None:
     sample_dir = workdir / f"sample_{args.scenes}x{args.size}_{args.resolution:g}m"
     if not (sample_dir / SAMPLE_INFO).exists():
         # generated in a child process so that this one stays small (see _measure.py)
-        subprocess.run([sys.executable, __file__, "--generate-child", str(sample_dir),
-                        str(args.scenes), str(args.size), str(args.resolution)],
-                       check=True, stdout=subprocess.DEVNULL)
+        subprocess.run(
+            [
+                sys.executable,
+                __file__,
+                "--generate-child",
+                str(sample_dir),
+                str(args.scenes),
+                str(args.size),
+                str(args.resolution),
+            ],
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
     sample = json.loads((sample_dir / SAMPLE_INFO).read_text())
-    print(f"sample: {args.scenes} scenes of {args.size} px at {args.resolution:g} m "
-          f"(generated in {sample['seconds']:.1f} s); bbox {sample['bbox']}, "
-          f"zoom {sample['zoom']}", flush=True)
+    print(
+        f"sample: {args.scenes} scenes of {args.size} px at {args.resolution:g} m "
+        f"(generated in {sample['seconds']:.1f} s); bbox {sample['bbox']}, "
+        f"zoom {sample['zoom']}",
+        flush=True,
+    )
 
     ours_out, odc_out = workdir / "ours.tif", workdir / "odc.tif"
     ours_args = (sample["items"], sample["bbox"], sample["zoom"], ours_out)
@@ -334,11 +412,21 @@ def main() -> None:
     # warm-up (page cache, imports) and the output grid that odc-stac gets
     r = run_ours(*ours_args)
     shape, transform = grid_of(ours_out)
-    print(f"grid: {shape[1]} x {shape[0]} px, EPSG:3857, {transform[0]:.4f} m pixels; "
-          f"ours warm-up: {_fmt(r)}", flush=True)
-    spec = {"items": sample["items"], "shape": shape, "transform": transform,
-            "out": str(odc_out), "chunk": args.chunk, "scheduler": args.scheduler,
-            "gdal_cachemax": args.odc_gdal_cachemax, "timeout": args.odc_timeout}
+    print(
+        f"grid: {shape[1]} x {shape[0]} px, EPSG:3857, {transform[0]:.4f} m pixels; "
+        f"ours warm-up: {_fmt(r)}",
+        flush=True,
+    )
+    spec = {
+        "items": sample["items"],
+        "shape": shape,
+        "transform": transform,
+        "out": str(odc_out),
+        "chunk": args.chunk,
+        "scheduler": args.scheduler,
+        "gdal_cachemax": args.odc_gdal_cachemax,
+        "timeout": args.odc_timeout,
+    }
 
     if args.scheduler == "auto":
         trials = {}
@@ -361,27 +449,35 @@ def main() -> None:
             runs[who].append(r)
             print(f"  run {i + 1}, {who:4s}: {_fmt(r)}", flush=True)
 
-    med = {k: {m: statistics.median(r[m] for r in v) for m in ("wall", "rss", "cpu")}
-           for k, v in runs.items()}
+    med = {
+        k: {m: statistics.median(r[m] for r in v) for m in ("wall", "rss", "cpu")}
+        for k, v in runs.items()
+    }
     o, b = med["ours"], med["odc"]
     odc_label = f"odc ({spec['scheduler']})"
     print()
-    print(f"{args.scenes} scenes x {args.size} px at {args.resolution:g} m -> "
-          f"{shape[1]} x {shape[0]} px x {len(BANDS)} bands uint16, median of "
-          f"{args.repeats} runs")
+    print(
+        f"{args.scenes} scenes x {args.size} px at {args.resolution:g} m -> "
+        f"{shape[1]} x {shape[0]} px x {len(BANDS)} bands uint16, median of "
+        f"{args.repeats} runs"
+    )
     print(f"  {'':16s} {'wall s':>8} {'peak RSS MB':>12}")
     for name, m in (("ours (CLI)", o), (odc_label, b)):
         print(f"  {name:16s} {m['wall']:8.1f} {m['rss']:12.0f}")
-    print(f"  ratio ours/odc: wall {o['wall'] / b['wall']:.2f} (target <= 0.5), "
-          f"peak RSS {o['rss'] / b['rss']:.2f} (target <= 0.5)")
+    print(
+        f"  ratio ours/odc: wall {o['wall'] / b['wall']:.2f} (target <= 0.5), "
+        f"peak RSS {o['rss'] / b['rss']:.2f} (target <= 0.5)"
+    )
     print(f"  ours: {profile_line(ours_out)}")
     print(f"  odc:  {profile_line(odc_out)}")
     print("  pixel agreement over pixels valid in both:")
     for band, st in zip(BANDS, compare(ours_out, odc_out), strict=True):
         frac = st["equal"] / st["both"] if st["both"] else float("nan")
-        print(f"    {band:6s} {st['both']:>10d} px, {frac:8.4%} equal, max |diff| "
-              f"{st['max_diff']:5d}; valid only in ours {st['only_ours']}, only in odc "
-              f"{st['only_odc']}")
+        print(
+            f"    {band:6s} {st['both']:>10d} px, {frac:8.4%} equal, max |diff| "
+            f"{st['max_diff']:5d}; valid only in ours {st['only_ours']}, only in odc "
+            f"{st['only_odc']}"
+        )
 
 
 if __name__ == "__main__":

@@ -74,8 +74,11 @@ STACK_REQUIREMENTS = (
 #: Packages whose versions the stack venv copies from the calling environment (pixel identity).
 MATCH_VERSIONS = ("rio-tiler", "rasterio", "numpy")
 
-DEFAULT_VENV = (Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-                / "mosaic-assembler" / "stac-stack-venv")
+DEFAULT_VENV = (
+    Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    / "mosaic-assembler"
+    / "stac-stack-venv"
+)
 SERVER_MODULES = ("pypgstac", "stac_fastapi.pgstac", "titiler.pgstac")
 
 
@@ -118,16 +121,22 @@ def find_stack_python(python: str | None = None) -> str:
     elif os.environ.get("MOSAIC_STAC_STACK_PYTHON"):
         explicit = (os.environ["MOSAIC_STAC_STACK_PYTHON"], "$MOSAIC_STAC_STACK_PYTHON")
     elif os.environ.get("MOSAIC_STAC_STACK_VENV"):
-        explicit = (str(Path(os.environ["MOSAIC_STAC_STACK_VENV"]) / "bin" / "python"),
-                    "$MOSAIC_STAC_STACK_VENV")
+        explicit = (
+            str(Path(os.environ["MOSAIC_STAC_STACK_VENV"]) / "bin" / "python"),
+            "$MOSAIC_STAC_STACK_VENV",
+        )
     if explicit is not None:
         cand, why = explicit
         if not Path(cand).exists() and shutil.which(cand) is None:
-            raise StackUnavailable(f"{cand} ({why}) does not exist; "
-                                   "create the stack venv with scripts/stac-stack --install")
+            raise StackUnavailable(
+                f"{cand} ({why}) does not exist; "
+                "create the stack venv with scripts/stac-stack --install"
+            )
         if not _can_import(cand, SERVER_MODULES):
-            raise StackUnavailable(f"{cand} ({why}) cannot import {', '.join(SERVER_MODULES)}; "
-                                   "run scripts/stac-stack --install")
+            raise StackUnavailable(
+                f"{cand} ({why}) cannot import {', '.join(SERVER_MODULES)}; "
+                "run scripts/stac-stack --install"
+            )
         return cand
     default = DEFAULT_VENV / "bin" / "python"
     if default.exists() and _can_import(str(default), SERVER_MODULES):
@@ -150,9 +159,11 @@ def find_pg_bin(pg_bin: str | None = None) -> Path:
     if explicit:
         candidates = [explicit]
     else:
-        candidates = sorted(glob.glob("/usr/lib/postgresql/*/bin"), reverse=True,
-                            key=lambda p: int(Path(p).parent.name)
-                            if Path(p).parent.name.isdigit() else 0)
+        candidates = sorted(
+            glob.glob("/usr/lib/postgresql/*/bin"),
+            reverse=True,
+            key=lambda p: int(Path(p).parent.name) if Path(p).parent.name.isdigit() else 0,
+        )
     for cand in candidates:
         d = Path(cand)
         if all((d / b).exists() for b in ("initdb", "postgres", "pg_isready")):
@@ -180,8 +191,9 @@ def _pg_sharedir(bindir: Path) -> Path | None:
     return share if share.is_dir() else None
 
 
-def install_venv(venv: str | Path = DEFAULT_VENV, python: str | None = None,
-                 quiet: bool = True) -> str:
+def install_venv(
+    venv: str | Path = DEFAULT_VENV, python: str | None = None, quiet: bool = True
+) -> str:
     """Create (or update) the stack venv with STACK_REQUIREMENTS; returns its python.
 
     rio-tiler, rasterio and numpy are pinned to the versions of the environment that runs
@@ -250,25 +262,37 @@ def _read_items(items: str | Path | Iterable[Mapping[str, Any]]) -> list[dict[st
     return [json.loads(json.dumps(dict(f))) for f in items]
 
 
-def make_collection(collection_id: str, items: list[dict[str, Any]],
-                    description: str = "") -> dict[str, Any]:
+def make_collection(
+    collection_id: str, items: list[dict[str, Any]], description: str = ""
+) -> dict[str, Any]:
     """A minimal valid STAC Collection whose extent covers `items`."""
     bboxes = [i["bbox"] for i in items if i.get("bbox")]
     if bboxes:
-        bbox = [min(b[0] for b in bboxes), min(b[1] for b in bboxes),
-                max(b[-2] for b in bboxes), max(b[-1] for b in bboxes)]
+        bbox = [
+            min(b[0] for b in bboxes),
+            min(b[1] for b in bboxes),
+            max(b[-2] for b in bboxes),
+            max(b[-1] for b in bboxes),
+        ]
     else:
         bbox = [-180.0, -90.0, 180.0, 90.0]
-    dts = sorted(str((i.get("properties") or {}).get("datetime")
-                     or (i.get("properties") or {}).get("start_datetime"))
-                 for i in items
-                 if (i.get("properties") or {}).get("datetime")
-                 or (i.get("properties") or {}).get("start_datetime"))
+    dts = sorted(
+        str(
+            (i.get("properties") or {}).get("datetime")
+            or (i.get("properties") or {}).get("start_datetime")
+        )
+        for i in items
+        if (i.get("properties") or {}).get("datetime")
+        or (i.get("properties") or {}).get("start_datetime")
+    )
     interval = [dts[0], dts[-1]] if dts else [None, None]
     return {
-        "type": "Collection", "stac_version": "1.0.0", "id": collection_id,
+        "type": "Collection",
+        "stac_version": "1.0.0",
+        "id": collection_id,
         "description": description or f"{collection_id} (loaded by scripts/stac_stack.py)",
-        "license": "proprietary", "links": [],
+        "license": "proprietary",
+        "links": [],
         "extent": {"spatial": {"bbox": [bbox]}, "temporal": {"interval": [interval]}},
     }
 
@@ -290,10 +314,16 @@ def numeric_queryables(items: list[dict[str, Any]]) -> dict[str, Any]:
                 kinds.setdefault(k, set()).add("number")
             else:
                 kinds.setdefault(k, set()).add("other")
-    props = {k: {"type": "integer" if ks == {"integer"} else "number"}
-             for k, ks in sorted(kinds.items()) if ks and ks <= {"integer", "number"}}
-    return {"$schema": "http://json-schema.org/draft-07/schema#", "type": "object",
-            "properties": props}
+    props = {
+        k: {"type": "integer" if ks == {"integer"} else "number"}
+        for k, ks in sorted(kinds.items())
+        if ks and ks <= {"integer", "number"}
+    }
+    return {
+        "$schema": "http://json-schema.org/draft-07/schema#",
+        "type": "object",
+        "properties": props,
+    }
 
 
 # --------------------------------------------------------------------------- the stack
@@ -310,16 +340,23 @@ def _tail(path: Path, n: int = 15) -> str:
 class _Proc:
     """A child process with its log file."""
 
-    def __init__(self, name: str, args: list[str], log: Path, env: dict[str, str],
-                 user: str | None = None):
+    def __init__(
+        self, name: str, args: list[str], log: Path, env: dict[str, str], user: str | None = None
+    ):
         self.name = name
         self.log = log
         self._fh = open(log, "ab")  # noqa: SIM115
         kwargs: dict[str, Any] = {}
         if user is not None:
             kwargs["user"] = user
-        self.proc = subprocess.Popen(args, stdout=self._fh, stderr=subprocess.STDOUT, env=env,
-                                     stdin=subprocess.DEVNULL, **kwargs)
+        self.proc = subprocess.Popen(
+            args,
+            stdout=self._fh,
+            stderr=subprocess.STDOUT,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            **kwargs,
+        )
 
     def alive(self) -> bool:
         return self.proc.poll() is None
@@ -423,8 +460,11 @@ class StacStack:
         # if this process dies without calling stop()
         self._watchdog = subprocess.Popen(
             [sys.executable, str(Path(__file__).resolve()), "--watchdog"],
-            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            text=True, start_new_session=True,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            text=True,
+            start_new_session=True,
         )
         try:
             self._start()
@@ -464,9 +504,23 @@ class StacStack:
             os.chown(sock, pw.pw_uid, pw.pw_gid)
         t0 = time.monotonic()
         r = subprocess.run(
-            [str(self.pg_bin / "initdb"), "-D", str(data), "-U", "postgres", "-E", "UTF8",
-             "--no-locale", "--auth=scram-sha-256", f"--pwfile={pwfile}", "--no-sync"],
-            capture_output=True, text=True, user=user, cwd=self.workdir,
+            [
+                str(self.pg_bin / "initdb"),
+                "-D",
+                str(data),
+                "-U",
+                "postgres",
+                "-E",
+                "UTF8",
+                "--no-locale",
+                "--auth=scram-sha-256",
+                f"--pwfile={pwfile}",
+                "--no-sync",
+            ],
+            capture_output=True,
+            text=True,
+            user=user,
+            cwd=self.workdir,
         )
         pwfile.unlink()
         if r.returncode != 0:
@@ -480,20 +534,52 @@ class StacStack:
         if user:
             pglog.touch()
             os.chown(pglog, pwd.getpwnam(user).pw_uid, -1)
-        self._postgres = self._track(_Proc(
-            "postgres",
-            [str(self.pg_bin / "postgres"), "-D", str(data), "-p", str(self.pg_port),
-             "-c", "listen_addresses=127.0.0.1", "-c", f"unix_socket_directories={sock}",
-             "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
-             "-c", "max_connections=100", "-c", "shared_buffers=64MB"],
-            pglog, env, user=user,
-        ), signal.SIGINT)
+        self._postgres = self._track(
+            _Proc(
+                "postgres",
+                [
+                    str(self.pg_bin / "postgres"),
+                    "-D",
+                    str(data),
+                    "-p",
+                    str(self.pg_port),
+                    "-c",
+                    "listen_addresses=127.0.0.1",
+                    "-c",
+                    f"unix_socket_directories={sock}",
+                    "-c",
+                    "fsync=off",
+                    "-c",
+                    "synchronous_commit=off",
+                    "-c",
+                    "full_page_writes=off",
+                    "-c",
+                    "max_connections=100",
+                    "-c",
+                    "shared_buffers=64MB",
+                ],
+                pglog,
+                env,
+                user=user,
+            ),
+            signal.SIGINT,
+        )
         deadline = time.monotonic() + 60
         while True:
             if not self._postgres.alive():
                 raise StackError(f"postgres exited at start:\n{_tail(pglog)}")
-            ready = subprocess.run([str(self.pg_bin / "pg_isready"), "-h", "127.0.0.1", "-p",
-                                    str(self.pg_port), "-U", "postgres", "-q"])
+            ready = subprocess.run(
+                [
+                    str(self.pg_bin / "pg_isready"),
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    str(self.pg_port),
+                    "-U",
+                    "postgres",
+                    "-q",
+                ]
+            )
             if ready.returncode == 0:
                 break
             if time.monotonic() > deadline:
@@ -517,8 +603,13 @@ class StacStack:
         for k in list(senv):  # our own test settings must not leak into the servers
             if k.startswith(("PG", "POSTGRES_", "DATABASE_URL")):
                 del senv[k]
-        senv.update(PGUSER="postgres", PGPASSWORD=password, PGHOST="127.0.0.1",
-                    PGPORT=str(self.pg_port), PGDATABASE="postgres")
+        senv.update(
+            PGUSER="postgres",
+            PGPASSWORD=password,
+            PGHOST="127.0.0.1",
+            PGPORT=str(self.pg_port),
+            PGDATABASE="postgres",
+        )
         senv.setdefault("STAC_FASTAPI_TITLE", "stac-stack")
         senv.setdefault("STAC_FASTAPI_DESCRIPTION", "throwaway STAC API (scripts/stac_stack.py)")
         senv.setdefault("STAC_FASTAPI_VERSION", "0")
@@ -529,8 +620,9 @@ class StacStack:
         waits = []
         if self.want_stac_api:
             port = free_port()
-            p = self._uvicorn("stac-fastapi-pgstac", "stac_fastapi.pgstac.app:create_app", port,
-                             senv, "--factory")
+            p = self._uvicorn(
+                "stac-fastapi-pgstac", "stac_fastapi.pgstac.app:create_app", port, senv, "--factory"
+            )
             self.stac_url = f"http://127.0.0.1:{port}"
             waits.append((p, f"{self.stac_url}/_mgmt/ping"))
         if self.want_titiler:
@@ -543,12 +635,27 @@ class StacStack:
         self._timed("servers start", t0)
         self._timed("total", t_all)
 
-    def _uvicorn(self, name: str, app: str, port: int, env: dict[str, str], *extra: str
-                 ) -> _Proc:
+    def _uvicorn(self, name: str, app: str, port: int, env: dict[str, str], *extra: str) -> _Proc:
         assert self.workdir is not None
-        p = _Proc(name, [self.python, "-m", "uvicorn", app, *extra, "--host", "127.0.0.1",
-                         "--port", str(port), "--log-level", "warning", "--no-access-log"],
-                  self.workdir / f"{name}.log", env)
+        p = _Proc(
+            name,
+            [
+                self.python,
+                "-m",
+                "uvicorn",
+                app,
+                *extra,
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--log-level",
+                "warning",
+                "--no-access-log",
+            ],
+            self.workdir / f"{name}.log",
+            env,
+        )
         self._procs.append(p)
         return self._track(p, signal.SIGTERM)
 
@@ -567,8 +674,9 @@ class StacStack:
         deadline = time.monotonic() + self.startup_timeout
         while time.monotonic() < deadline:
             if not p.alive():
-                raise StackError(f"{p.name} exited with {p.proc.returncode} at start:\n"
-                                 f"{_tail(p.log)}")
+                raise StackError(
+                    f"{p.name} exited with {p.proc.returncode} at start:\n{_tail(p.log)}"
+                )
             try:
                 with urllib.request.urlopen(url, timeout=2) as resp:
                     if resp.status == 200:
@@ -576,30 +684,40 @@ class StacStack:
             except (urllib.error.URLError, OSError):
                 pass
             time.sleep(0.2)
-        raise StackError(f"{p.name} did not answer {url} within {self.startup_timeout} s:\n"
-                         f"{_tail(p.log)}")
+        raise StackError(
+            f"{p.name} did not answer {url} within {self.startup_timeout} s:\n{_tail(p.log)}"
+        )
 
     def _pypgstac(self, *args: str) -> str:
         assert self.dsn is not None
         env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
-        r = subprocess.run([self.python, "-m", "pypgstac.pypgstac", *args, "--dsn", self.dsn],
-                           capture_output=True, text=True, env=env)
+        r = subprocess.run(
+            [self.python, "-m", "pypgstac.pypgstac", *args, "--dsn", self.dsn],
+            capture_output=True,
+            text=True,
+            env=env,
+        )
         if r.returncode != 0:
             out = (r.stderr or r.stdout).strip().splitlines()
             raise StackError(f"pypgstac {args[0]} failed: " + "\n".join(out[-15:]))
         return r.stdout
 
-    def load(self, items: str | Path | Iterable[Mapping[str, Any]],
-             collection: str | Mapping[str, Any] | Path = "demo") -> list[str]:
+    def load(
+        self,
+        items: str | Path | Iterable[Mapping[str, Any]],
+        collection: str | Mapping[str, Any] | Path = "demo",
+    ) -> list[str]:
         """Load (insert) a collection and its items; returns the item ids.
 
         The collection is inserted if it does not exist yet (`insert_ignore`).
         """
         assert self.workdir is not None
         feats = _read_items(items)
-        if isinstance(collection, Path) or (isinstance(collection, str)
-                                            and collection.endswith(".json")
-                                            and Path(collection).exists()):
+        if isinstance(collection, Path) or (
+            isinstance(collection, str)
+            and collection.endswith(".json")
+            and Path(collection).exists()
+        ):
             coll = json.loads(Path(collection).read_text())
         elif isinstance(collection, Mapping):
             coll = dict(collection)
@@ -633,7 +751,8 @@ class StacStack:
         if self.workdir is None:
             return {}
         return {p.name: _tail(p.log, 40) for p in self._procs} | (
-            {"postgres": _tail(self._postgres.log, 40)} if self._postgres else {})
+            {"postgres": _tail(self._postgres.log, 40)} if self._postgres else {}
+        )
 
     def stop(self) -> None:
         """Stop the servers and PostgreSQL, remove the temp dir (unless keep). Idempotent."""
@@ -713,28 +832,47 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(
         prog="stac-stack",
         description="Throwaway PostgreSQL/PostGIS + pgstac + stac-fastapi-pgstac + "
-                    "titiler-pgstac on 127.0.0.1 (stays up until Ctrl-C or SIGTERM).",
+        "titiler-pgstac on 127.0.0.1 (stays up until Ctrl-C or SIGTERM).",
     )
     src = ap.add_mutually_exclusive_group()
-    src.add_argument("--items", help="STAC ItemCollection/FeatureCollection JSON or ndjson "
-                                     "(relative hrefs resolve against its directory)")
-    src.add_argument("--demo", metavar="DIR", help="generate mosaic_assembler's demo sample "
-                                                   "into DIR and load its items")
-    ap.add_argument("--collection", default="demo",
-                    help="collection id, or a Collection JSON file (default: demo)")
+    src.add_argument(
+        "--items",
+        help="STAC ItemCollection/FeatureCollection JSON or ndjson "
+        "(relative hrefs resolve against its directory)",
+    )
+    src.add_argument(
+        "--demo",
+        metavar="DIR",
+        help="generate mosaic_assembler's demo sample into DIR and load its items",
+    )
+    ap.add_argument(
+        "--collection",
+        default="demo",
+        help="collection id, or a Collection JSON file (default: demo)",
+    )
     ap.add_argument("--python", help="the stack venv's python (default: see --help-venv)")
-    ap.add_argument("--pg-bin", help="PostgreSQL server binaries dir (default: newest "
-                                     "/usr/lib/postgresql/*/bin)")
+    ap.add_argument(
+        "--pg-bin",
+        help="PostgreSQL server binaries dir (default: newest /usr/lib/postgresql/*/bin)",
+    )
     ap.add_argument("--no-titiler", action="store_true", help="do not start titiler-pgstac")
-    ap.add_argument("--no-stac-api", action="store_true",
-                    help="do not start stac-fastapi-pgstac")
+    ap.add_argument("--no-stac-api", action="store_true", help="do not start stac-fastapi-pgstac")
     ap.add_argument("--keep", action="store_true", help="keep the temp dir (logs, data)")
-    ap.add_argument("--install", nargs="?", const=str(DEFAULT_VENV), metavar="VENV",
-                    help=f"create/update the stack venv (default {DEFAULT_VENV}) and exit")
-    ap.add_argument("--check", action="store_true",
-                    help="report whether PostgreSQL/PostGIS and the stack venv are found")
-    ap.add_argument("--json", action="store_true",
-                    help="print the URLs as one JSON line instead of text")
+    ap.add_argument(
+        "--install",
+        nargs="?",
+        const=str(DEFAULT_VENV),
+        metavar="VENV",
+        help=f"create/update the stack venv (default {DEFAULT_VENV}) and exit",
+    )
+    ap.add_argument(
+        "--check",
+        action="store_true",
+        help="report whether PostgreSQL/PostGIS and the stack venv are found",
+    )
+    ap.add_argument(
+        "--json", action="store_true", help="print the URLs as one JSON line instead of text"
+    )
     return ap.parse_args(argv)
 
 
@@ -749,8 +887,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.check:
         ok = True
-        for what, fn in (("PostgreSQL", lambda: str(find_pg_bin(args.pg_bin))),
-                         ("stack python", lambda: find_stack_python(args.python))):
+        for what, fn in (
+            ("PostgreSQL", lambda: str(find_pg_bin(args.pg_bin))),
+            ("stack python", lambda: find_stack_python(args.python)),
+        ):
             try:
                 print(f"{what}: {fn()}")
             except StackUnavailable as e:
@@ -763,8 +903,10 @@ def main(argv: list[str] | None = None) -> int:
 
         sample = make_demo_sample(args.demo)
         items = sample.items_path
-        print(f"demo sample written to {sample.root} (bbox {sample.bbox}, zoom {sample.zoom})",
-              flush=True)
+        print(
+            f"demo sample written to {sample.root} (bbox {sample.bbox}, zoom {sample.zoom})",
+            flush=True,
+        )
     if items is None:
         print("stac-stack: no --items/--demo: starting with an empty catalogue", file=sys.stderr)
 
@@ -773,33 +915,50 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, on_term)
     signal.signal(signal.SIGHUP, on_term)
-    stack = StacStack(items, args.collection, python=args.python, pg_bin=args.pg_bin,
-                      stac_api=not args.no_stac_api, titiler=not args.no_titiler,
-                      keep=args.keep, quiet=False)
+    stack = StacStack(
+        items,
+        args.collection,
+        python=args.python,
+        pg_bin=args.pg_bin,
+        stac_api=not args.no_stac_api,
+        titiler=not args.no_titiler,
+        keep=args.keep,
+        quiet=False,
+    )
     try:
         stack.start()
     except (StackUnavailable, StackError) as e:
         print(f"stac-stack: {e}", file=sys.stderr)
         return 2
     try:
-        info = {"stac_api": stack.stac_url, "titiler_pgstac": stack.titiler_url,
-                "dsn": stack.dsn, "collection": stack.collection_id,
-                "items": len(stack.item_ids), "workdir": str(stack.workdir),
-                "started": datetime.now(UTC).isoformat(timespec="seconds")}
+        info = {
+            "stac_api": stack.stac_url,
+            "titiler_pgstac": stack.titiler_url,
+            "dsn": stack.dsn,
+            "collection": stack.collection_id,
+            "items": len(stack.item_ids),
+            "workdir": str(stack.workdir),
+            "started": datetime.now(UTC).isoformat(timespec="seconds"),
+        }
         if args.json:
             print(json.dumps(info), flush=True)
         else:
-            print(f"STAC API:        {stack.stac_url}\n"
-                  f"titiler-pgstac:  {stack.titiler_url}\n"
-                  f"PostgreSQL:      {stack.dsn}\n"
-                  f"collection:      {stack.collection_id} ({len(stack.item_ids)} items)\n"
-                  f"logs:            {stack.workdir}\n"
-                  "Press Ctrl-C to stop.", flush=True)
+            print(
+                f"STAC API:        {stack.stac_url}\n"
+                f"titiler-pgstac:  {stack.titiler_url}\n"
+                f"PostgreSQL:      {stack.dsn}\n"
+                f"collection:      {stack.collection_id} ({len(stack.item_ids)} items)\n"
+                f"logs:            {stack.workdir}\n"
+                "Press Ctrl-C to stop.",
+                flush=True,
+            )
         while True:
             for p in [*stack._procs, stack._postgres]:
                 if p is not None and not p.alive():
-                    print(f"stac-stack: {p.name} exited ({p.proc.returncode}):\n"
-                          f"{_tail(p.log)}", file=sys.stderr)
+                    print(
+                        f"stac-stack: {p.name} exited ({p.proc.returncode}):\n{_tail(p.log)}",
+                        file=sys.stderr,
+                    )
                     return 1
             time.sleep(1)
     except KeyboardInterrupt:

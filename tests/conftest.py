@@ -49,8 +49,14 @@ def write_cog(
 ) -> Path:
     """Write an array as a COG (GDAL COG driver)."""
     profile = dict(
-        driver="GTiff", width=data.shape[2], height=data.shape[1], count=data.shape[0],
-        dtype=data.dtype, crs=crs, transform=transform, nodata=nodata,
+        driver="GTiff",
+        width=data.shape[2],
+        height=data.shape[1],
+        count=data.shape[0],
+        dtype=data.dtype,
+        crs=crs,
+        transform=transform,
+        nodata=nodata,
     )
     tmp = path.with_suffix(".tmp.tif")
     with rasterio.open(tmp, "w", **profile) as dst:
@@ -115,8 +121,9 @@ def bounds_lonlat(path: Path) -> tuple[float, float, float, float]:
 def make_mosaicjson(paths: list[Path], out: Path, minzoom: int, maxzoom: int) -> Path:
     from cogeo_mosaic.mosaic import MosaicJSON
 
-    mosaic = MosaicJSON.from_urls([str(p) for p in paths], minzoom=minzoom, maxzoom=maxzoom,
-                                  quiet=True)
+    mosaic = MosaicJSON.from_urls(
+        [str(p) for p in paths], minzoom=minzoom, maxzoom=maxzoom, quiet=True
+    )
     out.write_text(mosaic.model_dump_json(exclude_none=True))
     return out
 
@@ -129,8 +136,16 @@ def scenes(tmp_path_factory) -> Scenes:
         make_scene(d / "a_32631.tif", "EPSG:32631", (5.75, 45.50), 400, 120.0, seed=1),
         make_scene(d / "b_32632.tif", "EPSG:32632", (6.15, 45.45), 400, 120.0, seed=2),
         make_scene(d / "c_4326.tif", "EPSG:4326", (5.95, 45.60), 300, 0.0015, seed=3),
-        make_scene(d / "d_3857.tif", "EPSG:3857", (6.00, 45.40), 300, 150.0, seed=4,
-                   nodata=None, collar=False),
+        make_scene(
+            d / "d_3857.tif",
+            "EPSG:3857",
+            (6.00, 45.40),
+            300,
+            150.0,
+            seed=4,
+            nodata=None,
+            collar=False,
+        ),
     ]
     mj = make_mosaicjson(paths, d / "mosaic.json", minzoom=7, maxzoom=10)
     return Scenes(d, tuple(paths), (5.55, 45.25, 6.45, 45.75), 9, mj)
@@ -159,12 +174,18 @@ def make_items(scene_paths: list[Path], out: Path, asset_keys: tuple[str, ...]) 
                 "roles": ["data"],
             }
         bbox = bounds_lonlat(p)
-        features.append({
-            "type": "Feature", "stac_version": "1.0.0", "id": p.stem,
-            "geometry": mapping(box(*bbox)), "bbox": list(bbox),
-            "properties": {"datetime": f"2024-06-{n + 1:02d}T10:00:00Z"},
-            "assets": assets, "links": [],
-        })
+        features.append(
+            {
+                "type": "Feature",
+                "stac_version": "1.0.0",
+                "id": p.stem,
+                "geometry": mapping(box(*bbox)),
+                "bbox": list(bbox),
+                "properties": {"datetime": f"2024-06-{n + 1:02d}T10:00:00Z"},
+                "assets": assets,
+                "links": [],
+            }
+        )
     out.write_text(json.dumps({"type": "FeatureCollection", "features": features}))
     return out
 

@@ -49,10 +49,23 @@ class TiTiler:
         env.setdefault("MOSAIC_CONCURRENCY", "1")
         self._log = open(log, "wb") if log else subprocess.DEVNULL  # noqa: SIM115
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "titiler.application.main:app",
-             "--host", "127.0.0.1", "--port", str(self.port), "--workers", str(workers),
-             "--log-level", "warning"],
-            stdout=self._log, stderr=self._log, env=env,
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "titiler.application.main:app",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--workers",
+                str(workers),
+                "--log-level",
+                "warning",
+            ],
+            stdout=self._log,
+            stderr=self._log,
+            env=env,
         )
         try:
             wait_http(f"{self.url}/healthz", proc=self.proc)
@@ -62,8 +75,7 @@ class TiTiler:
 
     def mosaic_template(self, mosaicjson: Path | str) -> str:
         """The mosaic tile endpoint for a mosaicJSON file."""
-        return (f"{self.url}/mosaicjson/tiles/WebMercatorQuad/{{z}}/{{x}}/{{y}}.tif"
-                f"?url={mosaicjson}")
+        return f"{self.url}/mosaicjson/tiles/WebMercatorQuad/{{z}}/{{x}}/{{y}}.tif?url={mosaicjson}"
 
     def stop(self) -> None:
         """Terminate the server."""
@@ -89,8 +101,14 @@ class FaultProxy:
 
     FAULTS = ("500", "503", "429", "delay", "drop", "truncate")
 
-    def __init__(self, upstream: str, seed: int = 0, rate: float = 0.35, delay: float = 3.0,
-                 mode: str = "faults"):
+    def __init__(
+        self,
+        upstream: str,
+        seed: int = 0,
+        rate: float = 0.35,
+        delay: float = 3.0,
+        mode: str = "faults",
+    ):
         self.upstream = upstream.rstrip("/")
         self.rng = random.Random(seed)
         self.rate = rate

@@ -80,8 +80,18 @@ def make_stac_collection(d: Path) -> GeneratedCollection:
     scene_paths = []
     for item_id, (crs, center, size, res, seed, *_rest) in ITEM_SPECS.items():
         collar = _rest[-1]
-        scene_paths.append(make_scene(d / f"{item_id}.tif", crs, center, size, res, seed=seed,
-                                      nodata=0 if collar else None, collar=collar))
+        scene_paths.append(
+            make_scene(
+                d / f"{item_id}.tif",
+                crs,
+                center,
+                size,
+                res,
+                seed=seed,
+                nodata=0 if collar else None,
+                collar=collar,
+            )
+        )
     raw = make_items(scene_paths, d / "raw-items.json", ASSETS)
     features = json.loads(raw.read_text())["features"]
     out = []
@@ -103,8 +113,9 @@ def make_stac_collection(d: Path) -> GeneratedCollection:
 def start_stack(items_path: Path, collection: str):
     """A started StacStack, or skip (fail under CI=true) when the stack is unavailable."""
     mod = load_stack_module()
-    stack = mod.StacStack(items_path, collection, server_env={"TITILER_PGSTAC_CACHE_DISABLE":
-                                                              "true"})
+    stack = mod.StacStack(
+        items_path, collection, server_env={"TITILER_PGSTAC_CACHE_DISABLE": "true"}
+    )
     try:
         stack.start()
     except mod.StackUnavailable as e:

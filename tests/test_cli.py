@@ -22,14 +22,27 @@ def run_cli(args, input=None):
     """Run the real entry point in a subprocess (as a user would)."""
     return subprocess.run(
         [sys.executable, "-c", "from mosaic_assembler.cli import main; main()", *args],
-        capture_output=True, text=True, input=input, timeout=300,
+        capture_output=True,
+        text=True,
+        input=input,
+        timeout=300,
     )
 
 
 def test_cli_median_from_mosaicjson(scenes, tmp_path):
     out = tmp_path / "median.tif"
-    r = CliRunner().invoke(cli, [*_bbox_args(scenes), "--mosaicjson", str(scenes.mosaicjson),
-                                 "--pixel-selection", "median", "--json", str(out)])
+    r = CliRunner().invoke(
+        cli,
+        [
+            *_bbox_args(scenes),
+            "--mosaicjson",
+            str(scenes.mosaicjson),
+            "--pixel-selection",
+            "median",
+            "--json",
+            str(out),
+        ],
+    )
     assert r.exit_code == 0, r.output
     summary = json.loads(r.stdout.strip().splitlines()[-1])
     assert summary["path"] == str(out)
@@ -43,10 +56,24 @@ def test_cli_items_with_co_and_profile(scenes, tmp_path):
 
     items = make_items(list(scenes.paths), scenes.dir / "items.json", ("red", "green", "blue"))
     out = tmp_path / "o.tif"
-    r = CliRunner().invoke(cli, [*_bbox_args(scenes), "--items", str(items),
-                                 "--assets", "red,green", "--cog-profile", "zstd",
-                                 "--co", "LEVEL=9", "--config", "GDAL_CACHEMAX=32", "-q",
-                                 str(out)])
+    r = CliRunner().invoke(
+        cli,
+        [
+            *_bbox_args(scenes),
+            "--items",
+            str(items),
+            "--assets",
+            "red,green",
+            "--cog-profile",
+            "zstd",
+            "--co",
+            "LEVEL=9",
+            "--config",
+            "GDAL_CACHEMAX=32",
+            "-q",
+            str(out),
+        ],
+    )
     assert r.exit_code == 0, r.output
     with rasterio.open(out) as src:
         assert src.count == 2
@@ -56,8 +83,9 @@ def test_cli_items_with_co_and_profile(scenes, tmp_path):
 
 def test_dry_run_prints_plan(scenes, tmp_path):
     out = tmp_path / "o.tif"
-    r = CliRunner().invoke(cli, [*_bbox_args(scenes), "--mosaicjson", str(scenes.mosaicjson),
-                                 "--dry-run", str(out)])
+    r = CliRunner().invoke(
+        cli, [*_bbox_args(scenes), "--mosaicjson", str(scenes.mosaicjson), "--dry-run", str(out)]
+    )
     assert r.exit_code == 0, r.output
     assert "tiles:" in r.stdout and "px" in r.stdout and "uint16" in r.stdout
     assert "uncompressed" in r.stdout
@@ -65,26 +93,48 @@ def test_dry_run_prints_plan(scenes, tmp_path):
 
 
 def test_aoi_from_stdin(scenes, tmp_path):
-    poly = {"type": "Polygon", "coordinates": [[[5.7, 45.35], [6.3, 45.35], [6.0, 45.65],
-                                                [5.7, 45.35]]]}
+    poly = {
+        "type": "Polygon",
+        "coordinates": [[[5.7, 45.35], [6.3, 45.35], [6.0, 45.65], [5.7, 45.35]]],
+    }
     out = tmp_path / "o.tif"
-    r = run_cli(["--aoi", "-", "--zoom", "9", "--mosaicjson", str(scenes.mosaicjson), "--clip",
-                 "-q", str(out)], input=json.dumps(poly))
+    r = run_cli(
+        [
+            "--aoi",
+            "-",
+            "--zoom",
+            "9",
+            "--mosaicjson",
+            str(scenes.mosaicjson),
+            "--clip",
+            "-q",
+            str(out),
+        ],
+        input=json.dumps(poly),
+    )
     assert r.returncode == 0, r.stderr
     assert out.exists()
 
 
-@pytest.mark.parametrize("args,message", [
-    (["--bbox", "10", "50", "11", "49", "--zoom", "9"], "inverted"),
-    (["--bbox", "-190", "40", "11", "49", "--zoom", "9"], "outside -180..180"),
-    (["--bbox", "nan", "40", "11", "49", "--zoom", "9"], "finite"),
-    (["--bbox", "5", "45", "6", "46", "--zoom", "25"], "zoom must be an integer between 0 and 24"),
-    (["--bbox", "5", "45", "6", "46", "--zoom", "9", "--pixel-selection", "mode"],
-     "unknown pixel selection 'mode'; valid: first"),
-    (["--bbox", "5", "45", "6", "46", "--zoom", "9", "--max-pixels", "100"], "lower zoom"),
-    (["--bbox", "10", "10", "10.5", "10.5", "--zoom", "9"], "intersects no asset"),
-    (["--bbox", "5", "45", "6", "46", "--zoom", "9", "--aoi", "x.geojson"], "not both"),
-])
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--bbox", "10", "50", "11", "49", "--zoom", "9"], "inverted"),
+        (["--bbox", "-190", "40", "11", "49", "--zoom", "9"], "outside -180..180"),
+        (["--bbox", "nan", "40", "11", "49", "--zoom", "9"], "finite"),
+        (
+            ["--bbox", "5", "45", "6", "46", "--zoom", "25"],
+            "zoom must be an integer between 0 and 24",
+        ),
+        (
+            ["--bbox", "5", "45", "6", "46", "--zoom", "9", "--pixel-selection", "mode"],
+            "unknown pixel selection 'mode'; valid: first",
+        ),
+        (["--bbox", "5", "45", "6", "46", "--zoom", "9", "--max-pixels", "100"], "lower zoom"),
+        (["--bbox", "10", "10", "10.5", "10.5", "--zoom", "9"], "intersects no asset"),
+        (["--bbox", "5", "45", "6", "46", "--zoom", "9", "--aoi", "x.geojson"], "not both"),
+    ],
+)
 def test_bad_input_one_line_exit_2(scenes, tmp_path, args, message):
     out = tmp_path / "o.tif"
     r = run_cli([*args, "--mosaicjson", str(scenes.mosaicjson), str(out)])
@@ -104,16 +154,31 @@ def test_bad_sources_and_outputs(scenes, tmp_path):
     cases = [
         ([*base, "--mosaicjson", str(tmp_path / "nope.json"), "o.tif"], "does not exist"),
         ([*base, "--mosaicjson", str(tmp_path / "bad.json"), "o.tif"], "not valid JSON"),
-        (["--aoi", str(tmp_path / "aoi_point.geojson"), "--zoom", "9", "--mosaicjson",
-          str(scenes.mosaicjson), "o.tif"], "Polygon or MultiPolygon"),
-        ([*base, "--mosaicjson", str(scenes.mosaicjson), str(tmp_path / "exists.tif")],
-         "--overwrite"),
-        ([*base, "--mosaicjson", str(scenes.mosaicjson), str(tmp_path / "no" / "o.tif")],
-         "does not exist"),
-        ([*base, "--items", str(scenes.mosaicjson), "--assets", "red", "o.tif"],
-         "not a STAC"),
-        ([*base, "--mosaicjson", str(scenes.mosaicjson), "--cog-profile", "jpeg", "o.tif"],
-         "needs uint8"),
+        (
+            [
+                "--aoi",
+                str(tmp_path / "aoi_point.geojson"),
+                "--zoom",
+                "9",
+                "--mosaicjson",
+                str(scenes.mosaicjson),
+                "o.tif",
+            ],
+            "Polygon or MultiPolygon",
+        ),
+        (
+            [*base, "--mosaicjson", str(scenes.mosaicjson), str(tmp_path / "exists.tif")],
+            "--overwrite",
+        ),
+        (
+            [*base, "--mosaicjson", str(scenes.mosaicjson), str(tmp_path / "no" / "o.tif")],
+            "does not exist",
+        ),
+        ([*base, "--items", str(scenes.mosaicjson), "--assets", "red", "o.tif"], "not a STAC"),
+        (
+            [*base, "--mosaicjson", str(scenes.mosaicjson), "--cog-profile", "jpeg", "o.tif"],
+            "needs uint8",
+        ),
     ]
     for args, message in cases:
         r = run_cli(args)
@@ -156,18 +221,46 @@ def test_demo_command_end_to_end(tmp_path):
 def test_cli_tiler(scenes, titiler, tmp_path):
     out = tmp_path / "o.tif"
     template = titiler.mosaic_template(scenes.mosaicjson)
-    r = run_cli([*_bbox_args(scenes), "--tiler", template, "--pixel-selection", "median",
-                 "--concurrency", "4", "--json", str(out)])
+    r = run_cli(
+        [
+            *_bbox_args(scenes),
+            "--tiler",
+            template,
+            "--pixel-selection",
+            "median",
+            "--concurrency",
+            "4",
+            "--json",
+            str(out),
+        ]
+    )
     assert r.returncode == 0, r.stderr
     summary = json.loads(r.stdout.strip().splitlines()[-1])
     assert summary["tiles_done"] > 0 and summary["count"] == 3
-    r = run_cli([*_bbox_args(scenes), "--tiler", template, "--tiler-param",
-                 "pixel_selection=bogus", str(tmp_path / "o2.tif")])
+    r = run_cli(
+        [
+            *_bbox_args(scenes),
+            "--tiler",
+            template,
+            "--tiler-param",
+            "pixel_selection=bogus",
+            str(tmp_path / "o2.tif"),
+        ]
+    )
     lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
-    assert r.returncode == 2 and len(lines) == 1 and "unknown pixel selection 'bogus'" in \
-        lines[0], r.stderr
-    r = run_cli([*_bbox_args(scenes), "--tiler", template, "--tiler-param", "rescale=a,b",
-                 str(tmp_path / "o2.tif")])
+    assert (
+        r.returncode == 2 and len(lines) == 1 and "unknown pixel selection 'bogus'" in lines[0]
+    ), r.stderr
+    r = run_cli(
+        [
+            *_bbox_args(scenes),
+            "--tiler",
+            template,
+            "--tiler-param",
+            "rescale=a,b",
+            str(tmp_path / "o2.tif"),
+        ]
+    )
     lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
     assert r.returncode == 2 and len(lines) == 1 and "HTTP 422" in lines[0], r.stderr
     r = run_cli([*_bbox_args(scenes), "--tiler", template, "--dry-run", str(out) + ".x"])
@@ -184,13 +277,40 @@ def test_tiler_template_pixel_selection(tmp_path):
     kw = dict(bbox=(5, 45, 6, 46), zoom=9, tiler=tpl)
     assert build_options(**kw).read.pixel_selection == "median"
     assert build_options(**kw, pixel_selection="median").read.pixel_selection == "median"
-    with pytest.raises(ConfigError, match="pixel_selection=median and --pixel-selection is "
-                                          "highest"):
+    with pytest.raises(
+        ConfigError, match="pixel_selection=median and --pixel-selection is highest"
+    ):
         build_options(**kw, pixel_selection="highest")
-    r = run_cli(["--bbox", "5", "45", "6", "46", "--zoom", "9", "--tiler", tpl,
-                 "--pixel-selection", "highest", str(tmp_path / "o.tif")])
+    r = run_cli(
+        [
+            "--bbox",
+            "5",
+            "45",
+            "6",
+            "46",
+            "--zoom",
+            "9",
+            "--tiler",
+            tpl,
+            "--pixel-selection",
+            "highest",
+            str(tmp_path / "o.tif"),
+        ]
+    )
     lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
     assert r.returncode == 2 and len(lines) == 1 and "give it in one place" in lines[0], r.stderr
-    r = run_cli(["--bbox", "5", "45", "6", "46", "--zoom", "9", "--tiler",
-                 tpl.replace("median", "mode"), str(tmp_path / "o.tif")])
+    r = run_cli(
+        [
+            "--bbox",
+            "5",
+            "45",
+            "6",
+            "46",
+            "--zoom",
+            "9",
+            "--tiler",
+            tpl.replace("median", "mode"),
+            str(tmp_path / "o.tif"),
+        ]
+    )
     assert r.returncode == 2 and "unknown pixel selection 'mode'" in r.stderr, r.stderr

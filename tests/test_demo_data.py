@@ -83,8 +83,14 @@ def test_scene_directory_layout(sample: DemoSample, items: list[dict]) -> None:
         names = sorted(p.name for p in (sample.root / sid).iterdir())
         assert names == sorted(
             f"{sid}_{s}"
-            for s in ("SR_B2.TIF", "SR_B3.TIF", "SR_B4.TIF", "SR_B5.TIF", "QA_PIXEL.TIF",
-                      "stack.tif")
+            for s in (
+                "SR_B2.TIF",
+                "SR_B3.TIF",
+                "SR_B4.TIF",
+                "SR_B5.TIF",
+                "QA_PIXEL.TIF",
+                "stack.tif",
+            )
         )
 
 
@@ -170,7 +176,8 @@ def test_footprints_overlap_and_cross_the_zone_line(sample: DemoSample, items: l
     # every scene overlaps at least one scene of another date
     for i, gi in enumerate(shapes):
         others = [
-            gj for j, gj in enumerate(shapes)
+            gj
+            for j, gj in enumerate(shapes)
             if items[j]["properties"]["datetime"][:10] != items[i]["properties"]["datetime"][:10]
         ]
         assert any(gi.intersection(gj).area > 0.05 * gi.area for gj in others)

@@ -9,10 +9,10 @@ import warnings
 import mercantile
 import numpy
 import pytest
+from conftest import bounds_lonlat, make_items, make_scene
 from rio_tiler.errors import TileOutsideBounds
 from rio_tiler.io import Reader, STACReader
 
-from conftest import bounds_lonlat, make_items, make_scene
 from mosaic_assembler.tilers import _fastread
 from mosaic_assembler.tilers._fastread import reader_tile, stac_tile
 
@@ -23,8 +23,9 @@ def _same(ref, got) -> None:
     assert got.array.shape == ref.array.shape
     assert got.array.dtype == ref.array.dtype
     numpy.testing.assert_array_equal(numpy.ma.getdata(got.array), numpy.ma.getdata(ref.array))
-    numpy.testing.assert_array_equal(numpy.ma.getmaskarray(got.array),
-                                     numpy.ma.getmaskarray(ref.array))
+    numpy.testing.assert_array_equal(
+        numpy.ma.getmaskarray(got.array), numpy.ma.getmaskarray(ref.array)
+    )
 
 
 def _read(fn, *args, **kwargs):
@@ -41,13 +42,17 @@ def _tiles(path, zooms):
         yield from mercantile.tiles(w - pad, s - pad, e + pad, n + pad, z)
 
 
-@pytest.mark.parametrize("kwargs", [
-    {},
-    {"indexes": 2},
-    {"indexes": (3, 1)},
-    {"resampling_method": "bilinear"},
-    {"expression": "(b1-b2)/(b1+b2);b3"},
-], ids=["all", "bidx2", "bidx31", "bilinear", "expression"])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {},
+        {"indexes": 2},
+        {"indexes": (3, 1)},
+        {"resampling_method": "bilinear"},
+        {"expression": "(b1-b2)/(b1+b2);b3"},
+    ],
+    ids=["all", "bidx2", "bidx31", "bilinear", "expression"],
+)
 def test_reader_tile_equals_rio_tiler(scenes, kwargs):
     checked = 0
     for path in scenes.paths:
@@ -67,13 +72,25 @@ def test_fast_path_taken_where_rio_tiler_warps_with_nodata(scenes):
     fast = {p.name: _fastread._open(str(p)).fast for p in scenes.paths}
     # UTM and WGS84 scenes with a nodata value are warped here; the EPSG:3857 scene without
     # nodata goes through rio-tiler
-    assert fast == {"a_32631.tif": True, "b_32632.tif": True, "c_4326.tif": True,
-                    "d_3857.tif": False}
+    assert fast == {
+        "a_32631.tif": True,
+        "b_32632.tif": True,
+        "c_4326.tif": True,
+        "d_3857.tif": False,
+    }
 
 
 def test_float_nan_nodata(tmp_path):
-    path = make_scene(tmp_path / "f.tif", "EPSG:32631", (5.75, 45.5), 300, 100.0, seed=7,
-                      dtype="float32", nodata=float("nan"))
+    path = make_scene(
+        tmp_path / "f.tif",
+        "EPSG:32631",
+        (5.75, 45.5),
+        300,
+        100.0,
+        seed=7,
+        dtype="float32",
+        nodata=float("nan"),
+    )
     assert _fastread._open(str(path)).fast
     checked = 0
     for t in _tiles(path, (9, 11)):
@@ -104,23 +121,34 @@ def test_tile_outside_dataset(scenes):
         reader_tile(str(scenes.paths[0]), 0, 0, 9)
 
 
-@pytest.mark.parametrize("kwargs", [
-    {}, {"expression": "(b1-b2)/(b1+b2);b3"}, {"resampling_method": "cubic"},
-], ids=["assets", "expression", "cubic"])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {},
+        {"expression": "(b1-b2)/(b1+b2);b3"},
+        {"resampling_method": "cubic"},
+    ],
+    ids=["assets", "expression", "cubic"],
+)
 def test_stac_tile_equals_stac_reader(scenes, tmp_path, kwargs):
-    items = json.loads(make_items(list(scenes.paths), tmp_path / "items.json",
-                                  ("red", "green", "blue")).read_text())["features"]
+    items = json.loads(
+        make_items(
+            list(scenes.paths), tmp_path / "items.json", ("red", "green", "blue")
+        ).read_text()
+    )["features"]
     checked = 0
     for item in items:
         for a in item["assets"].values():
             a["href"] = str((tmp_path / a["href"]).resolve())
         assets = ("blue", "red", "green")
         for t in _tiles(scenes.paths[0], (8, 10)):
-            with STACReader(None, item=item, include_assets=set(assets),
-                            include_asset_types=None) as s:
+            with STACReader(
+                None, item=item, include_assets=set(assets), include_asset_types=None
+            ) as s:
                 ref = _read(s.tile, *t, assets=list(assets), tilesize=256, **kwargs)
-            got = _read(stac_tile, lambda: item, (item["id"], assets), assets, *t,
-                        tilesize=256, **kwargs)
+            got = _read(
+                stac_tile, lambda: item, (item["id"], assets), assets, *t, tilesize=256, **kwargs
+            )
             assert (ref is None) == (got is None), (item["id"], t)
             if ref is not None:
                 _same(ref, got)

@@ -30,8 +30,9 @@ def test_bbox_tiles_and_transform_match_mercantile(west, south, dx, dy, zoom):
     expected = set(mercantile.tiles(west, south, east, north, zooms=zoom))
     got = {mercantile.Tile(x, y, z) for x, y, z in plan.tiles}
     # mercantile's own epsilon may include/exclude a tile whose edge the bbox only touches
-    assert expected - got == set() or all(_touches(t, west, south, east, north)
-                                         for t in expected - got)
+    assert expected - got == set() or all(
+        _touches(t, west, south, east, north) for t in expected - got
+    )
     assert all(_touches(t, west, south, east, north) or t in expected for t in got)
     # georeferencing: every tile's window maps back to its mercantile bounds
     for tile in plan.tiles[:20]:
@@ -47,8 +48,12 @@ def test_bbox_tiles_and_transform_match_mercantile(west, south, dx, dy, zoom):
 
 def _touches(t, w, s, e, n):
     b = mercantile.bounds(t)
-    return (math.isclose(b.east, w, abs_tol=1e-7) or math.isclose(b.west, e, abs_tol=1e-7)
-            or math.isclose(b.north, s, abs_tol=1e-7) or math.isclose(b.south, n, abs_tol=1e-7))
+    return (
+        math.isclose(b.east, w, abs_tol=1e-7)
+        or math.isclose(b.west, e, abs_tol=1e-7)
+        or math.isclose(b.north, s, abs_tol=1e-7)
+        or math.isclose(b.south, n, abs_tol=1e-7)
+    )
 
 
 def test_tilesize_256_vs_512_resolution():
@@ -88,7 +93,9 @@ def test_polygon_aoi_matches_supermercado():
     aoi = AOI.from_geojson({"type": "Feature", "properties": {}, "geometry": poly})
     for zoom in (8, 10, 12):
         plan = plan_tiles(aoi, zoom, 256)
-        expected = {tuple(int(v) for v in t) for t in burn([{"type": "Feature", "geometry": poly}], zoom)}
+        expected = {
+            tuple(int(v) for v in t) for t in burn([{"type": "Feature", "geometry": poly}], zoom)
+        }
         assert set(plan.tiles) == expected
         bbox_plan = plan_tiles(AOI.from_bbox(*aoi.bbox), zoom, 256)
         if zoom == 12:
@@ -96,12 +103,22 @@ def test_polygon_aoi_matches_supermercado():
 
 
 def test_multipolygon_featurecollection():
-    fc = {"type": "FeatureCollection", "features": [
-        {"type": "Feature", "properties": {}, "geometry": {"type": "MultiPolygon", "coordinates": [
-            [[[0, 0], [1, 0], [1, 1], [0, 1], [0, 0]]],
-            [[[3, 0], [4, 0], [4, 1], [3, 1], [3, 0]]],
-        ]}},
-    ]}
+    fc = {
+        "type": "FeatureCollection",
+        "features": [
+            {
+                "type": "Feature",
+                "properties": {},
+                "geometry": {
+                    "type": "MultiPolygon",
+                    "coordinates": [
+                        [[[0, 0], [1, 0], [1, 1], [0, 1], [0, 0]]],
+                        [[[3, 0], [4, 0], [4, 1], [3, 1], [3, 0]]],
+                    ],
+                },
+            },
+        ],
+    }
     plan = plan_tiles(AOI.from_geojson(fc), 8, 512)
     xs = {x for x, _, _ in plan.tiles}
     between = mercantile.tile(2.0, 0.5, 8).x
@@ -109,28 +126,39 @@ def test_multipolygon_featurecollection():
     assert plan.cols > len({x for x in xs if x < between})
 
 
-@pytest.mark.parametrize("bbox,msg", [
-    ((10, 50, 11, 49), "inverted"),
-    ((10, 50, 10, 51), "zero width"),
-    ((-190, 0, 10, 1), "outside -180..180"),
-    ((0, -95, 1, 1), "outside -90..90"),
-    ((0, float("nan"), 1, 1), "finite"),
-    ((0, 86, 1, 89), "WebMercatorQuad"),
-])
+@pytest.mark.parametrize(
+    "bbox,msg",
+    [
+        ((10, 50, 11, 49), "inverted"),
+        ((10, 50, 10, 51), "zero width"),
+        ((-190, 0, 10, 1), "outside -180..180"),
+        ((0, -95, 1, 1), "outside -90..90"),
+        ((0, float("nan"), 1, 1), "finite"),
+        ((0, 86, 1, 89), "WebMercatorQuad"),
+    ],
+)
 def test_bad_bbox(bbox, msg):
     with pytest.raises(AOIError, match=msg):
         AOI.from_bbox(*bbox)
 
 
-@pytest.mark.parametrize("geojson,msg", [
-    ({"type": "Point", "coordinates": [0, 0]}, "Polygon or MultiPolygon"),
-    ({"type": "LineString", "coordinates": [[0, 0], [1, 1]]}, "Polygon or MultiPolygon"),
-    ({"type": "FeatureCollection", "features": []}, "no Polygon"),
-    ({"type": "Feature", "geometry": None}, "no geometry"),
-    ('{"type": ', "not valid GeoJSON"),
-    ({"type": "Polygon", "coordinates": [[[500000, 0], [500100, 0], [500100, 100], [500000, 0]]]},
-     "lon/lat"),
-])
+@pytest.mark.parametrize(
+    "geojson,msg",
+    [
+        ({"type": "Point", "coordinates": [0, 0]}, "Polygon or MultiPolygon"),
+        ({"type": "LineString", "coordinates": [[0, 0], [1, 1]]}, "Polygon or MultiPolygon"),
+        ({"type": "FeatureCollection", "features": []}, "no Polygon"),
+        ({"type": "Feature", "geometry": None}, "no geometry"),
+        ('{"type": ', "not valid GeoJSON"),
+        (
+            {
+                "type": "Polygon",
+                "coordinates": [[[500000, 0], [500100, 0], [500100, 100], [500000, 0]]],
+            },
+            "lon/lat",
+        ),
+    ],
+)
 def test_bad_geojson(geojson, msg):
     with pytest.raises(AOIError, match=msg):
         AOI.from_geojson(geojson)

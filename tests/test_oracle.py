@@ -30,8 +30,9 @@ def expected_tile(assets, tile, method, reader=_cog_reader, **kw):
     """The oracle: rio-tiler's mosaic_reader with a fresh method instance."""
     x, y, z = tile
     try:
-        img, _ = mosaic_reader(assets, reader, x, y, z,
-                               pixel_selection=PixelSelectionMethod[method].value(), **kw)
+        img, _ = mosaic_reader(
+            assets, reader, x, y, z, pixel_selection=PixelSelectionMethod[method].value(), **kw
+        )
     except EmptyMosaicError:
         return None
     arr = img.array
@@ -66,8 +67,14 @@ def compare_output(path, plan, expected_for):
 @pytest.mark.parametrize("method", METHODS)
 def test_mosaicjson_matches_mosaic_reader(scenes, tmp_path, method):
     out = tmp_path / f"{method}.tif"
-    result = assemble(out, bbox=scenes.bbox, zoom=scenes.zoom, mosaicjson=scenes.mosaicjson,
-                      pixel_selection=method, progress=False)
+    result = assemble(
+        out,
+        bbox=scenes.bbox,
+        zoom=scenes.zoom,
+        mosaicjson=scenes.mosaicjson,
+        pixel_selection=method,
+        progress=False,
+    )
     assert result.path == out and out.exists()
     valid, errors, _ = cog_validate(str(out), quiet=True)
     assert valid and not errors
@@ -90,8 +97,15 @@ def test_stac_items_match_mosaic_reader(scenes, tmp_path, method):
     keys = ("red", "green", "blue")
     items = make_items(list(scenes.paths), scenes.dir / "items.json", keys)
     out = tmp_path / "items.tif"
-    assemble(out, bbox=scenes.bbox, zoom=scenes.zoom, items=items, assets=",".join(keys),
-             pixel_selection=method, progress=False)
+    assemble(
+        out,
+        bbox=scenes.bbox,
+        zoom=scenes.zoom,
+        items=items,
+        assets=",".join(keys),
+        pixel_selection=method,
+        progress=False,
+    )
     import json
 
     feats = json.loads(items.read_text())["features"]
@@ -100,17 +114,21 @@ def test_stac_items_match_mosaic_reader(scenes, tmp_path, method):
             a["href"] = str((items.parent / a["href"]).resolve())
 
     def reader(item, x, y, z, **kw):
-        with STACReader(None, item=item, include_assets=set(keys),
-                        include_asset_types=None) as src:
+        with STACReader(None, item=item, include_assets=set(keys), include_asset_types=None) as src:
             return src.tile(x, y, z, assets=list(keys), **kw)
 
     plan = plan_tiles(AOI.from_bbox(*scenes.bbox), scenes.zoom, 512)
 
     def oracle(tile):
         b = mercantile.bounds(tile[0], tile[1], tile[2])
-        hits = [f for f in feats
-                if f["bbox"][0] < b.east and f["bbox"][2] > b.west
-                and f["bbox"][1] < b.north and f["bbox"][3] > b.south]
+        hits = [
+            f
+            for f in feats
+            if f["bbox"][0] < b.east
+            and f["bbox"][2] > b.west
+            and f["bbox"][1] < b.north
+            and f["bbox"][3] > b.south
+        ]
         if not hits:
             return None
         return expected_tile(hits, tile, method, reader=reader, tilesize=512)
@@ -121,11 +139,17 @@ def test_stac_items_match_mosaic_reader(scenes, tmp_path, method):
 def test_bidx_and_expression_match(scenes, tmp_path):
     plan = plan_tiles(AOI.from_bbox(*scenes.bbox), scenes.zoom, 512)
     backend = MosaicBackend(str(scenes.mosaicjson))
-    for name, kw in {"bidx": {"bidx": (3, 1)},
-                     "expr": {"expression": "(b1-b2)/(b1+b2)"}}.items():
+    for name, kw in {"bidx": {"bidx": (3, 1)}, "expr": {"expression": "(b1-b2)/(b1+b2)"}}.items():
         out = tmp_path / f"{name}.tif"
-        assemble(out, bbox=scenes.bbox, zoom=scenes.zoom, mosaicjson=scenes.mosaicjson,
-                 pixel_selection="median", progress=False, **kw)
+        assemble(
+            out,
+            bbox=scenes.bbox,
+            zoom=scenes.zoom,
+            mosaicjson=scenes.mosaicjson,
+            pixel_selection="median",
+            progress=False,
+            **kw,
+        )
         rkw = {"indexes": kw["bidx"]} if "bidx" in kw else kw
 
         def oracle(tile, rkw=rkw, name=name):

@@ -40,8 +40,14 @@ def assert_gdal_overviews(path, resampling, tmp_path):
         rasterio.shutil.copy(path, full, driver="GTiff", TILED="YES", COPY_SRC_OVERVIEWS="NO")
         with rasterio.open(full) as f:
             assert f.overviews(1) == []
-        rasterio.shutil.copy(full, ref, driver="COG", BLOCKSIZE=str(block),
-                             OVERVIEW_RESAMPLING=resampling.upper(), COMPRESS="DEFLATE")
+        rasterio.shutil.copy(
+            full,
+            ref,
+            driver="COG",
+            BLOCKSIZE=str(block),
+            OVERVIEW_RESAMPLING=resampling.upper(),
+            COMPRESS="DEFLATE",
+        )
     ours, gdal = _levels(path), _levels(ref)
     assert len(ours) == len(gdal)
     for n, ((d1, m1), (d2, m2)) in enumerate(zip(ours, gdal, strict=True)):
@@ -61,10 +67,18 @@ def _chunk_tags(run_dir):
 @pytest.mark.parametrize("resampling", ["nearest", "average", "mode", "rms", "cubic"])
 def test_overviews_equal_gdal_whole_image(scenes, tmp_path, resampling):
     out, run_dir = tmp_path / "o.tif", tmp_path / "run"
-    r = assemble(out, bbox=scenes.bbox, zoom=ZOOM, tilesize=TILESIZE,
-                 mosaicjson=scenes.mosaicjson, chunk_tiles=CHUNK_TILES,
-                 overview_resampling=resampling, run_dir=run_dir, keep_run_dir=True,
-                 progress=False)
+    r = assemble(
+        out,
+        bbox=scenes.bbox,
+        zoom=ZOOM,
+        tilesize=TILESIZE,
+        mosaicjson=scenes.mosaicjson,
+        chunk_tiles=CHUNK_TILES,
+        overview_resampling=resampling,
+        run_dir=run_dir,
+        keep_run_dir=True,
+        progress=False,
+    )
     assert r.chunks > 4
     with rasterio.open(out) as src:
         assert len(src.overviews(1)) == 3
@@ -76,9 +90,17 @@ def test_overviews_equal_gdal_whole_image(scenes, tmp_path, resampling):
 
 def test_split_outputs_overviews_equal_gdal(scenes, tmp_path):
     out = tmp_path / "split"
-    r = assemble(out, bbox=scenes.bbox, zoom=ZOOM, tilesize=TILESIZE,
-                 mosaicjson=scenes.mosaicjson, chunk_tiles=CHUNK_TILES, split_zoom=9,
-                 overview_resampling="average", progress=False)
+    r = assemble(
+        out,
+        bbox=scenes.bbox,
+        zoom=ZOOM,
+        tilesize=TILESIZE,
+        mosaicjson=scenes.mosaicjson,
+        chunk_tiles=CHUNK_TILES,
+        split_zoom=9,
+        overview_resampling="average",
+        progress=False,
+    )
     checked = 0
     for path in r.outputs:
         with rasterio.open(path) as src:
@@ -92,18 +114,29 @@ def test_split_outputs_overviews_equal_gdal(scenes, tmp_path):
 def test_resume_from_chunks_without_overviews(scenes, tmp_path):
     """Chunk files written without overviews (as before per-chunk overviews, or for another
     resampling) are given them at finalize; the result equals a fresh run's."""
-    common = dict(bbox=scenes.bbox, zoom=ZOOM, tilesize=TILESIZE,
-                  mosaicjson=scenes.mosaicjson, chunk_tiles=CHUNK_TILES, progress=False)
+    common = dict(
+        bbox=scenes.bbox,
+        zoom=ZOOM,
+        tilesize=TILESIZE,
+        mosaicjson=scenes.mosaicjson,
+        chunk_tiles=CHUNK_TILES,
+        progress=False,
+    )
     fresh = tmp_path / "fresh.tif"
     assemble(fresh, overview_resampling="average", **common)
     out, run_dir = tmp_path / "o.tif", tmp_path / "run"
-    first = assemble(out, overview_resampling="cubic", run_dir=run_dir, keep_run_dir=True,
-                     **common)
+    first = assemble(out, overview_resampling="cubic", run_dir=run_dir, keep_run_dir=True, **common)
     assert _chunk_tags(run_dir) == {None}  # chunk files as this version's predecessors wrote
     victim = sorted((run_dir / "chunks").glob("*.tif"))[0]
     victim.unlink()  # recomputed by a worker, with overviews
-    again = assemble(out, overwrite=True, overview_resampling="average", run_dir=run_dir,
-                     keep_run_dir=True, **common)
+    again = assemble(
+        out,
+        overwrite=True,
+        overview_resampling="average",
+        run_dir=run_dir,
+        keep_run_dir=True,
+        **common,
+    )
     assert again.chunks_resumed == first.chunks - 1
     assert _chunk_tags(run_dir) == {"average:2,4"}
     assert_same_cog(fresh, out)
@@ -111,8 +144,14 @@ def test_resume_from_chunks_without_overviews(scenes, tmp_path):
         numpy.testing.assert_array_equal(m1, m2)
         numpy.testing.assert_array_equal(d1, d2)
     # and chunk files with overviews of another resampling are rebuilt too
-    third = assemble(out, overwrite=True, overview_resampling="nearest", run_dir=run_dir,
-                     keep_run_dir=True, **common)
+    third = assemble(
+        out,
+        overwrite=True,
+        overview_resampling="nearest",
+        run_dir=run_dir,
+        keep_run_dir=True,
+        **common,
+    )
     assert third.chunks_resumed == third.chunks
     assert _chunk_tags(run_dir) == {"nearest:2,4"}
     assert_gdal_overviews(out, "nearest", tmp_path)
@@ -123,15 +162,22 @@ def test_chunk_overviews_choice():
     assert COGOptions().chunk_overviews(256, 2048) == ChunkOverviews("nearest", (2, 4, 8, 16))
     assert COGOptions().chunk_overviews(512, 512) == ChunkOverviews("nearest", (2, 4))
     assert COGOptions().chunk_overviews(256, 256) == ChunkOverviews("nearest", (2,))
-    assert COGOptions(overview_resampling="average").chunk_overviews(256, 512).resampling \
-        == "average"
+    assert (
+        COGOptions(overview_resampling="average").chunk_overviews(256, 512).resampling == "average"
+    )
     # a --co OVERVIEW_RESAMPLING wins over --overview-resampling
     assert COGOptions(creation_options={"overview_resampling": "MODE"}).chunk_overviews(
-        256, 512) == ChunkOverviews("mode", (2, 4))
+        256, 512
+    ) == ChunkOverviews("mode", (2, 4))
     # kernels that reach across chunk edges, or another pyramid: GDAL computes them all
     assert COGOptions(overview_resampling="bilinear").chunk_overviews(256, 4096) is None
-    assert COGOptions(creation_options={"OVERVIEW_RESAMPLING": "LANCZOS"}).chunk_overviews(
-        256, 4096) is None
-    for co in ({"OVERVIEWS": "NONE"}, {"OVERVIEW_COUNT": "2"},
-               {"TILING_SCHEME": "GoogleMapsCompatible"}):
+    assert (
+        COGOptions(creation_options={"OVERVIEW_RESAMPLING": "LANCZOS"}).chunk_overviews(256, 4096)
+        is None
+    )
+    for co in (
+        {"OVERVIEWS": "NONE"},
+        {"OVERVIEW_COUNT": "2"},
+        {"TILING_SCHEME": "GoogleMapsCompatible"},
+    ):
         assert COGOptions(creation_options=co).chunk_overviews(256, 4096) is None

@@ -27,38 +27,73 @@ ZOOM, TILESIZE = 11, 256
 
 
 def _cmd(scenes, out, *extra, zoom=ZOOM):
-    return [sys.executable, "-m", "mosaic_assembler.cli", "--bbox", *map(str, scenes.bbox),
-            "--zoom", str(zoom), "--tilesize", str(TILESIZE), "--mosaicjson",
-            str(scenes.mosaicjson), "--pixel-selection", "median", "--chunk-tiles", "1",
-            "--concurrency", "1", "-q", *extra, str(out)]
+    return [
+        sys.executable,
+        "-m",
+        "mosaic_assembler.cli",
+        "--bbox",
+        *map(str, scenes.bbox),
+        "--zoom",
+        str(zoom),
+        "--tilesize",
+        str(TILESIZE),
+        "--mosaicjson",
+        str(scenes.mosaicjson),
+        "--pixel-selection",
+        "median",
+        "--chunk-tiles",
+        "1",
+        "--concurrency",
+        "1",
+        "-q",
+        *extra,
+        str(out),
+    ]
 
 
 @pytest.fixture(scope="module")
 def reference(scenes, tmp_path_factory):
     """The uninterrupted run."""
     out = tmp_path_factory.mktemp("ref") / "ref.tif"
-    assemble(out, bbox=scenes.bbox, zoom=ZOOM, tilesize=TILESIZE,
-             mosaicjson=scenes.mosaicjson, pixel_selection="median", progress=False)
+    assemble(
+        out,
+        bbox=scenes.bbox,
+        zoom=ZOOM,
+        tilesize=TILESIZE,
+        mosaicjson=scenes.mosaicjson,
+        pixel_selection="median",
+        progress=False,
+    )
     return out
 
 
 def test_kill_and_resume_is_identical_and_never_redoes_done_chunks(scenes, tmp_path):
     zoom = 12  # ~120 chunks of one 256-px tile: a run of several seconds to kill
     reference = tmp_path / "ref.tif"
-    ref = assemble(reference, bbox=scenes.bbox, zoom=zoom, tilesize=TILESIZE,
-                   mosaicjson=scenes.mosaicjson, pixel_selection="median", progress=False)
+    ref = assemble(
+        reference,
+        bbox=scenes.bbox,
+        zoom=zoom,
+        tilesize=TILESIZE,
+        mosaicjson=scenes.mosaicjson,
+        pixel_selection="median",
+        progress=False,
+    )
     assert ref.tiles_total > 80
     out, run_dir = tmp_path / "o.tif", tmp_path / "run"
     rng = random.Random(1234)
     kills = 0
+
     def finished_chunks():
         return sum(e["event"] == "end" for e in read_manifest(run_dir)) if run_dir.exists() else 0
 
     for _ in range(8):
         before = finished_chunks()
-        proc = subprocess.Popen(_cmd(scenes, out, "--run-dir", str(run_dir), "--keep-run-dir",
-                                     zoom=zoom),
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        proc = subprocess.Popen(
+            _cmd(scenes, out, "--run-dir", str(run_dir), "--keep-run-dir", zoom=zoom),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
         deadline = time.monotonic() + 120
         # kill only after this run recorded progress, then at a seeded random moment
         while finished_chunks() <= before and proc.poll() is None and time.monotonic() < deadline:
@@ -80,8 +115,12 @@ def test_kill_and_resume_is_identical_and_never_redoes_done_chunks(scenes, tmp_p
     assert status["chunks_done"] == len({e["chunk"] for e in ends if e["status"] != "failed"})
     assert status["chunks_pending"] > 0
     # resume to the end
-    r = subprocess.run(_cmd(scenes, out, "--run-dir", str(run_dir), "--keep-run-dir",
-                            zoom=zoom), capture_output=True, text=True, timeout=600)
+    r = subprocess.run(
+        _cmd(scenes, out, "--run-dir", str(run_dir), "--keep-run-dir", zoom=zoom),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert r.returncode == 0, r.stderr
     assert_same_cog(reference, out)
     assert cog_validate(str(out), quiet=True)[0]
@@ -93,15 +132,24 @@ def test_kill_and_resume_is_identical_and_never_redoes_done_chunks(scenes, tmp_p
             finished_at[e["chunk"]] = n
         if e["event"] == "submit":
             assert e["chunk"] not in finished_at, f"{e['chunk']} resubmitted after done"
-    done_counts = Counter(e["chunk"] for e in read_manifest(run_dir)
-                          if e["event"] == "end" and e["status"] == "done")
+    done_counts = Counter(
+        e["chunk"] for e in read_manifest(run_dir) if e["event"] == "end" and e["status"] == "done"
+    )
     assert max(done_counts.values()) == 1
 
 
 def test_rerun_of_a_finished_run_computes_nothing(scenes, tmp_path):
     out, run_dir = tmp_path / "o.tif", tmp_path / "run"
-    kw = dict(bbox=scenes.bbox, zoom=ZOOM, tilesize=TILESIZE, mosaicjson=scenes.mosaicjson,
-              run_dir=run_dir, keep_run_dir=True, chunk_tiles=2, progress=False)
+    kw = dict(
+        bbox=scenes.bbox,
+        zoom=ZOOM,
+        tilesize=TILESIZE,
+        mosaicjson=scenes.mosaicjson,
+        run_dir=run_dir,
+        keep_run_dir=True,
+        chunk_tiles=2,
+        progress=False,
+    )
     first = assemble(out, **kw)
     assert first.chunks_resumed == 0 and run_dir.exists()
     n = len(read_manifest(run_dir))
@@ -118,22 +166,40 @@ def test_rerun_of_a_finished_run_computes_nothing(scenes, tmp_path):
 
 def test_config_change_is_refused_then_restart(scenes, tmp_path):
     out, run_dir = tmp_path / "o.tif", tmp_path / "run"
-    base = ["--bbox", *map(str, scenes.bbox), "--zoom", "10", "--mosaicjson",
-            str(scenes.mosaicjson), "--run-dir", str(run_dir), "--keep-run-dir"]
+    base = [
+        "--bbox",
+        *map(str, scenes.bbox),
+        "--zoom",
+        "10",
+        "--mosaicjson",
+        str(scenes.mosaicjson),
+        "--run-dir",
+        str(run_dir),
+        "--keep-run-dir",
+    ]
     r = CliRunner().invoke(cli, [*base, "--pixel-selection", "first", str(out)])
     assert r.exit_code == 0, r.output
     r = CliRunner().invoke(cli, [*base, "--pixel-selection", "median", "--overwrite", str(out)])
     assert r.exit_code == 2 and "different configuration" in r.output and "--restart" in r.output
-    r = CliRunner().invoke(cli, [*base, "--pixel-selection", "median", "--overwrite",
-                                 "--restart", str(out)])
+    r = CliRunner().invoke(
+        cli, [*base, "--pixel-selection", "median", "--overwrite", "--restart", str(out)]
+    )
     assert r.exit_code == 0, r.output
 
 
 def test_dask_local_cluster_equals_threads(scenes, reference, tmp_path):
     out = tmp_path / "dask.tif"
-    r = assemble(out, bbox=scenes.bbox, zoom=ZOOM, tilesize=TILESIZE,
-                 mosaicjson=scenes.mosaicjson, pixel_selection="median", dask_local=2,
-                 chunk_tiles=2, progress=False)
+    r = assemble(
+        out,
+        bbox=scenes.bbox,
+        zoom=ZOOM,
+        tilesize=TILESIZE,
+        mosaicjson=scenes.mosaicjson,
+        pixel_selection="median",
+        dask_local=2,
+        chunk_tiles=2,
+        progress=False,
+    )
     assert r.tiles_done > 0
     assert_same_cog(reference, out)
 
@@ -141,8 +207,9 @@ def test_dask_local_cluster_equals_threads(scenes, reference, tmp_path):
 def test_dask_worker_killed_mid_run_still_finishes_identically(scenes, reference, tmp_path):
     from distributed import Client, LocalCluster
 
-    cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                           dashboard_address=None, host="127.0.0.1")
+    cluster = LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None, host="127.0.0.1"
+    )
     client = Client(cluster)
     killed = []
 
@@ -162,10 +229,18 @@ def test_dask_worker_killed_mid_run_still_finishes_identically(scenes, reference
         t = threading.Thread(target=kill_one, daemon=True)
         t.start()
         out = tmp_path / "o.tif"
-        assemble(out, bbox=scenes.bbox, zoom=ZOOM, tilesize=TILESIZE,
-                 mosaicjson=scenes.mosaicjson, pixel_selection="median",
-                 dask_scheduler=cluster.scheduler_address, chunk_tiles=1, concurrency=1,
-                 progress=False)
+        assemble(
+            out,
+            bbox=scenes.bbox,
+            zoom=ZOOM,
+            tilesize=TILESIZE,
+            mosaicjson=scenes.mosaicjson,
+            pixel_selection="median",
+            dask_scheduler=cluster.scheduler_address,
+            chunk_tiles=1,
+            concurrency=1,
+            progress=False,
+        )
         t.join(60)
     finally:
         client.close()
@@ -179,12 +254,20 @@ def test_split_zoom_tiles_the_output_exactly(scenes, reference, tmp_path):
     from cogeo_mosaic.backends import MosaicBackend
 
     out = tmp_path / "split"
-    r = assemble(out, bbox=scenes.bbox, zoom=ZOOM, tilesize=TILESIZE,
-                 mosaicjson=scenes.mosaicjson, pixel_selection="median", split_zoom=9,
-                 progress=False)
+    r = assemble(
+        out,
+        bbox=scenes.bbox,
+        zoom=ZOOM,
+        tilesize=TILESIZE,
+        mosaicjson=scenes.mosaicjson,
+        pixel_selection="median",
+        split_zoom=9,
+        progress=False,
+    )
     assert out.is_dir() and len(r.outputs) >= 2
     assert sorted(p.name for p in out.iterdir()) == sorted(
-        [p.name for p in r.outputs] + ["items.json", "mosaic.json"])
+        [p.name for p in r.outputs] + ["items.json", "mosaic.json"]
+    )
     with rasterio.open(reference) as ref:
         covered = numpy.zeros(ref.shape, dtype="uint8")
         ref_data, ref_mask = ref.read(), ref.dataset_mask()
@@ -198,8 +281,9 @@ def test_split_zoom_tiles_the_output_exactly(scenes, reference, tmp_path):
                 covered[win] += 1
                 m = part.dataset_mask()
                 numpy.testing.assert_array_equal(m, ref_mask[win])
-                numpy.testing.assert_array_equal(part.read()[:, m > 0],
-                                                 ref_data[:, win[0], win[1]][:, m > 0])
+                numpy.testing.assert_array_equal(
+                    part.read()[:, m > 0], ref_data[:, win[0], win[1]][:, m > 0]
+                )
     assert covered.max() == 1  # no overlaps
     assert (covered[ref_mask > 0] == 1).all()  # no gaps where there is data
     backend = MosaicBackend(str(out / "mosaic.json"))

@@ -23,7 +23,9 @@ from mosaic_assembler import selection
 RIO = {m.name: m.value for m in PixelSelectionMethod}
 DTYPES = ["uint8", "uint16", "int16", "int32", "float32", "float64"]
 SETTINGS = settings(
-    max_examples=120, deadline=None, derandomize=True,
+    max_examples=120,
+    deadline=None,
+    derandomize=True,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 REAL = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real"
@@ -35,8 +37,25 @@ def _values(rng, dtype, shape, extreme):
     dtype = numpy.dtype(dtype)
     if dtype.kind == "f":
         top = float(numpy.finfo(dtype).max)
-        pool = numpy.array([0.0, -0.0, 1.0, -1.0, 2.5, 3.0, numpy.nan, numpy.inf, -numpy.inf,
-                            top, -top, top / 2, 1e-30, 7.25e3], dtype)
+        pool = numpy.array(
+            [
+                0.0,
+                -0.0,
+                1.0,
+                -1.0,
+                2.5,
+                3.0,
+                numpy.nan,
+                numpy.inf,
+                -numpy.inf,
+                top,
+                -top,
+                top / 2,
+                1e-30,
+                7.25e3,
+            ],
+            dtype,
+        )
         scale = top / 4 if extreme else 1e4
         with numpy.errstate(over="ignore"):
             data = (rng.standard_normal(shape) * scale).astype(dtype)
@@ -121,20 +140,26 @@ def test_same_as_rio_tiler_float_corners(name, layers, flat):
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-@pytest.mark.parametrize("values, masks", [
-    ([[1e308, 1.0], [1e308, 2.0]], [[0, 0], [1, 0]]),  # mean in the safe-divide domain
-    ([[1e308, 3e307], [2e307, 3e307]], [[0, 0], [0, 0]]),  # stdev keeps the raw sum
-    ([[numpy.nan, 1.0], [numpy.nan, 2.0]], [[0, 0], [0, 0]]),  # all-NaN: median NaN, unmasked
-    ([[3e38, 1.0], [3e38, 2.0]], [[0, 0], [1, 0]]),  # float32 median overflows to inf
-    ([[numpy.inf, 1.0], [-numpy.inf, 2.0]], [[0, 0], [0, 0]]),  # inf + -inf
-    ([[1e200, -0.0], [-1e200, 0.0]], [[0, 0], [0, 0]]),  # squares overflow: stdev masked
-])
+@pytest.mark.parametrize(
+    "values, masks",
+    [
+        ([[1e308, 1.0], [1e308, 2.0]], [[0, 0], [1, 0]]),  # mean in the safe-divide domain
+        ([[1e308, 3e307], [2e307, 3e307]], [[0, 0], [0, 0]]),  # stdev keeps the raw sum
+        ([[numpy.nan, 1.0], [numpy.nan, 2.0]], [[0, 0], [0, 0]]),  # all-NaN: median NaN, unmasked
+        ([[3e38, 1.0], [3e38, 2.0]], [[0, 0], [1, 0]]),  # float32 median overflows to inf
+        ([[numpy.inf, 1.0], [-numpy.inf, 2.0]], [[0, 0], [0, 0]]),  # inf + -inf
+        ([[1e200, -0.0], [-1e200, 0.0]], [[0, 0], [0, 0]]),  # squares overflow: stdev masked
+    ],
+)
 @pytest.mark.parametrize("name", ["mean", "median", "stdev", "highest", "lowest"])
 def test_numpy_ma_quirks(name, dtype, values, masks):
     with numpy.errstate(over="ignore"):  # 1e308 -> inf in float32
-        layers = [numpy.ma.MaskedArray(numpy.array(v, dtype).reshape(1, 1, 2),
-                                       mask=numpy.array(m, bool).reshape(1, 1, 2))
-                  for v, m in zip(values, masks, strict=True)]
+        layers = [
+            numpy.ma.MaskedArray(
+                numpy.array(v, dtype).reshape(1, 1, 2), mask=numpy.array(m, bool).reshape(1, 1, 2)
+            )
+            for v, m in zip(values, masks, strict=True)
+        ]
     assert_same(feed(RIO[name](), layers), feed(selection.METHODS[name](), layers))
 
 
@@ -143,8 +168,10 @@ def test_numpy_ma_quirks(name, dtype, values, masks):
 @settings(max_examples=15, deadline=None, derandomize=True)
 @given(layers=stacks(max_depth=12))
 def test_enforce_data_type(name, enforce, layers):
-    assert_same(feed(RIO[name](enforce_data_type=enforce), layers),
-                feed(selection.METHODS[name](enforce_data_type=enforce), layers))
+    assert_same(
+        feed(RIO[name](enforce_data_type=enforce), layers),
+        feed(selection.METHODS[name](enforce_data_type=enforce), layers),
+    )
 
 
 def test_count_switches_to_intp_at_256_feeds():
@@ -167,10 +194,12 @@ def _reader(asset, *args, **kwargs):
 @pytest.mark.parametrize("name", sorted(RIO))
 def test_plugs_into_mosaic_reader(name):
     assets = make_stack("uint16", 6, (3, 16, 16), 11, 0.4, True)
-    theirs, used_theirs = mosaic_reader(assets, _reader, 0, 0, 0, pixel_selection=RIO[name](),
-                                        threads=1)
-    ours, used_ours = mosaic_reader(assets, _reader, 0, 0, 0,
-                                    pixel_selection=selection.make_method(name), threads=1)
+    theirs, used_theirs = mosaic_reader(
+        assets, _reader, 0, 0, 0, pixel_selection=RIO[name](), threads=1
+    )
+    ours, used_ours = mosaic_reader(
+        assets, _reader, 0, 0, 0, pixel_selection=selection.make_method(name), threads=1
+    )
     assert len(used_ours) == len(used_theirs)
     assert_same(theirs.array, ours.array)
     assert ours.metadata["mosaic_method"] == theirs.metadata["mosaic_method"]
@@ -178,7 +207,7 @@ def test_plugs_into_mosaic_reader(name):
 
 def test_first_exits_early_in_mosaic_reader():
     rng = numpy.random.default_rng(0)
-    holey = numpy.ma.MaskedArray(rng.integers(0, 9, (2, 8, 8)), mask=rng.random((2, 8, 8)) < .5)
+    holey = numpy.ma.MaskedArray(rng.integers(0, 9, (2, 8, 8)), mask=rng.random((2, 8, 8)) < 0.5)
     full = numpy.ma.MaskedArray(rng.integers(0, 9, (2, 8, 8)), mask=numpy.zeros((2, 8, 8), bool))
     assets = [holey, full, holey, full]
     img, used = mosaic_reader(assets, _reader, pixel_selection=selection.FirstMethod(), threads=1)
@@ -248,8 +277,9 @@ def test_sorting_network_sorts(depth):
 @settings(max_examples=12, deadline=None, derandomize=True)
 @given(layers=stacks(max_depth=25))
 def test_percentile_matches_nanpercentile(q, layers):
-    stack = numpy.stack([numpy.where(numpy.ma.getmaskarray(a), numpy.nan, a.data.astype("f8"))
-                         for a in layers])
+    stack = numpy.stack(
+        [numpy.where(numpy.ma.getmaskarray(a), numpy.nan, a.data.astype("f8")) for a in layers]
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         ref = numpy.nanpercentile(stack, q, axis=0, method="linear")
@@ -306,8 +336,10 @@ def test_geomedian_matches_geomad(seed):
     if points.shape[1] >= 2:
         unique = n_valid >= 3
         numpy.testing.assert_allclose(ours.data[:, unique], ref[:, unique], rtol=0, atol=0.05)
-        tight = feed(selection.GeomedianMethod(rtol=1e-14, max_iter=100_000),
-                     _layers(points.astype("f8"), mask))
+        tight = feed(
+            selection.GeomedianMethod(rtol=1e-14, max_iter=100_000),
+            _layers(points.astype("f8"), mask),
+        )
         numpy.testing.assert_allclose(ours.data[:, unique], tight.data[:, unique], atol=2e-3)
 
 
@@ -339,14 +371,17 @@ def test_geomedian_single_observation_and_nonfinite():
 
 
 # --------------------------------------------------------------------------- QA decoding
-@pytest.mark.parametrize("value, excluded", [
-    (21824, False),  # clear land
-    (21952, False),  # clear water
-    (22280, True),  # high-confidence cloud
-    (23888, True),  # cloud shadow (clear bit also set)
-    (1, True),  # fill
-    (55052, True),  # cirrus + cloud
-])
+@pytest.mark.parametrize(
+    "value, excluded",
+    [
+        (21824, False),  # clear land
+        (21952, False),  # clear water
+        (22280, True),  # high-confidence cloud
+        (23888, True),  # cloud shadow (clear bit also set)
+        (1, True),  # fill
+        (55052, True),  # cirrus + cloud
+    ],
+)
 def test_landsat_known_values(value, excluded):
     qa = numpy.array([value], numpy.uint16)
     assert selection.landsat_qa_mask(qa, selection.LANDSAT_C2_DEFAULT)[0] == excluded
@@ -354,8 +389,9 @@ def test_landsat_known_values(value, excluded):
 
 def test_landsat_individual_bits():
     qa = numpy.array([55052, 23888, 21952], numpy.uint16)
-    flags = {name: selection.landsat_qa_mask(qa, [name]).tolist()
-             for name in selection.LANDSAT_QA_BITS}
+    flags = {
+        name: selection.landsat_qa_mask(qa, [name]).tolist() for name in selection.LANDSAT_QA_BITS
+    }
     assert flags["cirrus"] == [True, False, False] and flags["cloud"] == [True, False, False]
     assert flags["cloud_shadow"] == [False, True, False]
     assert flags["water"] == [False, False, True]
@@ -390,8 +426,17 @@ def test_expression_mask():
     assert ev("not (0.1 < b1 <= 0.5) and ~qa & 1") == [0, 1, 1, 0, 0]
     assert ev("qa << 1 >= 32") == [0, 0, 1, 1, 0]
     assert ev("b1 > -1") == [1] * 5
-    for bad in ("__import__('os')", "qa.sum()", "qa + 1", "'x' == qa", "qa[0]", "lambda: 1",
-                "nope > 1", "qa &", "b1 & 1"):
+    for bad in (
+        "__import__('os')",
+        "qa.sum()",
+        "qa + 1",
+        "'x' == qa",
+        "qa[0]",
+        "lambda: 1",
+        "nope > 1",
+        "qa &",
+        "b1 & 1",
+    ):
         with pytest.raises(ValueError):
             selection.expression_mask(arrays, bad)
 
@@ -422,10 +467,12 @@ def test_median_data_under_all_masked_pixels_matches_rio_tiler(dtype):
 
     from mosaic_assembler.selection import MedianMethod
 
-    a = numpy.ma.MaskedArray(numpy.full((2, 1, 3), 7, dtype),
-                             mask=[[[True, False, True]], [[False, False, True]]])
-    b = numpy.ma.MaskedArray(numpy.full((2, 1, 3), 9, dtype),
-                             mask=[[[True, False, True]], [[True, False, True]]])
+    a = numpy.ma.MaskedArray(
+        numpy.full((2, 1, 3), 7, dtype), mask=[[[True, False, True]], [[False, False, True]]]
+    )
+    b = numpy.ma.MaskedArray(
+        numpy.full((2, 1, 3), 9, dtype), mask=[[[True, False, True]], [[True, False, True]]]
+    )
     ours, theirs = MedianMethod(), RioMedian()
     for m in (ours, theirs):
         m.feed(a.copy())

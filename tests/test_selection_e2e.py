@@ -72,8 +72,9 @@ def _oracle(demo, method_cls, qa=False, order=None):
         if not hits:
             return None
         try:
-            img, _ = mosaic_reader(hits, _stack_reader(qa), *tile,
-                                   pixel_selection=method_cls(), threads=1)
+            img, _ = mosaic_reader(
+                hits, _stack_reader(qa), *tile, pixel_selection=method_cls(), threads=1
+            )
         except EmptyMosaicError:
             return None
         return img.array
@@ -84,29 +85,47 @@ def _oracle(demo, method_cls, qa=False, order=None):
 def test_landsat_qa_mask_excludes_clouds_from_the_median(demo, tmp_path):
     plan = plan_tiles(AOI.from_bbox(*demo.bbox), demo.zoom, 512)
     masked, plain = tmp_path / "masked.tif", tmp_path / "plain.tif"
-    common = dict(bbox=demo.bbox, zoom=demo.zoom, items=demo.items_path, assets=BANDS,
-                  pixel_selection="median", progress=False)
+    common = dict(
+        bbox=demo.bbox,
+        zoom=demo.zoom,
+        items=demo.items_path,
+        assets=BANDS,
+        pixel_selection="median",
+        progress=False,
+    )
     assemble(masked, mask_band="qa_pixel", mask_bits="landsat", **common)
     assemble(plain, **common)
     assert compare_output(masked, plan, _oracle(demo, MedianMethod, qa=True)) >= 4
     with rasterio.open(masked) as m, rasterio.open(plain) as p:
         # clouds are bright in blue: masking them lowers the bright tail
-        assert numpy.percentile(m.read(1)[m.dataset_mask() > 0], 99.5) < \
-            numpy.percentile(p.read(1)[p.dataset_mask() > 0], 99.5)
+        assert numpy.percentile(m.read(1)[m.dataset_mask() > 0], 99.5) < numpy.percentile(
+            p.read(1)[p.dataset_mask() > 0], 99.5
+        )
 
 
 def test_latest_clear_equals_a_brute_force_loop(demo, tmp_path):
     out = tmp_path / "latest.tif"
-    assemble(out, bbox=demo.bbox, zoom=demo.zoom, items=demo.items_path, assets=BANDS,
-             pixel_selection="latest-clear", mask_band="qa_pixel", progress=False)
+    assemble(
+        out,
+        bbox=demo.bbox,
+        zoom=demo.zoom,
+        items=demo.items_path,
+        assets=BANDS,
+        pixel_selection="latest-clear",
+        mask_band="qa_pixel",
+        progress=False,
+    )
     plan = plan_tiles(AOI.from_bbox(*demo.bbox), demo.zoom, 512)
     feats = {f["id"]: f for f in _items(demo)}
     src = open_stac_items(demo.items_path, BANDS)
     reader = _stack_reader(qa=True)
     with rasterio.open(out) as o:
         for tile in plan.tiles:
-            items = sorted((feats[i.id] for i in src.assets_for_tile(*tile)),
-                           key=lambda f: f["properties"]["datetime"], reverse=True)
+            items = sorted(
+                (feats[i.id] for i in src.assets_for_tile(*tile)),
+                key=lambda f: f["properties"]["datetime"],
+                reverse=True,
+            )
             row, col = plan.offset(tile)
             win = rasterio.windows.Window(col, row, 512, 512)
             got, valid = o.read(window=win), o.dataset_mask(window=win) > 0
@@ -126,17 +145,24 @@ def test_latest_clear_equals_a_brute_force_loop(demo, tmp_path):
 
 def test_expression_with_asset_names_greenest_pixel(demo, tmp_path):
     out = tmp_path / "green.tif"
-    r = assemble(out, bbox=demo.bbox, zoom=demo.zoom, items=demo.items_path,
-                 expression="red,green,blue,(nir08-red)/(nir08+red)",
-                 pixel_selection="lastbandhigh", progress=False)
+    r = assemble(
+        out,
+        bbox=demo.bbox,
+        zoom=demo.zoom,
+        items=demo.items_path,
+        expression="red,green,blue,(nir08-red)/(nir08+red)",
+        pixel_selection="lastbandhigh",
+        progress=False,
+    )
     assert r.count == 3 and r.dtype == "uint16"  # pass-through bands keep the source dtype
     feats = {f["id"]: f for f in _items(demo)}
     src = open_stac_items(demo.items_path, ("red", "green", "blue", "nir08"))
     plan = plan_tiles(AOI.from_bbox(*demo.bbox), demo.zoom, 512)
 
     def reader(item, x, y, z, **kw):
-        imgs = [_read(item["assets"][b]["href"], x, y, z) for b in ("red", "green", "blue",
-                                                                      "nir08")]
+        imgs = [
+            _read(item["assets"][b]["href"], x, y, z) for b in ("red", "green", "blue", "nir08")
+        ]
         from rio_tiler.models import ImageData
 
         img = ImageData.create_from_list(imgs)
@@ -147,16 +173,16 @@ def test_expression_with_asset_names_greenest_pixel(demo, tmp_path):
         hits = [feats[i.id] for i in src.assets_for_tile(*tile)]
         if not hits:
             return None
-        img, _ = mosaic_reader(hits, reader, *tile, pixel_selection=LastBandHighMethod(),
-                               threads=1)
+        img, _ = mosaic_reader(hits, reader, *tile, pixel_selection=LastBandHighMethod(), threads=1)
         return img.array.astype("uint16")
 
     assert compare_output(out, plan, oracle) >= 4
 
 
 def test_p50_equals_median_on_integers_and_other_methods_run(demo, tmp_path):
-    common = dict(bbox=demo.bbox, zoom=demo.zoom, items=demo.items_path, assets=BANDS,
-                  progress=False)
+    common = dict(
+        bbox=demo.bbox, zoom=demo.zoom, items=demo.items_path, assets=BANDS, progress=False
+    )
     assemble(tmp_path / "median.tif", pixel_selection="median", **common)
     assemble(tmp_path / "p50.tif", pixel_selection="p50", **common)
     with rasterio.open(tmp_path / "median.tif") as a, rasterio.open(tmp_path / "p50.tif") as b:
@@ -171,17 +197,21 @@ def test_p50_equals_median_on_integers_and_other_methods_run(demo, tmp_path):
         assert (lo.read()[:, m] <= hi.read()[:, m]).all()
 
 
-@pytest.mark.parametrize("kwargs,msg", [
-    (dict(pixel_selection="p0"), "unknown pixel selection 'p0'"),
-    (dict(pixel_selection="latest-clear", mosaicjson="x"), "latest-clear needs STAC items"),
-    (dict(mask_band="qa_pixel", mask_bits="landsat:clouds"), "invalid QA mask"),
-    (dict(mask_band="qa_pixel", mask_bits="modis"), "unknown mask kind"),
-    (dict(mask_bits="landsat"), "need --mask-band"),
-    (dict(mask_band="qa_pixel", mask_expression="__import__('os')"), "invalid QA mask"),
-])
+@pytest.mark.parametrize(
+    "kwargs,msg",
+    [
+        (dict(pixel_selection="p0"), "unknown pixel selection 'p0'"),
+        (dict(pixel_selection="latest-clear", mosaicjson="x"), "latest-clear needs STAC items"),
+        (dict(mask_band="qa_pixel", mask_bits="landsat:clouds"), "invalid QA mask"),
+        (dict(mask_band="qa_pixel", mask_bits="modis"), "unknown mask kind"),
+        (dict(mask_bits="landsat"), "need --mask-band"),
+        (dict(mask_band="qa_pixel", mask_expression="__import__('os')"), "invalid QA mask"),
+    ],
+)
 def test_bad_selection_options(demo, tmp_path, kwargs, msg):
-    kw = dict(bbox=demo.bbox, zoom=demo.zoom, items=str(demo.items_path), assets=BANDS,
-              progress=False)
+    kw = dict(
+        bbox=demo.bbox, zoom=demo.zoom, items=str(demo.items_path), assets=BANDS, progress=False
+    )
     if "mosaicjson" in kwargs:
         kw.pop("items")
         kw.pop("assets")
@@ -192,10 +222,26 @@ def test_bad_selection_options(demo, tmp_path, kwargs, msg):
 
 def test_cli_mask_expression_and_percentile(demo, tmp_path):
     out = tmp_path / "o.tif"
-    r = CliRunner().invoke(cli, ["--bbox", *map(str, demo.bbox), "--zoom", str(demo.zoom),
-                                 "--items", str(demo.items_path), "--assets", "red,green,blue",
-                                 "--mask-band", "qa_pixel", "--mask-expression",
-                                 "(qa & 0b11011) > 0", "--pixel-selection", "p25", str(out)])
+    r = CliRunner().invoke(
+        cli,
+        [
+            "--bbox",
+            *map(str, demo.bbox),
+            "--zoom",
+            str(demo.zoom),
+            "--items",
+            str(demo.items_path),
+            "--assets",
+            "red,green,blue",
+            "--mask-band",
+            "qa_pixel",
+            "--mask-expression",
+            "(qa & 0b11011) > 0",
+            "--pixel-selection",
+            "p25",
+            str(out),
+        ],
+    )
     assert r.exit_code == 0, r.output
     assert cog_validate(str(out), quiet=True)[0]
 
@@ -203,8 +249,14 @@ def test_cli_mask_expression_and_percentile(demo, tmp_path):
 def test_visual_output_rescale_and_color_ops(demo, tmp_path):
     from rio_color.operations import parse_operations
 
-    common = dict(bbox=demo.bbox, zoom=demo.zoom, items=demo.items_path,
-                  assets=("red", "green", "blue"), pixel_selection="median", progress=False)
+    common = dict(
+        bbox=demo.bbox,
+        zoom=demo.zoom,
+        items=demo.items_path,
+        assets=("red", "green", "blue"),
+        pixel_selection="median",
+        progress=False,
+    )
     analytic, visual = tmp_path / "a.tif", tmp_path / "v.tif"
     assemble(analytic, **common)
     ops = "gamma RGB 1.5, saturation 1.2"

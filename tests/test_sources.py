@@ -42,7 +42,9 @@ def test_stac_items_order_and_footprints(scenes):
     assert [i.id for i in src.items] == [p.stem for p in scenes.paths]
     t = mercantile.tile(5.95, 45.5, 9)
     hits = src.assets_for_tile(t.x, t.y, t.z)
-    assert [h.id for h in hits] == sorted((h.id for h in hits), key=[p.stem for p in scenes.paths].index)
+    assert [h.id for h in hits] == sorted(
+        (h.id for h in hits), key=[p.stem for p in scenes.paths].index
+    )
     assert all(h.assets == ("red", "blue") for h in hits)
     href = hits[0].item["assets"]["red"]["href"]
     assert href.startswith("/") and href.endswith("_red.tif")

@@ -38,8 +38,15 @@ from mosaic_assembler.tilers.pgstac import (
     register_search,
 )
 
-NORTH_USABLE = ["s1-winter", "s2-spring", "s3-summer", "s4-autumn", "s5-spring", "s6-summer",
-                "s7-winter"]
+NORTH_USABLE = [
+    "s1-winter",
+    "s2-spring",
+    "s3-summer",
+    "s4-autumn",
+    "s5-spring",
+    "s6-summer",
+    "s7-winter",
+]
 BY_DATE = sorted(NORTH_USABLE, key=lambda i: ITEM_SPECS[i][5])
 ZOOM = 10
 
@@ -75,35 +82,54 @@ def aoi_tiles(coll):
 def same_tile(a, b) -> bool:
     if a is None or b is None:
         return a is None and b is None
-    return numpy.array_equal(a.data, b.data) and numpy.array_equal(a.valid, b.valid) \
+    return (
+        numpy.array_equal(a.data, b.data)
+        and numpy.array_equal(a.valid, b.valid)
         and a.data.dtype == b.data.dtype
+    )
 
 
 # --------------------------------------------------------------------------- pure helpers
 
 
 def test_parse_query_and_sort():
-    assert parse_query(["eo:cloud_cover<5", "eo:cloud_cover>=1", "platform=landsat-8",
-                        'flag != "x"']) == {
-        "eo:cloud_cover": {"lt": 5, "gte": 1}, "platform": {"eq": "landsat-8"},
-        "flag": {"neq": "x"}}
+    assert parse_query(
+        ["eo:cloud_cover<5", "eo:cloud_cover>=1", "platform=landsat-8", 'flag != "x"']
+    ) == {
+        "eo:cloud_cover": {"lt": 5, "gte": 1},
+        "platform": {"eq": "landsat-8"},
+        "flag": {"neq": "x"},
+    }
     assert parse_query({"a": {"eq": 1}}) == {"a": {"eq": 1}}
     with pytest.raises(ConfigError, match="bad --query"):
         parse_query(["eo:cloud_cover ~ 5"])
     assert parse_sort_by("eo:cloud_cover,-datetime") == [
         {"field": "eo:cloud_cover", "direction": "asc"},
-        {"field": "datetime", "direction": "desc"}]
+        {"field": "datetime", "direction": "desc"},
+    ]
 
 
-@pytest.mark.parametrize("lat,month,seasons,ok", [
-    (45, 1, ("winter",), True), (45, 7, ("summer",), True), (45, 7, ("winter",), False),
-    (-45, 7, ("winter",), True), (-45, 1, ("summer",), True), (-45, 4, ("autumn",), True),
-    (-45, 10, ("spring",), True), (45, 10, ("fall",), True), (0, 3, ("spring",), True),
-])
+@pytest.mark.parametrize(
+    "lat,month,seasons,ok",
+    [
+        (45, 1, ("winter",), True),
+        (45, 7, ("summer",), True),
+        (45, 7, ("winter",), False),
+        (-45, 7, ("winter",), True),
+        (-45, 1, ("summer",), True),
+        (-45, 4, ("autumn",), True),
+        (-45, 10, ("spring",), True),
+        (45, 10, ("fall",), True),
+        (0, 3, ("spring",), True),
+    ],
+)
 def test_season_rule(lat, month, seasons, ok):
-    item = {"geometry": mapping(box(5, lat - 0.5, 6, lat + 0.5)) if lat else
-            mapping(box(5, -0.2, 6, 0.2)),
-            "properties": {"datetime": f"2024-{month:02d}-15T10:00:00Z"}}
+    item = {
+        "geometry": mapping(box(5, lat - 0.5, 6, lat + 0.5))
+        if lat
+        else mapping(box(5, -0.2, 6, 0.2)),
+        "properties": {"datetime": f"2024-{month:02d}-15T10:00:00Z"},
+    }
     assert item_season_ok(item, seasons) is ok
     assert item_season_ok({"geometry": item["geometry"], "properties": {}}, seasons) is None
 
@@ -124,8 +150,11 @@ def test_bbox_search_reports_unusable_items(stack, coll, caplog):
 
 def test_geometry_search_matches_footprints(stack, coll):
     aoi = mapping(box(5.45, 45.60, 5.60, 45.80))  # the north-west corner
-    expected = sorted(f["id"] for f in coll.features
-                      if shape(f["geometry"]).intersects(shape(aoi)) and f["id"] != "s8-noblue")
+    expected = sorted(
+        f["id"]
+        for f in coll.features
+        if shape(f["geometry"]).intersects(shape(aoi)) and f["id"] != "s8-noblue"
+    )
     assert 0 < len(expected) < len(NORTH_USABLE)
     src = search(stack, coll, geometry={"type": "Feature", "geometry": aoi, "properties": {}})
     assert sorted(ids(src)) == expected
@@ -142,11 +171,19 @@ def test_query_search(stack, coll):
     assert sorted(ids(src)) == ["s1-winter", "s3-summer", "s5-spring", "south-jul"]
 
 
-@pytest.mark.parametrize("flt", [
-    "eo:cloud_cover >= 8 AND eo:cloud_cover < 40",
-    {"op": "and", "args": [{"op": ">=", "args": [{"property": "eo:cloud_cover"}, 8]},
-                           {"op": "<", "args": [{"property": "eo:cloud_cover"}, 40]}]},
-])
+@pytest.mark.parametrize(
+    "flt",
+    [
+        "eo:cloud_cover >= 8 AND eo:cloud_cover < 40",
+        {
+            "op": "and",
+            "args": [
+                {"op": ">=", "args": [{"property": "eo:cloud_cover"}, 8]},
+                {"op": "<", "args": [{"property": "eo:cloud_cover"}, 40]},
+            ],
+        },
+    ],
+)
 def test_cql2_filter_search(stack, coll, flt):
     src = search(stack, coll, filter=flt)
     assert sorted(ids(src)) == ["s2-spring", "s4-autumn", "s7-winter"]
@@ -172,8 +209,9 @@ def test_sort_and_max_items(stack, coll):
     two = search(stack, coll, bbox=coll.aoi_bbox, sort_by="eo:cloud_cover", max_items=2)
     assert ids(two) == ["s3-summer", "s1-winter"]
     # max_items counts usable items after the seasons filter
-    one = search(stack, coll, bbox=coll.aoi_bbox, sort_by="datetime", seasons=["winter"],
-                 max_items=1)
+    one = search(
+        stack, coll, bbox=coll.aoi_bbox, sort_by="datetime", seasons=["winter"], max_items=1
+    )
     assert ids(one) == ["s1-winter"]
 
 
@@ -186,8 +224,9 @@ def test_search_equals_items_file_in_process(stack, coll, tmp_path):
     from_file = open_stac_items(items_file, ASSETS)
     tiles = aoi_tiles(coll)
     for t in tiles:
-        assert [i.id for i in src.assets_for_tile(*t)] == \
-               [i.id for i in from_file.assets_for_tile(*t)]
+        assert [i.id for i in src.assets_for_tile(*t)] == [
+            i.id for i in from_file.assets_for_tile(*t)
+        ]
     read = ReadOptions(pixel_selection="median", tilesize=256)
     tiler = LocalTiler(read)
     for t in tiles[4:6]:
@@ -198,8 +237,9 @@ def test_search_equals_items_file_in_process(stack, coll, tmp_path):
 
 def test_save_items_pins_the_search(stack, coll, tmp_path):
     """A run directory can pin the search: re-opening the file gives identical items."""
-    src = search(stack, coll, bbox=coll.aoi_bbox, sort_by="eo:cloud_cover", seasons=["summer",
-                                                                                      "winter"])
+    src = search(
+        stack, coll, bbox=coll.aoi_bbox, sort_by="eo:cloud_cover", seasons=["summer", "winter"]
+    )
     again = open_stac_items(save_items(src, tmp_path / "run" / "items.json"), ASSETS)
     assert again.items == src.items and again.footprints == src.footprints
 
@@ -213,14 +253,23 @@ def test_assemble_from_pinned_search_equals_items_file(stack, coll, tmp_path):
     src = search(stack, coll, bbox=coll.aoi_bbox, sort_by="datetime")
     pinned = save_items(src, tmp_path / "pinned.json")
     original = tmp_path / "original.json"
-    original.write_text(json.dumps({"type": "FeatureCollection",
-                                    "features": [coll.feature(i) for i in BY_DATE]}))
+    original.write_text(
+        json.dumps({"type": "FeatureCollection", "features": [coll.feature(i) for i in BY_DATE]})
+    )
     bbox = (5.80, 45.40, 6.10, 45.60)
     outs = []
     for name, items in (("search", pinned), ("file", original)):
         out = tmp_path / f"{name}.tif"
-        assemble(out, bbox=bbox, zoom=ZOOM, items=items, assets=ASSETS,
-                 pixel_selection="median", tilesize=256, progress=False)
+        assemble(
+            out,
+            bbox=bbox,
+            zoom=ZOOM,
+            items=items,
+            assets=ASSETS,
+            pixel_selection="median",
+            tilesize=256,
+            progress=False,
+        )
         with rasterio.open(out) as ds:
             outs.append((ds.read(masked=True), ds.transform))
     (a, ta), (b, tb) = outs
@@ -233,12 +282,14 @@ def test_assemble_from_pinned_search_equals_items_file(stack, coll, tmp_path):
 
 def test_save_mosaicjson_single_asset(stack, coll, tmp_path):
     src = search(stack, coll, bbox=coll.aoi_bbox, sort_by="datetime")
-    out = save_mosaicjson(src, tmp_path / "m" / "mosaic.json", minzoom=8, maxzoom=12,
-                          quadkey_zoom=ZOOM, asset="red")
+    out = save_mosaicjson(
+        src, tmp_path / "m" / "mosaic.json", minzoom=8, maxzoom=12, quadkey_zoom=ZOOM, asset="red"
+    )
     mj = open_mosaicjson(out)
     for t in aoi_tiles(coll):
-        assert mj.assets_for_tile(*t) == [i.item["assets"]["red"]["href"]
-                                          for i in src.assets_for_tile(*t)]
+        assert mj.assets_for_tile(*t) == [
+            i.item["assets"]["red"]["href"] for i in src.assets_for_tile(*t)
+        ]
     # the pinned items, re-opened without the API, are the same source
     again = open_stac_items(tmp_path / "m" / "mosaic.items.json", ASSETS)
     assert [i.id for i in again.items] == ids(src)
@@ -247,8 +298,7 @@ def test_save_mosaicjson_single_asset(stack, coll, tmp_path):
 
 def test_save_mosaicjson_item_files(stack, coll, tmp_path):
     src = search(stack, coll, bbox=coll.aoi_bbox, sort_by="datetime")
-    out = save_mosaicjson(src, tmp_path / "mosaic.json", minzoom=8, maxzoom=12,
-                          quadkey_zoom=ZOOM)
+    out = save_mosaicjson(src, tmp_path / "mosaic.json", minzoom=8, maxzoom=12, quadkey_zoom=ZOOM)
     doc = json.loads(out.read_text())
     entries = {e for v in doc["tiles"].values() for e in v}
     assert entries == {f"items/{i}.json" for i in NORTH_USABLE}
@@ -256,8 +306,9 @@ def test_save_mosaicjson_item_files(stack, coll, tmp_path):
     assert sorted(item["assets"]) == sorted(ASSETS)
     mj = open_mosaicjson(out)
     for t in aoi_tiles(coll):
-        assert mj.assets_for_tile(*t) == [str(tmp_path / "items" / f"{i.id}.json")
-                                          for i in src.assets_for_tile(*t)]
+        assert mj.assets_for_tile(*t) == [
+            str(tmp_path / "items" / f"{i.id}.json") for i in src.assets_for_tile(*t)
+        ]
     with pytest.raises(SourceError, match="not among the selected assets"):
         save_mosaicjson(src, tmp_path / "x.json", 8, 12, asset="nir")
 
@@ -269,26 +320,36 @@ def test_save_mosaicjson_item_files(stack, coll, tmp_path):
 def pgstac_search(stack, coll):
     """The pinned search (datetime ascending) registered by ids, as the CLI would."""
     src = search(stack, coll, bbox=coll.aoi_bbox, sort_by="datetime")
-    body = pgstac_search_body([coll.collection], bbox=coll.aoi_bbox, sort_by="datetime",
-                              ids=ids(src))
+    body = pgstac_search_body(
+        [coll.collection], bbox=coll.aoi_bbox, sort_by="datetime", ids=ids(src)
+    )
     return src, register_search(stack.titiler_url, body)
 
 
 def test_register_is_stable_and_urls(stack, coll, pgstac_search):
     src, sid = pgstac_search
-    body = pgstac_search_body([coll.collection], bbox=coll.aoi_bbox, sort_by="datetime",
-                              ids=ids(src))
+    body = pgstac_search_body(
+        [coll.collection], bbox=coll.aoi_bbox, sort_by="datetime", ids=ids(src)
+    )
     assert register_search(stack.titiler_url + "/", body) == sid
     read = ReadOptions(pixel_selection="median", tilesize=256)
     opts = pgstac_http_options(stack.titiler_url, sid, read, ASSETS)
     url = HttpTiler(opts, read).url_for((1, 2, 3))
     assert url.startswith(f"{stack.titiler_url}/searches/{sid}/tiles/WebMercatorQuad/3/1/2.tif?")
-    for part in ("assets=red&assets=green&assets=blue", "exitwhenfull=false",
-                 "skipcovered=false", "items_limit=10000", "scan_limit=100000",
-                 "time_limit=60", "pixel_selection=median", "tilesize=256"):
+    for part in (
+        "assets=red&assets=green&assets=blue",
+        "exitwhenfull=false",
+        "skipcovered=false",
+        "items_limit=10000",
+        "scan_limit=100000",
+        "time_limit=60",
+        "pixel_selection=median",
+        "tilesize=256",
+    ):
         assert part in url
-    fast = HttpTiler(pgstac_http_options(stack.titiler_url, sid, read, ASSETS,
-                                         full_scan=False), read).url_for((1, 2, 3))
+    fast = HttpTiler(
+        pgstac_http_options(stack.titiler_url, sid, read, ASSETS, full_scan=False), read
+    ).url_for((1, 2, 3))
     assert "exitwhenfull" not in fast and "items_limit" not in fast
 
 
@@ -310,19 +371,24 @@ def test_without_full_scan_median_is_not_a_median(stack, coll, pgstac_search):
     """pgstac's defaults (exitwhenfull/skipcovered) drop items: the median changes."""
     src, sid = pgstac_search
     read = ReadOptions(pixel_selection="median", tilesize=256)
-    remote = HttpTiler(pgstac_http_options(stack.titiler_url, sid, read, ASSETS,
-                                           full_scan=False), read)
+    remote = HttpTiler(
+        pgstac_http_options(stack.titiler_url, sid, read, ASSETS, full_scan=False), read
+    )
     local = LocalTiler(read)
-    differ = [t for t in aoi_tiles(coll)
-              if not same_tile(remote.read_tile(t), local.read_tile(t, src.assets_for_tile(*t)))]
+    differ = [
+        t
+        for t in aoi_tiles(coll)
+        if not same_tile(remote.read_tile(t), local.read_tile(t, src.assets_for_tile(*t)))
+    ]
     assert differ, "expected pgstac's default item shortcut to change at least one tile"
 
 
 def test_pgstac_first_follows_the_same_order(stack, coll):
     """Default order (no sortby) on both sides: pgstac's datetime-descending `first`."""
     src = search(stack, coll, bbox=coll.aoi_bbox)
-    sid = register_search(stack.titiler_url, pgstac_search_body(
-        [coll.collection], bbox=coll.aoi_bbox, ids=ids(src)))
+    sid = register_search(
+        stack.titiler_url, pgstac_search_body([coll.collection], bbox=coll.aoi_bbox, ids=ids(src))
+    )
     read = ReadOptions(pixel_selection="first", tilesize=256)
     remote = HttpTiler(pgstac_http_options(stack.titiler_url, sid, read, ASSETS), read)
     local = LocalTiler(read)
@@ -335,8 +401,9 @@ def test_register_errors(stack):
         register_search(stack.titiler_url, {"collections": "notalist", "bbox": [1, 2]})
     assert e.value.status in (400, 422)
     with pytest.raises(SourceError, match="cannot register"):
-        register_search(f"http://127.0.0.1:{free_port()}", {"collections": ["x"]}, retries=1,
-                        backoff=0.01)
+        register_search(
+            f"http://127.0.0.1:{free_port()}", {"collections": ["x"]}, retries=1, backoff=0.01
+        )
 
 
 # --------------------------------------------------------------------------- errors
@@ -361,8 +428,13 @@ def test_unreachable_api():
 
 def test_zero_items_echoes_the_search(stack, coll):
     with pytest.raises(SourceError) as e:
-        search(stack, coll, bbox=coll.aoi_bbox, datetime="2030-01-01/2030-12-31",
-               query=["eo:cloud_cover<5"])
+        search(
+            stack,
+            coll,
+            bbox=coll.aoi_bbox,
+            datetime="2030-01-01/2030-12-31",
+            query=["eo:cloud_cover<5"],
+        )
     msg = one_line(e)
     assert msg.startswith("0 items matched the STAC search")
     assert "2030-01-01" in msg and "eo:cloud_cover" in msg and coll.collection in msg
@@ -370,8 +442,9 @@ def test_zero_items_echoes_the_search(stack, coll):
 
 def test_nothing_in_season(stack, coll):
     with pytest.raises(SourceError, match="none was acquired in autumn") as e:
-        search(stack, coll, bbox=coll.aoi_bbox, datetime="2024-01-01/2024-02-28",
-               seasons=["autumn"])
+        search(
+            stack, coll, bbox=coll.aoi_bbox, datetime="2024-01-01/2024-02-28", seasons=["autumn"]
+        )
     one_line(e)
 
 
@@ -389,8 +462,9 @@ def test_bad_datetime(stack, coll, dt):
     one_line(e)
 
 
-@pytest.mark.parametrize("flt", ["eo:cloud_cover <<< 5", "eo:cloud_cover < 5 AND",
-                                 {"op": "=", "args": [1]}])
+@pytest.mark.parametrize(
+    "flt", ["eo:cloud_cover <<< 5", "eo:cloud_cover < 5 AND", {"op": "=", "args": [1]}]
+)
 def test_bad_cql2(stack, coll, flt):
     with pytest.raises(ConfigError, match="bad CQL2 --filter") as e:
         search(stack, coll, filter=flt)
@@ -405,8 +479,9 @@ def test_http_error_carries_the_api_message(stack, coll):
 
 
 def test_missing_asset_key_everywhere(stack, coll):
-    with pytest.raises(SourceError, match="asset key.s. nir not found .*available: blue, "
-                                          "green, red"):
+    with pytest.raises(
+        SourceError, match="asset key.s. nir not found .*available: blue, green, red"
+    ):
         search(stack, coll, assets=("red", "nir"))
     with pytest.raises(SourceError, match="--assets is required"):
         search(stack, coll, assets=())
@@ -414,8 +489,9 @@ def test_missing_asset_key_everywhere(stack, coll):
 
 def test_not_a_stac_api(stack):
     with pytest.raises(SourceError) as e:
-        open_stac_search(stack.titiler_url + "/healthz", collections=["x"], assets=ASSETS,
-                         retries=0)
+        open_stac_search(
+            stack.titiler_url + "/healthz", collections=["x"], assets=ASSETS, retries=0
+        )
     one_line(e)
 
 
@@ -443,15 +519,35 @@ def test_stack_tempdir_is_removed(tmp_path):
 
 
 def _cli_stac(stack, coll, out, *extra):
-    from mosaic_assembler.cli import main  # noqa: F401 - the entry point users run
-
     import subprocess
     import sys
 
-    cmd = [sys.executable, "-m", "mosaic_assembler.cli", "--stac", stack.stac_url,
-           "--collections", coll.collection, "--bbox", *map(str, coll.aoi_bbox), "--zoom",
-           str(ZOOM), "--tilesize", "256", "--assets", ",".join(ASSETS), "--sort-by",
-           "datetime", "--pixel-selection", "median", "--json", *extra, str(out)]
+    from mosaic_assembler.cli import main  # noqa: F401 - the entry point users run
+
+    cmd = [
+        sys.executable,
+        "-m",
+        "mosaic_assembler.cli",
+        "--stac",
+        stack.stac_url,
+        "--collections",
+        coll.collection,
+        "--bbox",
+        *map(str, coll.aoi_bbox),
+        "--zoom",
+        str(ZOOM),
+        "--tilesize",
+        "256",
+        "--assets",
+        ",".join(ASSETS),
+        "--sort-by",
+        "datetime",
+        "--pixel-selection",
+        "median",
+        "--json",
+        *extra,
+        str(out),
+    ]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=600)
 
 
@@ -472,8 +568,16 @@ def test_cli_stac_in_process_and_titiler_pgstac_are_identical(stack, coll, tmp_p
     from mosaic_assembler import assemble
 
     again = tmp_path / "again.tif"
-    assemble(again, items=saved.with_name("m.items.json"), assets=ASSETS, bbox=coll.aoi_bbox,
-             zoom=ZOOM, tilesize=256, pixel_selection="median", progress=False)
+    assemble(
+        again,
+        items=saved.with_name("m.items.json"),
+        assets=ASSETS,
+        bbox=coll.aoi_bbox,
+        zoom=ZOOM,
+        tilesize=256,
+        pixel_selection="median",
+        progress=False,
+    )
     assert_same_cog(local, again)
 
 
@@ -490,9 +594,18 @@ def test_cli_stac_mask_band_equals_items_file(stack, coll, tmp_path):
     r = _cli_stac(stack, coll, masked, *mask, "--save-mosaicjson", str(saved))
     assert r.returncode == 0, r.stderr
     again = tmp_path / "again.tif"
-    assemble(again, items=saved.with_name("m.items.json"), assets=ASSETS, bbox=coll.aoi_bbox,
-             zoom=ZOOM, tilesize=256, pixel_selection="median", mask_band="blue",
-             mask_expression="qa > 20000", progress=False)
+    assemble(
+        again,
+        items=saved.with_name("m.items.json"),
+        assets=ASSETS,
+        bbox=coll.aoi_bbox,
+        zoom=ZOOM,
+        tilesize=256,
+        pixel_selection="median",
+        mask_band="blue",
+        mask_expression="qa > 20000",
+        progress=False,
+    )
     assert_same_cog(masked, again)
     r = _cli_stac(stack, coll, plain)
     assert r.returncode == 0, r.stderr
@@ -510,13 +623,24 @@ def test_resumed_stac_run_reuses_the_pinned_items(stack, coll, tmp_path, monkeyp
     from mosaic_assembler.sources import stac_api
 
     run_dir = tmp_path / "run"
-    kw = dict(stac=stack.stac_url, collections=[coll.collection], bbox=(5.80, 45.40, 6.10, 45.60),
-              zoom=ZOOM, tilesize=256, assets=ASSETS, sort_by="datetime",
-              pixel_selection="median", run_dir=run_dir, keep_run_dir=True, progress=False)
+    kw = dict(
+        stac=stack.stac_url,
+        collections=[coll.collection],
+        bbox=(5.80, 45.40, 6.10, 45.60),
+        zoom=ZOOM,
+        tilesize=256,
+        assets=ASSETS,
+        sort_by="datetime",
+        pixel_selection="median",
+        run_dir=run_dir,
+        keep_run_dir=True,
+        progress=False,
+    )
     first = assemble(tmp_path / "a.tif", **kw)
     pinned = json.loads((run_dir / "search.items.json").read_text())["features"]
-    assert [f["id"] for f in pinned] == [i.id for i in search(
-        stack, coll, bbox=(5.80, 45.40, 6.10, 45.60), sort_by="datetime").items]
+    assert [f["id"] for f in pinned] == [
+        i.id for i in search(stack, coll, bbox=(5.80, 45.40, 6.10, 45.60), sort_by="datetime").items
+    ]
 
     def no_search(*a, **k):
         raise SourceError("searched again")

@@ -9,9 +9,7 @@ and worker processes.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Protocol
-
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from mosaic_assembler.errors import SourceError
 
@@ -20,8 +18,10 @@ if TYPE_CHECKING:
     from mosaic_assembler.sources.stac_items import ItemAssets, StacItemsSource
 
 _LAZY = {
-    "MosaicJSONSource": "mosaicjson", "open_mosaicjson": "mosaicjson",
-    "ItemAssets": "stac_items", "StacItemsSource": "stac_items",
+    "MosaicJSONSource": "mosaicjson",
+    "open_mosaicjson": "mosaicjson",
+    "ItemAssets": "stac_items",
+    "StacItemsSource": "stac_items",
     "open_stac_items": "stac_items",
 }
 
@@ -31,9 +31,9 @@ def __getattr__(name: str) -> Any:
     if name in _LAZY:
         import importlib
 
-        return getattr(importlib.import_module(f"mosaic_assembler.sources.{_LAZY[name]}"),
-                       name)
+        return getattr(importlib.import_module(f"mosaic_assembler.sources.{_LAZY[name]}"), name)
     raise AttributeError(name)
+
 
 __all__ = [
     "AssetSource",

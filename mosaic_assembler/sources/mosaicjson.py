@@ -68,9 +68,7 @@ def open_mosaicjson(path: str | Path) -> MosaicJSONSource:
     except ValidationError as e:
         first = e.errors()[0]
         loc = ".".join(str(p) for p in first["loc"]) or "document"
-        raise SourceError(
-            f"{str(path)!r} is not a valid mosaicJSON: {loc}: {first['msg']}"
-        ) from e
+        raise SourceError(f"{str(path)!r} is not a valid mosaicJSON: {loc}: {first['msg']}") from e
     if mosaic.tilematrixset is not None and mosaic.tilematrixset.id != "WebMercatorQuad":
         raise SourceError(
             f"mosaicJSON {str(path)!r} uses TileMatrixSet {mosaic.tilematrixset.id!r}; "

@@ -85,8 +85,7 @@ SEASON_MONTHS: dict[str, frozenset[int]] = {
 }
 _SEASON_ALIASES = {"fall": "autumn"}
 
-_QUERY_OPS = (("<=", "lte"), (">=", "gte"), ("!=", "neq"), ("<", "lt"), (">", "gt"),
-              ("=", "eq"))
+_QUERY_OPS = (("<=", "lte"), (">=", "gte"), ("!=", "neq"), ("<", "lt"), (">", "gt"), ("=", "eq"))
 _QUERY_RE = re.compile(r"^\s*([A-Za-z_][\w:.\-]*)\s*(<=|>=|!=|<|>|=)\s*(.+?)\s*$")
 
 
@@ -238,8 +237,9 @@ def _echo(url: str, params: Mapping[str, Any]) -> str:
     p.pop("limit", None)
     if "intersects" in p:
         g = shape(p["intersects"])
-        p["intersects"] = (f"{p['intersects'].get('type')} within "
-                           f"[{', '.join(f'{v:.6g}' for v in g.bounds)}]")
+        p["intersects"] = (
+            f"{p['intersects'].get('type')} within [{', '.join(f'{v:.6g}' for v in g.bounds)}]"
+        )
     return f"{url} {_short(p, 400)}"
 
 
@@ -307,14 +307,15 @@ def items_to_source(
     Raises:
         SourceError: no items, no `assets`, a key no item has, or no usable item.
     """
-    return items_from_features(features, assets, origin, origin, _resolve,
-                               extra_assets=extra_assets, skipped=skipped)
+    return items_from_features(
+        features, assets, origin, origin, _resolve, extra_assets=extra_assets, skipped=skipped
+    )
 
 
 def _sort_value(item: Mapping[str, Any], field: str) -> Any:
     props = item.get("properties") or {}
     if field.startswith("properties."):
-        field = field[len("properties."):]
+        field = field[len("properties.") :]
     if field in ("id", "collection"):
         return item.get(field)
     value = props.get(field)
@@ -340,8 +341,7 @@ def _client_sort(features: list[dict[str, Any]], sortby: list[dict[str, str]]) -
         try:
             features.sort(key=key, reverse=desc)
         except TypeError as e:
-            raise SourceError(f"cannot sort by {spec['field']!r}: mixed value types ({e})") \
-                from e
+            raise SourceError(f"cannot sort by {spec['field']!r}: mixed value types ({e})") from e
 
 
 # --------------------------------------------------------------------------- errors
@@ -367,7 +367,9 @@ def _api_message(text: str) -> str:
     if isinstance(doc, list):  # FastAPI/pydantic validation errors
         doc = "; ".join(
             f"{'.'.join(str(p) for p in d.get('loc', []) if p != 'body')}: {d.get('msg', d)}"
-            if isinstance(d, Mapping) else str(d) for d in doc
+            if isinstance(d, Mapping)
+            else str(d)
+            for d in doc
         )
     text = doc if isinstance(doc, str) else json.dumps(doc)
     text = " ".join(str(text).split())
@@ -378,18 +380,20 @@ def _api_error(e: Exception, url: str, retries: int, what: str) -> Exception:
     status = getattr(e, "status_code", None)
     if status is None:
         msg = str(e)
-        reasons = (("Connection refused", "connection refused"), ("timed out", "timed out"),
-                   ("Name or service not known", "unknown host"),
-                   ("nodename nor servname", "unknown host"),
-                   ("Connection reset", "connection reset"),
-                   ("RemoteDisconnected", "connection closed by the server"))
+        reasons = (
+            ("Connection refused", "connection refused"),
+            ("timed out", "timed out"),
+            ("Name or service not known", "unknown host"),
+            ("nodename nor servname", "unknown host"),
+            ("Connection reset", "connection reset"),
+            ("RemoteDisconnected", "connection closed by the server"),
+        )
         reason = next((r for needle, r in reasons if needle in msg), _api_message(msg)[:200])
         return SourceError(
             f"cannot reach the STAC API at {url} ({what}): {reason} (after {retries} retries)"
         )
     cls = ConfigError if status in (400, 422) else SourceError
-    return cls(f"the STAC API at {url} answered HTTP {status} to {what}: "
-               f"{_api_message(str(e))}")
+    return cls(f"the STAC API at {url} answered HTTP {status} to {what}: {_api_message(str(e))}")
 
 
 # --------------------------------------------------------------------------- search
@@ -400,10 +404,17 @@ def _open_client(url: str, headers: Mapping[str, str] | None, timeout: float, re
     from pystac_client.stac_api_io import StacApiIO
     from urllib3.util.retry import Retry
 
-    retry = Retry(total=retries, connect=retries, read=retries, status=retries,
-                  backoff_factor=0.5, status_forcelist=(429, 500, 502, 503, 504),
-                  allowed_methods=None, respect_retry_after_header=True,
-                  raise_on_status=False)
+    retry = Retry(
+        total=retries,
+        connect=retries,
+        read=retries,
+        status=retries,
+        backoff_factor=0.5,
+        status_forcelist=(429, 500, 502, 503, 504),
+        allowed_methods=None,
+        respect_retry_after_header=True,
+        raise_on_status=False,
+    )
     io = StacApiIO(headers=dict(headers or {}), timeout=timeout, max_retries=retry)
     try:
         with warnings.catch_warnings():
@@ -412,8 +423,9 @@ def _open_client(url: str, headers: Mapping[str, str] | None, timeout: float, re
     except Exception as e:
         if type(e).__name__ == "APIError":
             raise _api_error(e, url, retries, "GET /") from e
-        raise SourceError(f"{url} is not a STAC API: {type(e).__name__}: "
-                          f"{_api_message(str(e))}") from e
+        raise SourceError(
+            f"{url} is not a STAC API: {type(e).__name__}: {_api_message(str(e))}"
+        ) from e
 
 
 def _conforms(client: Any, fragment: str) -> bool:
@@ -501,15 +513,23 @@ def open_stac_search(
     if not _conforms(client, "item-search"):
         raise SourceError(f"{url} does not implement STAC API item search")
     if query_param is not None and not _conforms(client, "item-search#query"):
-        raise ConfigError(f"the STAC API at {url} does not support the query extension "
-                          "(--query); use --filter if it supports CQL2")
+        raise ConfigError(
+            f"the STAC API at {url} does not support the query extension "
+            "(--query); use --filter if it supports CQL2"
+        )
     if filter_param is not None and not _conforms(client, "item-search#filter"):
-        raise ConfigError(f"the STAC API at {url} does not support the filter extension "
-                          "(--filter, CQL2); use --query if it supports that")
+        raise ConfigError(
+            f"the STAC API at {url} does not support the filter extension "
+            "(--filter, CQL2); use --query if it supports that"
+        )
     send_sort = sortby
     if sortby is not None and not _conforms(client, "item-search#sort"):
-        logger.warning("the STAC API at %s does not support sorting: all matching items are "
-                       "fetched and sorted client-side by %s", url, sort_by)
+        logger.warning(
+            "the STAC API at %s does not support sorting: all matching items are "
+            "fetched and sorted client-side by %s",
+            url,
+            sort_by,
+        )
         send_sort = None
 
     for c in collections:
@@ -525,11 +545,15 @@ def open_stac_search(
             except Exception:
                 names = []
             avail = (", ".join(names[:20]) + (" …" if len(names) > 20 else "")) or "none"
-            raise ConfigError(f"unknown collection {c!r} on the STAC API at {url}; "
-                              f"available: {avail}")
+            raise ConfigError(
+                f"unknown collection {c!r} on the STAC API at {url}; available: {avail}"
+            )
 
-    methods = {str(link.extra_fields.get("method") or "GET").upper()
-               for link in client.links if link.rel == "search"}
+    methods = {
+        str(link.extra_fields.get("method") or "GET").upper()
+        for link in client.links
+        if link.rel == "search"
+    }
     method = "POST" if "POST" in methods or not methods else "GET"
     limit = page_size
     if max_items is not None and season_names is None and (sortby is None or send_sort):
@@ -538,11 +562,16 @@ def open_stac_search(
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             search = client.search(
-                method=method, collections=collections, intersects=intersects,
+                method=method,
+                collections=collections,
+                intersects=intersects,
                 bbox=None if bbox is None else [float(v) for v in bbox],
-                datetime=dt_param, query=query_param, filter=filter_param,
+                datetime=dt_param,
+                query=query_param,
+                filter=filter_param,
                 filter_lang="cql2-json" if filter_param is not None else None,
-                sortby=send_sort, limit=limit,
+                sortby=send_sort,
+                limit=limit,
             )
     except ConfigError:
         raise
@@ -578,13 +607,17 @@ def open_stac_search(
     except Exception as e:
         if type(e).__name__ == "APIError":
             raise _api_error(e, url, retries, what) from e
-        raise SourceError(f"STAC search on {url} failed: {type(e).__name__}: "
-                          f"{_api_message(str(e))}") from e
+        raise SourceError(
+            f"STAC search on {url} failed: {type(e).__name__}: {_api_message(str(e))}"
+        ) from e
     if matched == 0:
         raise SourceError(f"0 items matched the STAC search {_echo(url, params)}")
     if no_date:
-        logger.warning("%d item(s) have no datetime and cannot be placed in a season; "
-                       "skipped: %s", len(no_date), ", ".join(no_date[:5]))
+        logger.warning(
+            "%d item(s) have no datetime and cannot be placed in a season; skipped: %s",
+            len(no_date),
+            ", ".join(no_date[:5]),
+        )
     if not kept:
         raise SourceError(
             f"{matched} item(s) matched the STAC search {_echo(url, params)} but none was "
@@ -598,18 +631,27 @@ def open_stac_search(
                 "the STAC API at %s returned the items in another order than --sort-by %s "
                 "(pgstac sorts a property that has no numeric queryable definition as text): "
                 "using the client-side order%s; a titiler-pgstac search sorted the same way "
-                "would use the API's order", url, sort_by,
-                ", but --max-items took the API's first items" if early_stop and
-                usable >= (max_items or 0) else "",
+                "would use the API's order",
+                url,
+                sort_by,
+                ", but --max-items took the API's first items"
+                if early_stop and usable >= (max_items or 0)
+                else "",
             )
-    logger.info("STAC search on %s: %d matched, %d kept (%d out of season)", url, matched,
-                len(kept), out_of_season)
+    logger.info(
+        "STAC search on %s: %d matched, %d kept (%d out of season)",
+        url,
+        matched,
+        len(kept),
+        out_of_season,
+    )
     origin = f"STAC search {url} collections={','.join(collections)}"
     source = items_to_source(kept, assets, origin, skipped=no_date, extra_assets=extra_assets)
     if max_items is not None and len(source.items) > max_items:
         n = len(source.items) - max_items
-        source = StacItemsSource(source.path, source.items[:max_items],
-                                 source.footprints[:max_items], source.skipped)
+        source = StacItemsSource(
+            source.path, source.items[:max_items], source.footprints[:max_items], source.skipped
+        )
         logger.debug("dropped %d usable item(s) past max_items", n)
     return source
 
@@ -630,8 +672,9 @@ def save_items(source: StacItemsSource, path: str | Path) -> Path:
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp")
-    tmp.write_text(json.dumps({"type": "FeatureCollection",
-                               "features": [i.item for i in source.items]}))
+    tmp.write_text(
+        json.dumps({"type": "FeatureCollection", "features": [i.item for i in source.items]})
+    )
     tmp.replace(out)
     return out
 
@@ -675,8 +718,9 @@ def save_mosaicjson(
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
     if asset is not None and any(asset not in it.assets for it in source.items):
-        raise SourceError(f"asset {asset!r} is not among the selected assets "
-                          f"{', '.join(source.items[0].assets)}")
+        raise SourceError(
+            f"asset {asset!r} is not among the selected assets {', '.join(source.items[0].assets)}"
+        )
     features = []
     item_dir = out.parent / "items"
     dup = len({i.id for i in source.items}) < len(source.items)  # same id, other collections
@@ -693,10 +737,12 @@ def save_mosaicjson(
             name = f"{_safe_name(key)}.json"
             (item_dir / name).write_text(json.dumps(item))
             entry = f"items/{name}"
-        features.append({"type": "Feature", "geometry": mapping(geom),
-                         "properties": {"path": entry}})
-    mosaic = MosaicJSON.from_features(features, minzoom=minzoom, maxzoom=maxzoom,
-                                      quadkey_zoom=quadkey_zoom, quiet=True)
+        features.append(
+            {"type": "Feature", "geometry": mapping(geom), "properties": {"path": entry}}
+        )
+    mosaic = MosaicJSON.from_features(
+        features, minzoom=minzoom, maxzoom=maxzoom, quadkey_zoom=quadkey_zoom, quiet=True
+    )
     out.write_text(mosaic.model_dump_json(exclude_none=True))
     stem = out.name[: -len(out.suffix)] if out.suffix else out.name
     save_items(source, out.parent / f"{stem}.items.json")

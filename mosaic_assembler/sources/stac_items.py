@@ -75,8 +75,12 @@ class StacItemsSource:
 
 def _union_bounds(footprints: tuple[str, ...]) -> tuple[float, float, float, float]:
     bs = [shape(json.loads(f)).bounds for f in footprints]
-    return (min(b[0] for b in bs), min(b[1] for b in bs), max(b[2] for b in bs),
-            max(b[3] for b in bs))
+    return (
+        min(b[0] for b in bs),
+        min(b[1] for b in bs),
+        max(b[2] for b in bs),
+        max(b[3] for b in bs),
+    )
 
 
 def open_stac_items(
@@ -99,13 +103,15 @@ def open_stac_items(
     elif isinstance(doc, dict) and doc.get("type") == "FeatureCollection":
         features = doc.get("features") or []
     else:
-        raise SourceError(
-            f"{str(path)!r} is not a STAC ItemCollection/FeatureCollection or Item"
-        )
+        raise SourceError(f"{str(path)!r} is not a STAC ItemCollection/FeatureCollection or Item")
     base = Path(path).resolve().parent
     return items_from_features(
-        features, assets, f"STAC items file {str(path)!r}", str(path),
-        lambda href, _item: resolve_href(href, base), extra_assets=extra_assets,
+        features,
+        assets,
+        f"STAC items file {str(path)!r}",
+        str(path),
+        lambda href, _item: resolve_href(href, base),
+        extra_assets=extra_assets,
     )
 
 
@@ -169,7 +175,8 @@ def items_from_features(
     if lacking:
         logger.warning(
             "%d item(s) lack asset(s) %s (or their href) and are skipped: %s",
-            len(lacking), ",".join(wanted),
+            len(lacking),
+            ",".join(wanted),
             ", ".join(lacking[:5]) + (" …" if len(lacking) > 5 else ""),
         )
     if not items:

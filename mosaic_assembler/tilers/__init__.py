@@ -6,7 +6,8 @@ downstream (writer, state, executors) sees only `TileSource.read_tile` and `Tile
 
 from __future__ import annotations
 
-from typing import Any, Protocol, Sequence
+from collections.abc import Sequence
+from typing import Any, Protocol
 
 from mosaic_assembler.tilers._base import (
     PIXEL_SELECTION_METHODS,

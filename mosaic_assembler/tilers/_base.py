@@ -14,8 +14,17 @@ from mosaic_assembler.errors import ConfigError
 #: so that the CLI and the HTTP path need not import rio-tiler; a test checks it equals
 #: `selection.METHODS` plus latest-clear.
 PIXEL_SELECTION_METHODS: tuple[str, ...] = (
-    "first", "highest", "lowest", "mean", "median", "stdev", "count", "lastbandhigh",
-    "lastbandlow", "geomedian", "latest-clear",
+    "first",
+    "highest",
+    "lowest",
+    "mean",
+    "median",
+    "stdev",
+    "count",
+    "lastbandhigh",
+    "lastbandlow",
+    "geomedian",
+    "latest-clear",
 )
 PIXEL_SELECTION_HELP = ", ".join(PIXEL_SELECTION_METHODS) + ", p1..p99"
 
@@ -33,9 +42,7 @@ def check_pixel_selection(name: str) -> str:
     try:
         selection.make_method(name)
     except ValueError as e:
-        raise ConfigError(
-            f"unknown pixel selection {name!r}; valid: {PIXEL_SELECTION_HELP}"
-        ) from e
+        raise ConfigError(f"unknown pixel selection {name!r}; valid: {PIXEL_SELECTION_HELP}") from e
     return name
 
 
@@ -106,8 +113,17 @@ class QAMask:
         assert self.expression is not None
         return numpy.asarray(selection.expression_mask({"qa": qa}, self.expression), bool)
 
-RESAMPLING_METHODS = ("nearest", "bilinear", "cubic", "cubic_spline", "lanczos", "average",
-                      "mode", "rms")
+
+RESAMPLING_METHODS = (
+    "nearest",
+    "bilinear",
+    "cubic",
+    "cubic_spline",
+    "lanczos",
+    "average",
+    "mode",
+    "rms",
+)
 
 
 @dataclass(frozen=True)

@@ -127,8 +127,9 @@ def _open(href: str) -> _Source:
     return _cached("sources", _file_key(href), make)
 
 
-def _vrt_grid(dst_transform: Affine, bounds: tuple[float, float, float, float],
-              size: int) -> tuple[Affine, int, int]:
+def _vrt_grid(
+    dst_transform: Affine, bounds: tuple[float, float, float, float], size: int
+) -> tuple[Affine, int, int]:
     """`rio_tiler.utils.get_vrt_transform` for a reprojected, unaligned tile of size²."""
     w, s, e, n = bounds
     w_res, h_res = dst_transform.a, dst_transform.e
@@ -166,8 +167,11 @@ def _warp(
         add_alpha=False,
         resampling=Resampling.nearest,
     ) as vrt:
-        data = vrt.read(indexes=indexes, out_shape=(len(indexes), tilesize, tilesize),
-                        resampling=Resampling[resampling_method])
+        data = vrt.read(
+            indexes=indexes,
+            out_shape=(len(indexes), tilesize, tilesize),
+            resampling=Resampling[resampling_method],
+        )
     mask = numpy.isnan(data) if math.isnan(nodata) else data == nodata
     return ImageData(
         numpy.ma.MaskedArray(data, mask=mask),
@@ -196,8 +200,15 @@ def reader_tile(
     source = _open(href)
     reader = source.reader
     if not source.fast:
-        return reader.tile(x, y, z, tilesize=tilesize, indexes=indexes, expression=expression,
-                           resampling_method=resampling_method)
+        return reader.tile(
+            x,
+            y,
+            z,
+            tilesize=tilesize,
+            indexes=indexes,
+            expression=expression,
+            resampling_method=resampling_method,
+        )
     if not reader.tile_exists(x, y, z):
         raise TileOutsideBounds(f"Tile(x={x}, y={y}, z={z}) is outside bounds")
     if expression:
@@ -211,8 +222,16 @@ def reader_tile(
         indexes = tuple(reader.dataset.indexes)
     elif isinstance(indexes, int):
         indexes = (indexes,)
-    img = _warp(reader.dataset, source.nodata, grid, bounds, tilesize, tuple(indexes),
-                resampling_method, [href])
+    img = _warp(
+        reader.dataset,
+        source.nodata,
+        grid,
+        bounds,
+        tilesize,
+        tuple(indexes),
+        resampling_method,
+        [href],
+    )
     return img.apply_expression(expression) if expression else img
 
 
@@ -224,8 +243,7 @@ class _Item:
 
 def _item(item: Callable[[], dict[str, Any]], assets: tuple[str, ...], key: Any) -> _Item:
     def make() -> _Item:
-        stac = STACReader(None, item=item(), include_assets=set(assets),
-                          include_asset_types=None)
+        stac = STACReader(None, item=item(), include_assets=set(assets), include_asset_types=None)
         hrefs: dict[str, str] | None = {}
         for name in assets:
             try:
@@ -286,15 +304,17 @@ class _Stack:
 
 def _stack(hrefs: tuple[str, ...]) -> _Stack:
     def make() -> _Stack:
-        import rasterio
         from xml.sax.saxutils import escape
+
+        import rasterio
 
         from mosaic_assembler.writer import GDAL_DTYPES  # not at import: writer needs tilers
 
         sources = [_open(h) for h in hrefs]
         first = sources[0].reader.dataset
         if not all(
-            s.fast and s.reader.dataset.count == 1
+            s.fast
+            and s.reader.dataset.count == 1
             and s.reader.dataset.crs == first.crs
             and s.reader.dataset.transform == first.transform
             and s.reader.dataset.shape == first.shape
@@ -314,10 +334,12 @@ def _stack(hrefs: tuple[str, ...]) -> _Stack:
             "</VRTRasterBand>"
             for i, href in enumerate(hrefs, start=1)
         )
-        xml = (f'<VRTDataset rasterXSize="{w}" rasterYSize="{h}">'
-               f"<SRS>{escape(first.crs.to_wkt())}</SRS>"
-               f"<GeoTransform>{t.c!r}, {t.a!r}, {t.b!r}, {t.f!r}, {t.d!r}, {t.e!r}</GeoTransform>"
-               f"{bands}</VRTDataset>")
+        xml = (
+            f'<VRTDataset rasterXSize="{w}" rasterYSize="{h}">'
+            f"<SRS>{escape(first.crs.to_wkt())}</SRS>"
+            f"<GeoTransform>{t.c!r}, {t.a!r}, {t.b!r}, {t.f!r}, {t.d!r}, {t.e!r}</GeoTransform>"
+            f"{bands}</VRTDataset>"
+        )
         return _Stack(rasterio.open(xml), sources[0])
 
     return _cached("stacks", tuple(_file_key(h) for h in hrefs), make)
@@ -357,5 +379,13 @@ def _stack_tile(
         return None
     if not source.reader.tile_exists(x, y, z):
         raise TileOutsideBounds(f"Tile(x={x}, y={y}, z={z}) is outside bounds")
-    return _warp(stack.dataset, source.nodata, grid, bounds, tilesize,
-                 tuple(range(1, len(hrefs) + 1)), resampling_method, list(hrefs))
+    return _warp(
+        stack.dataset,
+        source.nodata,
+        grid,
+        bounds,
+        tilesize,
+        tuple(range(1, len(hrefs) + 1)),
+        resampling_method,
+        list(hrefs),
+    )

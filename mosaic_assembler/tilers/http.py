@@ -127,8 +127,11 @@ def build_url_template(http: HttpOptions, read: ReadOptions) -> str:
             extra.append((k, v))
     # keep the placeholders readable: urlencode would escape the braces
     q = urlencode(query + extra, safe="{}/:,")
-    return urlunsplit((parts.scheme, parts.netloc, parts.path, q, parts.fragment)).replace(
-        "%7B", "{").replace("%7D", "}")
+    return (
+        urlunsplit((parts.scheme, parts.netloc, parts.path, q, parts.fragment))
+        .replace("%7B", "{")
+        .replace("%7D", "}")
+    )
 
 
 def _server_message(resp: requests.Response) -> str:
@@ -139,7 +142,8 @@ def _server_message(resp: requests.Response) -> str:
     if isinstance(detail, list):  # FastAPI validation errors
         detail = "; ".join(
             f"{'.'.join(str(p) for p in d.get('loc', []))}: {d.get('msg', d)}"
-            if isinstance(d, dict) else str(d)
+            if isinstance(d, dict)
+            else str(d)
             for d in detail
         )
     text = " ".join(str(detail).split())
@@ -204,8 +208,9 @@ class HttpTiler:
             if self._session is None:
                 s = requests.Session()
                 n = self.http.concurrency
-                adapter = requests.adapters.HTTPAdapter(pool_connections=1, pool_maxsize=n,
-                                                        pool_block=True, max_retries=0)
+                adapter = requests.adapters.HTTPAdapter(
+                    pool_connections=1, pool_maxsize=n, pool_block=True, max_retries=0
+                )
                 s.mount("http://", adapter)
                 s.mount("https://", adapter)
                 s.headers.update(self._headers)
@@ -221,8 +226,12 @@ class HttpTiler:
     def url_for(self, tile: tuple[int, int, int]) -> str:
         """The request URL of a tile."""
         x, y, z = tile
-        return (self.url_template.replace("{z}", str(z)).replace("{x}", str(x))
-                .replace("{y}", str(y)).replace("{tilesize}", str(self.tilesize)))
+        return (
+            self.url_template.replace("{z}", str(z))
+            .replace("{x}", str(x))
+            .replace("{y}", str(y))
+            .replace("{tilesize}", str(self.tilesize))
+        )
 
     def band_info(self, assets: Sequence) -> BandInfo | None:
         """Unknown until the first tile arrives: the server decides."""
@@ -247,8 +256,7 @@ class HttpTiler:
                     delay = self._rng.uniform(0, cap)
                 if last.wait is not None:
                     delay = max(delay, min(last.wait, 4 * self.http.backoff_max))
-                logger.debug("tile %d/%d/%d: %s; retry %d in %.2f s", z, x, y, last,
-                             attempt, delay)
+                logger.debug("tile %d/%d/%d: %s; retry %d in %.2f s", z, x, y, last, attempt, delay)
                 time.sleep(delay)
             try:
                 return self._fetch_once(tile)
@@ -280,8 +288,10 @@ class HttpTiler:
             msg = _server_message(resp)
             hint = ""
             if "tilesize" in msg:
-                hint = (" (the server does not accept `tilesize`: TiTiler < 2 used '@2x' in "
-                        "the path; use TiTiler >= 2 or put {tilesize} where the server wants it)")
+                hint = (
+                    " (the server does not accept `tilesize`: TiTiler < 2 used '@2x' in "
+                    "the path; use TiTiler >= 2 or put {tilesize} where the server wants it)"
+                )
             raise TilerRequestError(
                 f"the tiler answered HTTP {status} for tile {z}/{x}/{y}: {msg}{hint}", status
             )
@@ -301,7 +311,8 @@ class HttpTiler:
         if data.shape[1:] != (size, size):
             raise _Transient(
                 f"the server returned {data.shape[2]}x{data.shape[1]} px for tilesize={size} "
-                "(TiTiler < 2 ignores `tilesize` and uses '@2x')", 200
+                "(TiTiler < 2 ignores `tilesize` and uses '@2x')",
+                200,
             )
         with self._lock:
             if self._bands is None:
@@ -310,6 +321,7 @@ class HttpTiler:
         if (data.shape[0], str(data.dtype)) != expected:
             raise _Transient(
                 f"the tile has {data.shape[0]} x {data.dtype} bands, earlier tiles had "
-                f"{expected[0]} x {expected[1]}", 200
+                f"{expected[0]} x {expected[1]}",
+                200,
             )
         return TileData(numpy.ascontiguousarray(data), valid)

@@ -33,7 +33,11 @@ def _reader_kwargs(options: ReadOptions) -> dict[str, Any]:
 
 
 def read_asset_tile(
-    asset: str | ItemAssets, x: int, y: int, z: int, qa_mask: QAMask | None = None,
+    asset: str | ItemAssets,
+    x: int,
+    y: int,
+    z: int,
+    qa_mask: QAMask | None = None,
     **kwargs: Any,
 ) -> ImageData:
     """Read one asset's part of a tile as rio-tiler does (the reader given to mosaic_reader).
@@ -55,22 +59,24 @@ def read_asset_tile(
     return img
 
 
-def _read_qa(asset: str | ItemAssets, x: int, y: int, z: int, qa_mask: QAMask,
-             tilesize: int) -> numpy.ndarray:
+def _read_qa(
+    asset: str | ItemAssets, x: int, y: int, z: int, qa_mask: QAMask, tilesize: int
+) -> numpy.ndarray:
     if isinstance(asset, ItemAssets):
         try:
             href = asset.item["assets"][qa_mask.band]["href"]
         except KeyError as e:
-            raise SourceError(f"item {asset.id!r} has no asset {qa_mask.band!r} (the "
-                              "--mask-band)") from e
-        img = reader_tile(href, x, y, z, tilesize=tilesize, indexes=1,
-                          resampling_method="nearest")
+            raise SourceError(
+                f"item {asset.id!r} has no asset {qa_mask.band!r} (the --mask-band)"
+            ) from e
+        img = reader_tile(href, x, y, z, tilesize=tilesize, indexes=1, resampling_method="nearest")
     else:
         bidx = qa_mask.bidx
         if bidx is None:
             raise SourceError("with a mosaicJSON, --mask-band is a band index of each COG")
-        img = reader_tile(asset, x, y, z, tilesize=tilesize, indexes=bidx,
-                          resampling_method="nearest")
+        img = reader_tile(
+            asset, x, y, z, tilesize=tilesize, indexes=bidx, resampling_method="nearest"
+        )
     return numpy.ma.getdata(img.array)[0]
 
 
@@ -176,8 +182,11 @@ class LocalTiler:
             except Exception as e:
                 errors.append(f"cannot read {_asset_name(asset)!r}: {type(e).__name__}: {e}")
         else:
-            raise SourceError(errors[0] if len(errors) == 1 else
-                              f"none of {len(errors)} assets could be read; first: {errors[0]}")
+            raise SourceError(
+                errors[0]
+                if len(errors) == 1
+                else f"none of {len(errors)} assets could be read; first: {errors[0]}"
+            )
         method = make_method(self.options.pixel_selection)
         method.width, method.height, method.count = img.width, img.height, img.count
         method.feed(img.array)

@@ -142,16 +142,17 @@ def register_search(
     body = dict(search_body)
     if metadata is not None:
         body["metadata"] = dict(metadata)
-    hdrs = {"Content-Type": "application/json", **{k: expand_env(v) for k, v in
-                                                    (headers or {}).items()}}
+    hdrs = {
+        "Content-Type": "application/json",
+        **{k: expand_env(v) for k, v in (headers or {}).items()},
+    }
     url = f"{base}/searches/register"
     last = ""
     for attempt in range(retries + 1):
         if attempt:
             time.sleep(min(30.0, backoff * 2 ** (attempt - 1)))
         try:
-            resp = requests.post(url, data=json.dumps(body), headers=hdrs,
-                                 timeout=(10.0, timeout))
+            resp = requests.post(url, data=json.dumps(body), headers=hdrs, timeout=(10.0, timeout))
         except requests.RequestException as e:
             last = f"{type(e).__name__}"
             if isinstance(e, requests.ConnectionError):
@@ -163,13 +164,13 @@ def register_search(
         if resp.status_code >= 400:
             raise TilerRequestError(
                 f"titiler-pgstac at {base} refused the search (HTTP {resp.status_code}): "
-                f"{_server_message(resp)}", resp.status_code
+                f"{_server_message(resp)}",
+                resp.status_code,
             )
         try:
             search_id = resp.json()["id"]
         except (ValueError, KeyError, TypeError) as e:
-            raise SourceError(f"{url} did not answer with a search id: "
-                              f"{resp.text[:200]!r}") from e
+            raise SourceError(f"{url} did not answer with a search id: {resp.text[:200]!r}") from e
         logger.info("registered pgstac search %s at %s", search_id, base)
         return str(search_id)
     raise SourceError(f"cannot register the search at {url}: {last} (after {retries} retries)")
@@ -178,8 +179,9 @@ def register_search(
 def _base(base_url: str) -> str:
     parts = urlsplit(base_url)
     if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise ConfigError(f"titiler-pgstac URL must be http(s)://host[:port][/prefix], "
-                          f"got {base_url!r}")
+        raise ConfigError(
+            f"titiler-pgstac URL must be http(s)://host[:port][/prefix], got {base_url!r}"
+        )
     return base_url.rstrip("/")
 
 
@@ -235,8 +237,11 @@ def pgstac_http_options(
     if full_scan:
         q += [("exitwhenfull", "false"), ("skipcovered", "false")]
         limits.update(FULL_SCAN_LIMITS)
-    for k, v in (("items_limit", items_limit), ("scan_limit", scan_limit),
-                 ("time_limit", time_limit)):
+    for k, v in (
+        ("items_limit", items_limit),
+        ("scan_limit", scan_limit),
+        ("time_limit", time_limit),
+    ):
         if v is not None:
             if v < 1:
                 raise ConfigError(f"{k} must be >= 1, got {v}")
