@@ -23,7 +23,8 @@ import rasterio
 
 from mosaic_assembler.errors import TileReadError
 from mosaic_assembler.grid import Chunk, Clipper, Plan, Tile
-from mosaic_assembler.tilers import BandInfo, TileData, TileSource
+from mosaic_assembler.tilers import TileSource
+from mosaic_assembler.types import BandInfo, TileData
 from mosaic_assembler.writer import ChunkOverviews, TileWriter
 
 logger = logging.getLogger(__name__)

@@ -26,14 +26,13 @@ from shapely.geometry.base import BaseGeometry
 from supermercado.burntiles import burn
 
 from mosaic_assembler.errors import AOIError, ConfigError, PlanTooLargeError
+from mosaic_assembler.types import Tile
 
 __all__ = ["AOI", "Plan", "Tile", "plan_tiles", "tile_bounds", "MAX_LAT", "TILESIZES"]
 
 MAX_LAT = 85.0511287798066
 TILESIZES = (256, 512)
 EARTH_HALF = 20037508.342789244  # half the WebMercatorQuad extent, in metres
-
-Tile = tuple[int, int, int]  # (x, y, z)
 
 
 def _check_finite(values: Iterable[float], what: str) -> None:

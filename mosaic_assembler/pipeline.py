@@ -29,8 +29,8 @@ from mosaic_assembler.grid import AOI, Clipper, Plan, plan_chunks, plan_tiles
 from mosaic_assembler.options import AssembleOptions, AssembleResult, Progress
 from mosaic_assembler.sources import open_source
 from mosaic_assembler.state import RunState, asset_token, config_hash
-from mosaic_assembler.tilers import BandInfo
 from mosaic_assembler.tilers.http import HttpTiler
+from mosaic_assembler.types import BandInfo
 from mosaic_assembler.writer import (
     DEFAULT_CACHE_BYTES,
     OutputTarget,

@@ -16,7 +16,7 @@ from cogeo_mosaic.mosaic import MosaicJSON
 from shapely.geometry import box, mapping
 
 from mosaic_assembler.grid import MAX_LAT, Chunk, Plan
-from mosaic_assembler.tilers import BandInfo
+from mosaic_assembler.types import BandInfo
 from mosaic_assembler.writer import ChunkOverviews, COGOptions, finalize_cog, write_vrt
 
 

@@ -39,7 +39,7 @@ from rio_cogeo.cogeo import cog_validate
 
 from mosaic_assembler.errors import ConfigError, OutputError
 from mosaic_assembler.grid import Chunk, Plan
-from mosaic_assembler.tilers import BandInfo, TileData
+from mosaic_assembler.types import GDAL_DTYPES, BandInfo, TileData
 
 logger = logging.getLogger(__name__)
 
@@ -431,19 +431,6 @@ def ensure_chunk_overviews(
             list(pool.map(rebuild, todo))
     return len(todo)
 
-
-GDAL_DTYPES = {
-    "uint8": "Byte",
-    "int8": "Int8",
-    "uint16": "UInt16",
-    "int16": "Int16",
-    "uint32": "UInt32",
-    "int32": "Int32",
-    "uint64": "UInt64",
-    "int64": "Int64",
-    "float32": "Float32",
-    "float64": "Float64",
-}
 
 #: (file, src x, src y, width, height, dst x, dst y) of one VRT source, in pixels.
 _Source = tuple[Path, int, int, int, int, int, int]

@@ -8,6 +8,7 @@ from typing import Any
 import numpy
 
 from mosaic_assembler.errors import ConfigError
+from mosaic_assembler.types import BandInfo, TileData
 
 #: Pixel-selection methods by name: rio-tiler's (fast exact kernels), geomedian, latest-clear;
 #: `p1` … `p99` (percentiles) are accepted too. The CLI's help comes from here. Spelled out
@@ -166,23 +167,10 @@ class ReadOptions:
             )
 
 
-@dataclass(frozen=True)
-class BandInfo:
-    """Band count, dtype and names of the rendered tiles."""
-
-    count: int
-    dtype: str
-    names: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class TileData:
-    """One rendered tile.
-
-    Attributes:
-        data: (bands, height, width) array in the output dtype.
-        valid: (height, width) bool, True where the pixel has data.
-    """
-
-    data: numpy.ndarray
-    valid: numpy.ndarray
+__all__ = [
+    "PIXEL_SELECTION_METHODS",
+    "BandInfo",
+    "QAMask",
+    "ReadOptions",
+    "TileData",
+]

@@ -48,6 +48,8 @@ from rio_tiler.io import Reader, STACReader
 from rio_tiler.models import ImageData
 from rio_tiler.utils import has_alpha_band
 
+from mosaic_assembler.types import GDAL_DTYPES
+
 __all__ = ["MAX_OPEN", "reader_tile", "stac_tile"]
 
 MAX_OPEN = 64  # open datasets (and parsed STAC items) kept per thread
@@ -307,8 +309,6 @@ def _stack(hrefs: tuple[str, ...]) -> _Stack:
         from xml.sax.saxutils import escape
 
         import rasterio
-
-        from mosaic_assembler.writer import GDAL_DTYPES  # not at import: writer needs tilers
 
         sources = [_open(h) for h in hrefs]
         first = sources[0].reader.dataset
