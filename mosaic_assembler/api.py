@@ -1,4 +1,4 @@
-"""mosaic_assembler.api: `assemble(...)`, the one function notebooks and the CLI call."""
+"""mosaic_assembler.api: `assemble(...)`, the one entry point of notebooks and the CLI."""
 
 from __future__ import annotations
 
@@ -6,11 +6,20 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from mosaic_assembler.errors import TilesFailedError
-from mosaic_assembler.options import AssembleOptions, AssembleResult, Progress, build_options
+from typing_extensions import Unpack
+
+from mosaic_assembler.errors import ConfigError, TilesFailedError
+from mosaic_assembler.options import (
+    AssembleKwargs,
+    AssembleOptions,
+    AssembleResult,
+    Progress,
+    build_options,
+)
 from mosaic_assembler.pipeline import run
 
 __all__ = [
+    "AssembleKwargs",
     "AssembleOptions",
     "AssembleResult",
     "Progress",
@@ -18,26 +27,28 @@ __all__ = [
     "assemble",
     "build_options",
     "run",
+    "tqdm_progress",
 ]
 
 
 def assemble(
     output: str | Path,
+    options: AssembleOptions | None = None,
     *,
-    progress: bool | Callable[[Progress], None] = True,
+    progress: bool | Callable[[Progress], None] | None = True,
     dry_run: bool = False,
-    **options: Any,
+    **kwargs: Unpack[AssembleKwargs],
 ) -> AssembleResult:
     """Assemble a COG of `output` from a source over an AOI.
 
     Args:
         output: path of the COG to write (appears atomically when the run succeeds).
+        options: a ready `AssembleOptions`; or give the options as keyword arguments.
         progress: True for a tqdm.auto bar, False for none, or a callback given a
             `Progress` after every tile.
         dry_run: plan only: no tile is read and nothing is written.
-        **options: `AssembleOptions` fields; read options (`pixel_selection`, `tilesize`,
-            `bidx`, `expression`, `resampling`) and COG options (`cog_profile`,
-            `creation_options`, `gdal_config`, `overview_resampling`) may be given flat.
+        **kwargs: the run's options, flat (`AssembleKwargs` lists them: one per CLI option,
+            `--pixel-selection` is `pixel_selection`); `zoom` and a source are required.
 
     Returns:
         AssembleResult.
@@ -55,9 +66,12 @@ def assemble(
         ...              items="items.json", assets=("red", "green", "blue"),
         ...              pixel_selection="median")
     """
-    opts = build_options(**options)
+    if options is not None and kwargs:
+        raise ConfigError("give an AssembleOptions or keyword arguments, not both")
+    opts = options if options is not None else build_options(**kwargs)
+    callback: Callable[[Progress], None] | None
     if progress is True:
-        callback: Callable[[Progress], None] | None = tqdm_progress()
+        callback = tqdm_progress()
     elif progress is False or progress is None:
         callback = None
     else:

@@ -24,7 +24,7 @@ import rasterio
 from mosaic_assembler.errors import TileReadError
 from mosaic_assembler.grid import Chunk, Clipper, Plan, Tile
 from mosaic_assembler.tilers import TileSource
-from mosaic_assembler.types import BandInfo, TileData
+from mosaic_assembler.types import BandInfo, ChunkStatus, TileData
 from mosaic_assembler.writer import ChunkOverviews, TileWriter
 
 logger = logging.getLogger(__name__)
@@ -89,13 +89,41 @@ class ChunkResult:
     """
 
     key: str
-    status: str
+    status: ChunkStatus
     done: int
     empty: int
     failed: tuple[tuple[Tile, str], ...]
     count: int
     dtype: str
     seconds: float
+
+    def to_record(self) -> dict[str, Any]:
+        """The manifest's "end" event of this chunk (tiles as [z, x, y, message])."""
+        return {
+            "event": "end",
+            "chunk": self.key,
+            "status": str(self.status),
+            "done": self.done,
+            "empty": self.empty,
+            "failed": [[z, x, y, msg] for (x, y, z), msg in self.failed],
+            "count": self.count,
+            "dtype": self.dtype,
+            "seconds": round(self.seconds, 3),
+        }
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> ChunkResult:
+        """The result a manifest "end" event records (the inverse of `to_record`)."""
+        return cls(
+            key=record["chunk"],
+            status=ChunkStatus(record["status"]),
+            done=record["done"],
+            empty=record["empty"],
+            failed=tuple(((x, y, z), msg) for z, x, y, msg in record["failed"]),
+            count=record["count"],
+            dtype=record["dtype"],
+            seconds=record.get("seconds", 0.0),
+        )
 
 
 def bounded_map(
@@ -221,9 +249,9 @@ def _compute_chunk(
             writer.close()
         tmp.unlink(missing_ok=True)
     if done:
-        status = "partial" if failed else "done"
+        status = ChunkStatus.PARTIAL if failed else ChunkStatus.DONE
     else:
-        status = "failed" if failed else "empty"
+        status = ChunkStatus.FAILED if failed else ChunkStatus.EMPTY
     return ChunkResult(
         key=chunk.key,
         status=status,

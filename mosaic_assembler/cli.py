@@ -11,10 +11,9 @@ from typing import Any
 import click
 
 from mosaic_assembler import __version__
-from mosaic_assembler.api import tqdm_progress
+from mosaic_assembler.api import assemble, tqdm_progress
 from mosaic_assembler.errors import MosaicAssemblerError, TilesFailedError
-from mosaic_assembler.options import AssembleResult, build_options
-from mosaic_assembler.pipeline import run
+from mosaic_assembler.options import AssembleResult
 from mosaic_assembler.tilers._base import (
     PIXEL_SELECTION_HELP,
     RESAMPLING_METHODS,
@@ -142,7 +141,7 @@ def _summary_line(r: AssembleResult) -> str:
 def _execute(output: str, dry_run: bool, as_json: bool, quiet: int, **options: Any) -> None:
     bar = _progress_bar(bool(quiet) or dry_run or as_json)
     try:
-        result = run(Path(output), build_options(**options), progress=bar, dry_run=dry_run)
+        result = assemble(output, progress=bar, dry_run=dry_run, **options)
     except TilesFailedError as e:
         raise RunError(str(e), EXIT_FAILED) from e
     except MosaicAssemblerError as e:

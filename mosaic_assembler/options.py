@@ -1,13 +1,21 @@
-"""mosaic_assembler.options: the validated options of a run and what a run returns."""
+"""mosaic_assembler.options: the validated options of a run and what a run returns.
+
+A run's source is one value of a small union (`Source`): a mosaicJSON file, a STAC items
+file, a STAC API search, a dynamic tiler (optionally with one of the first three as an
+index of which tiles have assets) or titiler-pgstac (with the search it registers). Each
+value validates itself once, on construction. `build_options` turns the flat keyword
+arguments of `assemble()` (and of the CLI) into an `AssembleOptions`; `AssembleKwargs` is
+their typed, documented list.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 from mosaic_assembler.errors import ConfigError
 from mosaic_assembler.executors import ExecutorOptions
@@ -17,7 +25,19 @@ from mosaic_assembler.tilers.http import HttpOptions
 from mosaic_assembler.visual import Visual
 from mosaic_assembler.writer import COGOptions
 
-__all__ = ["AssembleOptions", "AssembleResult", "Progress", "StacSearch", "build_options"]
+__all__ = [
+    "AssembleKwargs",
+    "AssembleOptions",
+    "AssembleResult",
+    "ItemsFile",
+    "MosaicJSONFile",
+    "PgstacTiler",
+    "Progress",
+    "Source",
+    "StacSearch",
+    "Tiler",
+    "build_options",
+]
 
 
 @dataclass(frozen=True)
@@ -61,22 +81,90 @@ class StacSearch:
     def __post_init__(self) -> None:
         if not self.collections:
             raise ConfigError("--stac needs --collections")
+        if self.max_items is not None and self.max_items < 1:
+            raise ConfigError(f"--max-items must be >= 1, got {self.max_items}")
+
+
+@dataclass(frozen=True)
+class MosaicJSONFile:
+    """A mosaicJSON document (cogeo-mosaic's model) on disk."""
+
+    path: str | Path
+
+
+@dataclass(frozen=True)
+class ItemsFile:
+    """A STAC ItemCollection / FeatureCollection file; `--assets` picks its bands."""
+
+    path: str | Path
+
+
+#: What can tell which tiles have assets (and, read in-process, render them).
+Index = MosaicJSONFile | ItemsFile | StacSearch
+
+
+@dataclass(frozen=True)
+class Tiler:
+    """A dynamic tiler with TiTiler's contract renders the tiles.
+
+    Attributes:
+        http: how tiles are requested.
+        index: a local source only used to skip tiles without assets (None: every tile of
+            the AOI is requested).
+    """
+
+    http: HttpOptions
+    index: Index | None = None
+
+
+@dataclass(frozen=True)
+class PgstacTiler:
+    """titiler-pgstac renders the tiles of a STAC search it registers.
+
+    Attributes:
+        url: the titiler-pgstac root URL.
+        search: the search (also run against the STAC API to pin its items).
+        http: request options for its tiles (headers, params, retries, timeout …), as
+            keyword arguments of `tilers.pgstac.pgstac_http_options`.
+    """
+
+    url: str
+    search: StacSearch
+    http: tuple[tuple[str, Any], ...] = field(default=(), repr=False)
+
+
+Source = MosaicJSONFile | ItemsFile | StacSearch | Tiler | PgstacTiler
+
+#: rio-tiler's (and so TiTiler's) methods.
+TITILER_METHODS = (
+    "first",
+    "highest",
+    "lowest",
+    "mean",
+    "median",
+    "stdev",
+    "count",
+    "lastbandhigh",
+    "lastbandlow",
+)
 
 
 @dataclass(frozen=True)
 class AssembleOptions:
     """Everything a run needs, validated on construction.
 
-    At most one of `bbox`/`aoi` (neither: the source's bounds). One of `mosaicjson`/`items`,
-    or `http` (a dynamic tiler resolves the assets; a source may still be given to skip
-    tiles that have none).
+    Attributes:
+        zoom: the TileMatrixSet level of the output.
+        source: where the imagery comes from (see `Source`).
+        bbox: lon/lat W S E N (W > E crosses the antimeridian); or
+        aoi: a GeoJSON mapping, string or file path. Neither: the source's bounds.
+        assets: STAC asset keys, in band order (items sources).
     """
 
     zoom: int
+    source: Source
     bbox: tuple[float, float, float, float] | None = None
     aoi: Mapping[str, Any] | str | Path | None = None
-    mosaicjson: str | Path | None = None
-    items: str | Path | None = None
     assets: tuple[str, ...] = ()
     read: ReadOptions = field(default_factory=ReadOptions)
     cog: COGOptions = field(default_factory=COGOptions)
@@ -86,50 +174,83 @@ class AssembleOptions:
     allow_partial: bool = False
     max_pixels: float = 1e10
     concurrency: int | None = None
-    http: HttpOptions | None = None
     chunk_tiles: int | None = None
     run_dir: str | Path | None = None
     keep_run_dir: bool = False
     restart: bool = False
     split_zoom: int | None = None
     executor: ExecutorOptions = field(default_factory=ExecutorOptions)
-    stac: StacSearch | None = None
-    pgstac: str | None = None
-    pgstac_http: Mapping[str, Any] | None = None
     visual: Visual | None = None
 
     def __post_init__(self) -> None:
         check_zoom(self.zoom)
         if self.bbox is not None:
             AOI.from_bbox(*self.bbox)  # validates
-        if self.bbox is not None and self.aoi is not None:
-            raise ConfigError("give either a bbox or an AOI, not both")
+            if self.aoi is not None:
+                raise ConfigError("give either a bbox or an AOI, not both")
         if self.concurrency is not None and self.concurrency < 1:
             raise ConfigError(f"concurrency must be >= 1, got {self.concurrency}")
-        if not self.max_pixels > 0:
-            raise ConfigError(f"max-pixels must be positive, got {self.max_pixels}")
-        sources = [x for x in (self.mosaicjson, self.items, self.stac) if x is not None]
-        if len(sources) > 1:
-            raise ConfigError("give one source: --mosaicjson, --items or --stac")
-        if self.http is None and self.pgstac is None and not sources:
-            raise ConfigError(
-                "give a source: --mosaicjson FILE, --items FILE, --stac URL or --tiler URL"
-            )
-        if self.stac is not None and self.bbox is None and self.aoi is None:
-            raise ConfigError("--stac needs --bbox or --aoi (the search geometry)")
-        if self.pgstac is not None and self.stac is None:
-            raise ConfigError("--tiler titiler-pgstac:URL needs --stac (the search to register)")
-        if self.http is not None and self.mosaicjson is None and self.items is None:
-            if self.bbox is None and self.aoi is None:
-                raise ConfigError("--tiler without a local source needs --bbox or --aoi")
         if self.chunk_tiles is not None and self.chunk_tiles < 1:
             raise ConfigError(f"chunk-tiles must be >= 1, got {self.chunk_tiles}")
+        if not self.max_pixels > 0:
+            raise ConfigError(f"max-pixels must be positive, got {self.max_pixels}")
+        has_area = self.bbox is not None or self.aoi is not None
+        if self.stac is not None and not has_area:
+            raise ConfigError("--stac needs --bbox or --aoi (the search geometry)")
+        if isinstance(self.source, Tiler) and self.source.index is None and not has_area:
+            raise ConfigError("--tiler without a local source needs --bbox or --aoi")
         if self.split_zoom is not None:
             check_zoom(self.split_zoom)
             if self.split_zoom > self.zoom:
                 raise ConfigError(
                     f"--split-zoom {self.split_zoom} must not be above --zoom {self.zoom}"
                 )
+        self._check_method()
+
+    def _check_method(self) -> None:
+        """Refuse method/source combinations that cannot work, before anything is read."""
+        method = self.read.pixel_selection
+        if isinstance(self.source, Tiler | PgstacTiler):
+            if method not in TITILER_METHODS:
+                raise ConfigError(
+                    f"--pixel-selection {method} is computed in-process only; a "
+                    f"dynamic tiler knows {', '.join(TITILER_METHODS)}"
+                )
+            if self.read.qa_mask is not None:
+                raise ConfigError("--mask-band works with the in-process tiler, not with --tiler")
+        if method == "latest-clear" and self.items is None and self.stac is None:
+            raise ConfigError(
+                "latest-clear needs STAC items (--items): it orders observations by item datetime"
+            )
+
+    @property
+    def index(self) -> Index | None:
+        """The local source that lists assets per tile (None: a tiler without one)."""
+        if isinstance(self.source, Tiler):
+            return self.source.index
+        if isinstance(self.source, PgstacTiler):
+            return self.source.search
+        return self.source
+
+    @property
+    def stac(self) -> StacSearch | None:
+        """The STAC API search of the run, if any."""
+        return self.index if isinstance(self.index, StacSearch) else None
+
+    @property
+    def items(self) -> ItemsFile | None:
+        """The STAC items file of the run, if any."""
+        return self.index if isinstance(self.index, ItemsFile) else None
+
+    @property
+    def http(self) -> HttpOptions | None:
+        """The dynamic tiler's request options (`--tiler URL`), if any."""
+        return self.source.http if isinstance(self.source, Tiler) else None
+
+    @property
+    def uses_items(self) -> bool:
+        """Whether assets are STAC items (so `assets` and asset-named expressions apply)."""
+        return self.items is not None or self.stac is not None
 
 
 @dataclass(frozen=True)
@@ -179,159 +300,246 @@ class AssembleResult:
         return json.dumps(d)
 
 
-def _qa_mask(band: Any, bits: str | None, expression: str | None) -> QAMask | None:
+class AssembleKwargs(TypedDict, total=False):
+    """The flat keyword arguments of `assemble()`, one per CLI option.
+
+    `--pixel-selection` is `pixel_selection`, and so on. Only `zoom` and a source are required.
+    """
+
+    # area and grid
+    zoom: int  # TileMatrixSet level (0-24)
+    bbox: Sequence[float]  # W S E N in lon/lat; W > E crosses the antimeridian
+    aoi: Mapping[str, Any] | str | Path  # GeoJSON mapping, text or file
+    clip: bool  # mask pixels outside the AOI polygon
+    tilesize: int  # 256 or 512
+    # sources (exactly one of mosaicjson, items, stac; tiler may add to one or stand alone)
+    mosaicjson: str | Path
+    items: str | Path
+    assets: str | Sequence[str]  # STAC asset keys in band order ("red,green,blue")
+    stac: str  # STAC API root URL
+    collections: str | Sequence[str]
+    datetime: str
+    query: str | Sequence[str]
+    filter: str
+    max_items: int
+    seasons: str | Sequence[str]
+    sort_by: str
+    save_mosaicjson: str
+    mosaicjson_asset: str
+    tiler: str  # URL template with {z}/{x}/{y}, or "titiler-pgstac:URL"
+    tiler_params: Mapping[str, str] | Sequence[tuple[str, str]]
+    headers: Mapping[str, str] | Sequence[tuple[str, str]]  # never printed
+    retries: int
+    timeout: float
+    backoff: float
+    http_seed: int
+    # pixels
+    pixel_selection: str  # first, median, p10, geomedian, latest-clear …
+    bidx: Sequence[int]
+    expression: str
+    resampling: str
+    mask_band: str | int
+    mask_bits: str
+    mask_expression: str
+    rescale: str | Sequence[str] | Sequence[tuple[float, float]]
+    color_ops: str
+    # output
+    cog_profile: str
+    creation_options: Mapping[str, str]
+    gdal_config: Mapping[str, str]
+    overview_resampling: str
+    overwrite: bool
+    split_zoom: int
+    allow_empty: bool
+    allow_partial: bool
+    max_pixels: float
+    # execution and resume
+    concurrency: int
+    chunk_tiles: int
+    run_dir: str | Path
+    keep_run_dir: bool
+    restart: bool
+    chunk_workers: int
+    dask_scheduler: str
+    dask_local: int
+    dask_retries: int
+
+
+def _pairs(value: Any) -> tuple[tuple[str, str], ...]:
+    if isinstance(value, Mapping):
+        return tuple(value.items())
+    return tuple(tuple(kv) for kv in value)  # type: ignore[misc]
+
+
+def _names(value: Any) -> tuple[str, ...]:
+    parts = value.split(",") if isinstance(value, str) else value
+    return tuple(str(x).strip() for x in parts if str(x).strip())
+
+
+def _strings(value: Any) -> tuple[str, ...]:
+    return (value,) if isinstance(value, str) else tuple(value)
+
+
+def _rescale(value: Any) -> tuple[tuple[float, float], ...]:
+    pairs = []
+    for r in [value] if isinstance(value, str) else value:
+        if isinstance(r, str):
+            try:
+                lo, hi = (float(v) for v in r.split(","))
+            except ValueError as e:
+                raise ConfigError(f"--rescale takes MIN,MAX, got {r!r}") from e
+            pairs.append((lo, hi))
+        else:
+            pairs.append((float(r[0]), float(r[1])))
+    return tuple(pairs)
+
+
+#: flat name → (group, field name in the group's value, converter)
+_Conv = Callable[[Any], Any] | None
+_FIELDS: dict[str, tuple[str, str, _Conv]] = {
+    **{k: ("read", k, None) for k in ("pixel_selection", "tilesize", "expression", "resampling")},
+    "bidx": ("read", "bidx", tuple),
+    **{k: ("qa", k, None) for k in ("mask_band", "mask_bits", "mask_expression")},
+    "cog_profile": ("cog", "profile", None),
+    "creation_options": ("cog", "creation_options", dict),
+    "gdal_config": ("cog", "config", dict),
+    "overview_resampling": ("cog", "overview_resampling", None),
+    "tiler": ("http", "template", None),
+    "tiler_params": ("http", "params", _pairs),
+    "headers": ("http", "headers", _pairs),
+    "retries": ("http", "retries", None),
+    "timeout": ("http", "timeout", None),
+    "backoff": ("http", "backoff", None),
+    "http_seed": ("http", "seed", None),
+    "stac": ("stac", "url", None),
+    "collections": ("stac", "collections", _names),
+    "seasons": ("stac", "seasons", _names),
+    "query": ("stac", "query", _strings),
+    **{
+        k: ("stac", k, None)
+        for k in ("datetime", "filter", "max_items", "sort_by", "save_mosaicjson")
+    },
+    "mosaicjson_asset": ("stac", "mosaicjson_asset", None),
+    "rescale": ("visual", "rescale", _rescale),
+    "color_ops": ("visual", "color_ops", None),
+    **{
+        k: ("executor", k, None)
+        for k in ("chunk_workers", "dask_scheduler", "dask_local", "dask_retries")
+    },
+    "mosaicjson": ("source", "mosaicjson", None),
+    "items": ("source", "items", None),
+    "assets": ("run", "assets", _names),
+    "bbox": ("run", "bbox", tuple),
+}
+_RUN_FIELDS = {f.name for f in dataclasses.fields(AssembleOptions)} - {"source"}
+
+
+def _group(options: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Flat keyword arguments → {group: {field: value}}; None and empty values dropped."""
+    groups: dict[str, dict[str, Any]] = {}
+    unknown = sorted(k for k in options if k not in _FIELDS and k not in _RUN_FIELDS)
+    if unknown:
+        raise ConfigError(f"unknown option(s): {', '.join(unknown)}")
+    for key, value in options.items():
+        group, name, convert = _FIELDS.get(key, ("run", key, None))
+        if value is None or (group in ("stac", "visual", "qa") and value in ((), "")):
+            continue
+        groups.setdefault(group, {})[name] = convert(value) if convert else value
+    return groups
+
+
+def _qa_mask(band: Any = None, bits: str | None = None, expr: str | None = None) -> QAMask | None:
     """QAMask from --mask-band / --mask-bits / --mask-expression."""
     if band is None:
-        if bits or expression:
+        if bits or expr:
             raise ConfigError("--mask-bits/--mask-expression need --mask-band")
         return None
-    if bits and expression:
+    if bits and expr:
         raise ConfigError("give --mask-bits or --mask-expression, not both")
-    if expression:
-        return QAMask(str(band), "expression", expression=expression)
+    if expr:
+        return QAMask(str(band), "expression", expression=expr)
     kind, _, names = (bits or "landsat").partition(":")
-    return QAMask(
-        str(band), kind.strip().lower(), tuple(n.strip() for n in names.split(",") if n.strip())
-    )
+    return QAMask(str(band), kind.strip().lower(), _names(names))
 
 
-def _template_method(template: str, params: Any = None) -> str | None:
+def _template_method(http: Mapping[str, Any]) -> str | None:
     """The pixel_selection a --tiler URL template (or a --tiler-param) sets, if any."""
     from urllib.parse import parse_qsl, urlsplit
 
-    pairs = parse_qsl(urlsplit(template).query)
-    if isinstance(params, Mapping):
-        pairs += list(params.items())
-    elif params:
-        pairs += [tuple(kv) for kv in params]
+    pairs = parse_qsl(urlsplit(str(http.get("template") or "")).query)
+    pairs += list(http.get("params", ()))
     values = [v for k, v in pairs if k == "pixel_selection"]
     return values[0] if values else None
 
 
-def build_options(**options: Any) -> AssembleOptions:
-    """AssembleOptions from flat keyword arguments.
-
-    Raises:
-        ConfigError: unknown or invalid option.
-    """
-    read_keys = {f.name for f in dataclasses.fields(ReadOptions)}
-    cog_map = {
-        "cog_profile": "profile",
-        "creation_options": "creation_options",
-        "gdal_config": "config",
-        "overview_resampling": "overview_resampling",
-    }
-    http_map = {
-        "tiler": "template",
-        "tiler_params": "params",
-        "headers": "headers",
-        "retries": "retries",
-        "timeout": "timeout",
-        "http_seed": "seed",
-        "backoff": "backoff",
-    }
-    read_kw = {k: options.pop(k) for k in list(options) if k in read_keys}
-    qa = _qa_mask(
-        options.pop("mask_band", None),
-        options.pop("mask_bits", None),
-        options.pop("mask_expression", None),
-    )
-    if qa is not None:
-        read_kw["qa_mask"] = qa
-    http_kw = {http_map[k]: options.pop(k) for k in list(options) if k in http_map}
-    templated = _template_method(str(http_kw.get("template") or ""), http_kw.get("params"))
+def _read_options(groups: dict[str, dict[str, Any]]) -> ReadOptions:
+    read = groups.get("read", {})
+    templated = _template_method(groups.get("http", {}))
     if templated is not None:
-        given = read_kw.get("pixel_selection")
+        given = read.get("pixel_selection")
         if given is not None and given != templated:
             raise ConfigError(
                 f"the --tiler template (or --tiler-param) sets pixel_selection={templated} and "
                 f"--pixel-selection is {given}: give it in one place"
             )
-        read_kw["pixel_selection"] = templated
-    read_kw = {k: v for k, v in read_kw.items() if not (k == "pixel_selection" and v is None)}
-    for key in ("params", "headers"):
-        if isinstance(http_kw.get(key), Mapping):
-            http_kw[key] = tuple(http_kw[key].items())
-        elif http_kw.get(key) is not None:
-            http_kw[key] = tuple(tuple(kv) for kv in http_kw[key])
-    http_kw = {k: v for k, v in http_kw.items() if v is not None}
-    if str(http_kw.get("template", "")).startswith("titiler-pgstac:"):
-        options["pgstac"] = http_kw["template"].split(":", 1)[1]
-        options["pgstac_http"] = {k: v for k, v in http_kw.items() if k != "template"}
-    elif http_kw.get("template"):
-        if options.get("concurrency"):
-            http_kw["concurrency"] = options["concurrency"]
-        options["http"] = HttpOptions(**http_kw)
-    rescale, color_ops = options.pop("rescale", None), options.pop("color_ops", None)
-    if rescale or color_ops:
-        pairs = []
-        for r in [rescale] if isinstance(rescale, str) else rescale or ():
-            if isinstance(r, str):
-                try:
-                    lo, hi = (float(v) for v in r.split(","))
-                except ValueError as e:
-                    raise ConfigError(f"--rescale takes MIN,MAX, got {r!r}") from e
-                pairs.append((lo, hi))
-            else:
-                pairs.append((float(r[0]), float(r[1])))
-        options["visual"] = Visual(tuple(pairs), color_ops or None)
-    stac_map = {
-        "stac": "url",
-        "collections": "collections",
-        "datetime": "datetime",
-        "query": "query",
-        "filter": "filter",
-        "max_items": "max_items",
-        "seasons": "seasons",
-        "sort_by": "sort_by",
-        "save_mosaicjson": "save_mosaicjson",
-        "mosaicjson_asset": "mosaicjson_asset",
-    }
-    stac_kw = {stac_map[k]: options.pop(k) for k in list(options) if k in stac_map}
-    stac_kw = {k: v for k, v in stac_kw.items() if v not in (None, (), "")}
-    if stac_kw.get("url"):
-        for key in ("collections", "seasons"):
-            v = stac_kw.get(key, ())
-            stac_kw[key] = tuple(
-                x.strip() for x in (v.split(",") if isinstance(v, str) else v) if x.strip()
-            )
-        if isinstance(stac_kw.get("query"), str):
-            stac_kw["query"] = (stac_kw["query"],)
-        elif stac_kw.get("query") is not None:
-            stac_kw["query"] = tuple(stac_kw["query"])
-        options["stac"] = StacSearch(**stac_kw)
-    elif stac_kw:
-        raise ConfigError(
-            f"{', '.join('--' + k.replace('_', '-') for k in stac_kw)} need(s) --stac URL"
-        )
+        read["pixel_selection"] = templated
+    qa = _qa_mask(**{k.removeprefix("mask_"): v for k, v in groups.get("qa", {}).items()})
+    return ReadOptions(**read, qa_mask=qa) if qa else ReadOptions(**read)
 
-    cog_kw = {cog_map[k]: options.pop(k) for k in list(options) if k in cog_map}
-    exec_keys = {f.name for f in dataclasses.fields(ExecutorOptions)}
-    exec_kw = {k: options.pop(k) for k in list(options) if k in exec_keys}
-    exec_kw = {k: v for k, v in exec_kw.items() if v is not None}
-    if "bidx" in read_kw and read_kw["bidx"] is not None:
-        read_kw["bidx"] = tuple(read_kw["bidx"])
-    if "assets" in options and options["assets"] is not None:
-        a = options["assets"]
-        options["assets"] = tuple(a.split(",")) if isinstance(a, str) else tuple(a)
-    if options.get("bbox") is not None:
-        bbox = tuple(options["bbox"])
-        if len(bbox) != 4:
-            raise ConfigError(f"bbox needs 4 numbers W S E N, got {len(bbox)}")
-        options["bbox"] = bbox
-    known = {f.name for f in dataclasses.fields(AssembleOptions)}
-    unknown = sorted(set(options) - known)
-    if unknown:
-        raise ConfigError(f"unknown option(s): {', '.join(unknown)}")
-    if "zoom" not in options:
+
+def _source(groups: dict[str, dict[str, Any]], concurrency: int | None) -> Source:
+    """The run's one source, from the source, stac and http option groups."""
+    files = groups.get("source", {})
+    stac_kw = groups.get("stac", {})
+    if stac_kw and "url" not in stac_kw:
+        flags = ", ".join("--" + k.replace("_", "-") for k in stac_kw)
+        raise ConfigError(f"{flags} need(s) --stac URL")
+    local: list[Index] = [StacSearch(**stac_kw)] if stac_kw else []
+    if "mosaicjson" in files:
+        local.append(MosaicJSONFile(files["mosaicjson"]))
+    if "items" in files:
+        local.append(ItemsFile(files["items"]))
+    if len(local) > 1:
+        raise ConfigError("give one source: --mosaicjson, --items or --stac")
+    http = groups.get("http", {})
+    template = str(http.get("template") or "")
+    if template.startswith("titiler-pgstac:"):
+        if not isinstance(local[0] if local else None, StacSearch):
+            raise ConfigError("--tiler titiler-pgstac:URL needs --stac (the search to register)")
+        rest = tuple((k, v) for k, v in http.items() if k != "template")
+        return PgstacTiler(template.split(":", 1)[1], local[0], rest)  # type: ignore[arg-type]
+    if template:
+        if concurrency:
+            http["concurrency"] = concurrency
+        return Tiler(HttpOptions(**http), local[0] if local else None)
+    if not local:
+        raise ConfigError(
+            "give a source: --mosaicjson FILE, --items FILE, --stac URL or --tiler URL"
+        )
+    return local[0]
+
+
+def build_options(**options: Any) -> AssembleOptions:
+    """AssembleOptions from the flat keyword arguments of `assemble()` (`AssembleKwargs`).
+
+    Raises:
+        ConfigError: unknown or invalid option.
+    """
+    groups = _group(options)
+    run = groups.get("run", {})
+    if "zoom" not in run:
         raise ConfigError("zoom is required")
+    if "bbox" in run and len(run["bbox"]) != 4:
+        raise ConfigError(f"bbox needs 4 numbers W S E N, got {len(run['bbox'])}")
+    visual = groups.get("visual")
     try:
-        opts = AssembleOptions(
-            read=ReadOptions(**read_kw),
-            cog=COGOptions(**cog_kw),
-            executor=ExecutorOptions(**exec_kw),
-            **options,
+        return AssembleOptions(
+            source=_source(groups, run.get("concurrency")),
+            read=_read_options(groups),
+            cog=COGOptions(**groups.get("cog", {})),
+            executor=ExecutorOptions(**groups.get("executor", {})),
+            visual=Visual(**visual) if visual else None,
+            **run,
         )
     except TypeError as e:
         raise ConfigError(str(e)) from e
-    return opts

@@ -30,6 +30,7 @@ import rasterio
 from mosaic_assembler.chunks import ChunkResult
 from mosaic_assembler.errors import OutputError, StateMismatchError
 from mosaic_assembler.grid import Chunk
+from mosaic_assembler.types import ChunkStatus
 
 logger = logging.getLogger(__name__)
 
@@ -138,48 +139,37 @@ class RunState:
 
     def record_result(self, result: ChunkResult) -> None:
         """Record a finished chunk."""
-        self.record(
-            {
-                "event": "end",
-                "chunk": result.key,
-                "status": result.status,
-                "done": result.done,
-                "empty": result.empty,
-                "failed": [[z, x, y, msg] for (x, y, z), msg in result.failed],
-                "count": result.count,
-                "dtype": result.dtype,
-                "seconds": round(result.seconds, 3),
-            }
-        )
+        self.record(result.to_record())
 
-    def finished(self, chunks: Iterable[Chunk], accept_partial: bool) -> dict[str, dict[str, Any]]:
+    def finished(self, chunks: Iterable[Chunk], accept_partial: bool) -> dict[str, ChunkResult]:
         """The chunks that need no work: last end event done/empty(/partial), file checked."""
-        last: dict[str, dict[str, Any]] = {}
+        last: dict[str, ChunkResult] = {}
         for e in read_manifest(self.run_dir):
             if e.get("event") == "end":
-                last[e["chunk"]] = e
-        ok: dict[str, dict[str, Any]] = {}
+                last[e["chunk"]] = ChunkResult.from_record(e)
+        ok: dict[str, ChunkResult] = {}
         for chunk in chunks:
-            e = last.get(chunk.key)
-            if e is None:
+            r = last.get(chunk.key)
+            if r is None:
                 continue
-            status = e["status"]
-            if status == "empty":
-                ok[chunk.key] = e
-            elif status == "done" or (status == "partial" and accept_partial):
-                if self._chunk_ok(chunk, e):
-                    ok[chunk.key] = e
+            if r.status == ChunkStatus.EMPTY:
+                ok[chunk.key] = r
+            elif r.status == ChunkStatus.DONE or (
+                r.status == ChunkStatus.PARTIAL and accept_partial
+            ):
+                if self._chunk_ok(chunk, r):
+                    ok[chunk.key] = r
         return ok
 
-    def _chunk_ok(self, chunk: Chunk, entry: dict[str, Any]) -> bool:
+    def _chunk_ok(self, chunk: Chunk, entry: ChunkResult) -> bool:
         path = self.chunk_dir / f"{chunk.key}.tif"
         try:
             with rasterio.open(path) as src:
                 good = (src.height, src.width, src.count, src.dtypes[0]) == (
                     chunk.height,
                     chunk.width,
-                    entry["count"],
-                    entry["dtype"],
+                    entry.count,
+                    entry.dtype,
                 )
         except (rasterio.errors.RasterioError, OSError):
             good = False
