@@ -1,0 +1,89 @@
+"""What the commands share: exit codes, the one-line error, logging, progress, printing."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from mosaic_assembler.options import AssembleResult
+
+EXIT_USAGE = 2
+EXIT_FAILED = 1
+
+
+class RunError(click.ClickException):
+    """An expected error of a run: one line, exit code 2 (bad input) or 1 (tiles failed)."""
+
+    def __init__(self, message: str, exit_code: int = EXIT_USAGE):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+def setup_logging(verbose: int, quiet: int) -> None:
+    """Log to stderr at WARNING, one step per -v (more) or -q (less)."""
+    level = logging.WARNING - 10 * verbose + 10 * quiet
+    logging.basicConfig(
+        level=max(logging.DEBUG, level),
+        format="%(levelname)s: %(message)s",
+        stream=sys.stderr,
+        force=True,
+    )
+    if verbose < 2:  # retries are reported by our own messages; urllib3's are noise
+        logging.getLogger("urllib3").setLevel(logging.ERROR)
+
+
+def progress_bar(quiet: bool) -> Any:
+    """A tqdm bar of tiles on stderr, or None."""
+    if quiet:
+        return None
+    from tqdm import tqdm
+
+    from mosaic_assembler.api import tqdm_progress
+
+    # disable=None: no bar when stderr is not a terminal (logs, CI, pipes)
+    return tqdm_progress(tqdm, file=sys.stderr, leave=False, disable=None)
+
+
+def human(n: float) -> str:
+    """A byte count for people (SI units)."""
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if abs(n) < 1000 or unit == "TB":
+            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
+        n /= 1000
+    return f"{n:.1f} TB"
+
+
+def display_path(path: Path) -> str:
+    """A path relative to the working directory when it lies below it."""
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
+def print_plan(r: AssembleResult) -> None:
+    """The --dry-run plan."""
+    click.echo(
+        f"tiles:   {r.tiles_total} at zoom {r.zoom} ({r.tilesize} px), "
+        f"{r.tiles_total - r.tiles_empty} with assets"
+    )
+    bands = f"{r.count} band(s) {r.dtype}" if r.count else "bands decided by the tiler"
+    click.echo(f"output:  {r.width} x {r.height} px, {bands}, EPSG:3857")
+    click.echo("bounds:  " + ", ".join(f"{v:.3f}" for v in r.bounds))
+    if r.count:
+        click.echo(f"size:    {human(r.estimated_bytes)} uncompressed (estimated)")
+    else:
+        click.echo(f"size:    {human(r.width * r.height)} per byte of band data (estimated)")
+
+
+def summary_line(r: AssembleResult) -> str:
+    """The one line a successful run prints."""
+    return (
+        f"wrote {r.path}: {r.width} x {r.height} px, {r.count} x {r.dtype}; tiles: "
+        f"{r.tiles_done} done, {r.tiles_empty} empty, {r.tiles_failed} failed; "
+        f"{r.seconds.get('total', 0):.1f} s; {human(r.size_bytes)}"
+    )

@@ -1,0 +1,371 @@
+"""Shared click options and parameter types (rasterio's `rio/options.py` is the model).
+
+Every command that takes an area, a grid, a source or an output uses these decorators, so
+`--bbox`, `--zoom`, `--items` … mean the same everywhere. Options are grouped (`area`,
+`grid`, `sources`, `tiler`, `pixels`, `visual`, `cog`, `output`, `execution`, `report`);
+each value arrives at the command already parsed into what `assemble()` takes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from mosaic_assembler.tilers._base import (
+    PIXEL_SELECTION_HELP,
+    RESAMPLING_METHODS,
+    check_pixel_selection,
+)
+from mosaic_assembler.writer import COG_PROFILES, OVERVIEW_RESAMPLINGS
+
+Decorator = Callable[[Any], Any]
+
+
+class BidxParamType(click.ParamType):
+    """Comma-separated 1-based band indexes, e.g. `1,2,3`."""
+
+    name = "bidx"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> tuple[int, ...]:  # noqa: D102
+        if isinstance(value, tuple):
+            return value
+        try:
+            out = tuple(int(v) for v in str(value).split(","))
+        except ValueError:
+            self.fail(f"{value!r} is not a comma-separated list of band indexes", param, ctx)
+        if not out or any(v < 1 for v in out):
+            self.fail(f"band indexes are 1-based, got {value!r}", param, ctx)
+        return out
+
+
+class MethodType(click.ParamType):
+    """A pixel-selection method name (a registry name or p1..p99)."""
+
+    name = "METHOD"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> str:  # noqa: D102
+        from mosaic_assembler.errors import MosaicAssemblerError
+
+        try:
+            return check_pixel_selection(str(value))
+        except MosaicAssemblerError as e:
+            self.fail(str(e), param, ctx)
+
+
+class KeyValueType(click.ParamType):
+    """NAME=VALUE (for --co, --config, --header, --tiler-param)."""
+
+    name = "NAME=VALUE"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> tuple[str, str]:  # noqa: D102
+        if isinstance(value, tuple):
+            return value
+        name, sep, val = str(value).partition("=")
+        if not sep or not name:
+            self.fail(f"{value!r} is not NAME=VALUE", param, ctx)
+        return name.strip(), val
+
+
+def group(*decorators: Decorator) -> Decorator:
+    """One decorator applying several options, in the order written (as in --help)."""
+
+    def apply(f: Any) -> Any:
+        for d in reversed(decorators):
+            f = d(f)
+        return f
+
+    return apply
+
+
+def _read_aoi(ctx: click.Context, param: click.Parameter, value: str | None) -> Any:
+    """`--aoi -` reads the GeoJSON from stdin."""
+    if value != "-":
+        return value
+    text = click.get_text_stream("stdin").read()
+    if not text.strip():
+        raise click.BadParameter("stdin is empty", ctx=ctx, param=param)
+    return text
+
+
+def _none_if_default(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    """None when the user did not give it (so another input, e.g. a template, may decide)."""
+    assert param.name is not None
+    source = ctx.get_parameter_source(param.name)
+    return None if source is click.core.ParameterSource.DEFAULT else value
+
+
+# ---------------------------------------------------------------------------------- area
+bbox_opt = click.option(
+    "--bbox",
+    nargs=4,
+    type=float,
+    metavar="W S E N",
+    callback=lambda ctx, param, value: tuple(value) if value else None,
+    help="AOI in lon/lat; W > E crosses the antimeridian.",
+)
+aoi_opt = click.option(
+    "--aoi",
+    metavar="FILE",
+    callback=_read_aoi,
+    help="GeoJSON (Multi)Polygon/Feature/FeatureCollection; '-' reads stdin.",
+)
+clip_opt = click.option("--clip", is_flag=True, help="Mask pixels outside the AOI polygon.")
+area = group(bbox_opt, aoi_opt)
+
+# ---------------------------------------------------------------------------------- grid
+zoom_opt = click.option(
+    "--zoom", "-z", type=int, required=True, help="WebMercatorQuad zoom (0-24)."
+)
+tilesize_opt = click.option(
+    "--tilesize",
+    type=click.Choice(["256", "512"]),
+    default="512",
+    show_default=True,
+    callback=lambda ctx, param, value: int(value),
+)
+grid = group(zoom_opt, tilesize_opt)
+
+# ------------------------------------------------------------------------------- sources
+sources = group(
+    click.option("--mosaicjson", type=click.Path(dir_okay=False), help="mosaicJSON file."),
+    click.option(
+        "--items",
+        type=click.Path(dir_okay=False),
+        help="STAC ItemCollection / FeatureCollection JSON file.",
+    ),
+    click.option("--stac", metavar="URL", help="Search a STAC API (the AOI is the geometry)."),
+    click.option("--collections", metavar="C[,C2]", help="STAC collections to search."),
+    click.option("--datetime", metavar="INTERVAL", help="e.g. 2019-04-01/2019-09-30."),
+    click.option(
+        "--query",
+        multiple=True,
+        metavar="COND",
+        help="Query-extension condition, e.g. 'eo:cloud_cover<5' (repeatable).",
+    ),
+    click.option("--filter", metavar="CQL2", help="CQL2 filter, text or JSON."),
+    click.option("--max-items", type=click.IntRange(min=1), help="Keep at most N items."),
+    click.option(
+        "--seasons",
+        metavar="S[,S2]",
+        help="Keep items whose month is in these meteorological seasons of their "
+        "hemisphere (spring,summer,autumn,winter).",
+    ),
+    click.option(
+        "--sort-by",
+        metavar="FIELD",
+        help="Item order for the selection, '-' for descending (e.g. eo:cloud_cover).",
+    ),
+    click.option(
+        "--save-mosaicjson",
+        type=click.Path(dir_okay=False),
+        help="Also write the search as a mosaicJSON (+ items) to rerun without the API.",
+    ),
+    click.option(
+        "--mosaicjson-asset",
+        metavar="KEY",
+        help="Asset whose href --save-mosaicjson lists (default: item files).",
+    ),
+    click.option("--assets", help="Asset keys to read from each STAC item, e.g. red,green,blue."),
+)
+
+# --------------------------------------------------------------------------------- tiler
+tiler = group(
+    click.option(
+        "--tiler",
+        metavar="URL_TEMPLATE",
+        help="Fetch tiles from a dynamic tiler: URL with {z}, {x}, {y} (e.g. TiTiler's "
+        ".../mosaicjson/tiles/WebMercatorQuad/{z}/{x}/{y}.tif?url=m.json), or "
+        "titiler-pgstac:URL to register the --stac search there.",
+    ),
+    click.option(
+        "--tiler-param",
+        "tiler_params",
+        multiple=True,
+        type=KeyValueType(),
+        help="Extra query parameter KEY=VALUE for --tiler (repeatable).",
+    ),
+    click.option(
+        "--header",
+        "headers",
+        multiple=True,
+        type=KeyValueType(),
+        help="HTTP header KEY=VALUE for --tiler (repeatable); ${NAME} expands from the "
+        "environment. Never printed.",
+    ),
+    click.option(
+        "--retries",
+        type=click.IntRange(min=0),
+        default=5,
+        show_default=True,
+        help="Retries per tile for 429/5xx/timeouts.",
+    ),
+    click.option(
+        "--timeout",
+        type=click.FloatRange(min=0, min_open=True),
+        default=120.0,
+        show_default=True,
+        help="Read timeout per tile request, seconds.",
+    ),
+)
+
+
+# -------------------------------------------------------------------------------- pixels
+def pixel_selection_opt(default: str = "first", template_may_decide: bool = True) -> Decorator:
+    """--pixel-selection; None reaches the command when a --tiler template may decide."""
+    return click.option(
+        "--pixel-selection",
+        type=MethodType(),
+        default=default,
+        show_default=True,
+        callback=_none_if_default if template_may_decide else None,
+        help=f"Pixel-selection method: {PIXEL_SELECTION_HELP}.",
+    )
+
+
+pixels = group(
+    pixel_selection_opt(),
+    click.option(
+        "--mask-band",
+        metavar="ASSET_OR_BIDX",
+        help="Quality band: a STAC asset key (e.g. qa_pixel, scl) or a band index of each "
+        "COG; flagged observations are excluded before selection.",
+    ),
+    click.option(
+        "--mask-bits",
+        metavar="KIND[:NAME,...]",
+        help="What --mask-band flags: 'landsat' (Collection 2 QA_PIXEL: fill, "
+        "dilated_cloud, cirrus, cloud, cloud_shadow, snow) or 'scl' (Sentinel-2 L2A "
+        "classes: no_data, saturated, cloud_shadow, cloud_medium, cloud_high, cirrus, "
+        "snow), optionally with your own list, e.g. landsat:cloud,cloud_shadow.",
+    ),
+    click.option(
+        "--mask-expression",
+        metavar="EXPR",
+        help="Raw exclusion test on the quality band `qa`, e.g. '(qa & 0b11000) > 0'.",
+    ),
+    click.option("--bidx", type=BidxParamType(), help="Band indexes, e.g. 1,2,3."),
+    click.option("--expression", help="rio-tiler band math, e.g. 'b1,b2,(b4-b3)/(b4+b3)'."),
+    click.option(
+        "--resampling",
+        type=click.Choice(list(RESAMPLING_METHODS)),
+        default="nearest",
+        show_default=True,
+    ),
+)
+
+# -------------------------------------------------------------------------------- visual
+visual = group(
+    click.option(
+        "--rescale",
+        multiple=True,
+        metavar="MIN,MAX",
+        help="Visual output: map MIN..MAX to 0..255 uint8 (once for all bands, or once "
+        "per band). Never for analysis.",
+    ),
+    click.option(
+        "--color-ops",
+        metavar="OPS",
+        help="Visual output: rio-color operations on RGB after --rescale, e.g. "
+        "'gamma RGB 3.5, saturation 1.7, sigmoidal RGB 15 0.35'.",
+    ),
+)
+
+# ----------------------------------------------------------------------------------- cog
+cog = group(
+    click.option(
+        "--cog-profile",
+        type=click.Choice(list(COG_PROFILES)),
+        default="deflate",
+        show_default=True,
+        help="deflate/zstd/lzw for analytic data; webp/jpeg for uint8 visual output.",
+    ),
+    click.option(
+        "--co",
+        "creation_options",
+        multiple=True,
+        type=KeyValueType(),
+        callback=lambda ctx, param, value: dict(value),
+        help="COG creation option NAME=VALUE (repeatable).",
+    ),
+    click.option(
+        "--config",
+        "gdal_config",
+        multiple=True,
+        type=KeyValueType(),
+        callback=lambda ctx, param, value: dict(value),
+        help="GDAL config option NAME=VALUE (repeatable).",
+    ),
+    click.option(
+        "--overview-resampling",
+        type=click.Choice(list(OVERVIEW_RESAMPLINGS)),
+        default="nearest",
+        show_default=True,
+    ),
+)
+
+# -------------------------------------------------------------------------------- output
+overwrite_opt = click.option("--overwrite", is_flag=True, help="Replace an existing output.")
+output = group(
+    overwrite_opt,
+    click.option("--allow-empty", is_flag=True, help="Succeed when the AOI intersects no asset."),
+    click.option("--allow-partial", is_flag=True, help="Write the COG with failed tiles masked."),
+    click.option(
+        "--max-pixels",
+        type=float,
+        default=1e10,
+        show_default=True,
+        help="Refuse outputs larger than this (width x height).",
+    ),
+    click.option(
+        "--split-zoom",
+        type=click.IntRange(0, 24),
+        help="Write OUTPUT as a directory of one COG per zoom-Z quadkey, with "
+        "mosaic.json and items.json.",
+    ),
+)
+
+# ----------------------------------------------------------------------------- execution
+dask = group(
+    click.option(
+        "--dask-scheduler",
+        metavar="tcp://HOST:PORT",
+        help="Run chunks on an existing Dask cluster (shared run directory needed).",
+    ),
+    click.option(
+        "--dask-local",
+        type=click.IntRange(min=1),
+        metavar="N",
+        help="Run chunks on a local Dask cluster of N worker processes.",
+    ),
+)
+execution = group(
+    click.option(
+        "--concurrency",
+        type=click.IntRange(min=1),
+        help="Tiles read in parallel [default in-process: CPUs for local files, "
+        "4 x CPUs for remote ones; 16 with --tiler].",
+    ),
+    click.option(
+        "--chunk-tiles",
+        type=click.IntRange(min=1),
+        help="Chunk side in tiles (unit of work and resume) [default: 4096 px / tilesize].",
+    ),
+    click.option(
+        "--run-dir",
+        type=click.Path(file_okay=False),
+        help="Run directory for chunks and the manifest [default: OUTPUT.run].",
+    ),
+    click.option("--keep-run-dir", is_flag=True, help="Keep the run directory after success."),
+    click.option("--restart", is_flag=True, help="Discard an existing run directory."),
+    dask,
+)
+
+# -------------------------------------------------------------------------------- report
+json_opt = click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout.")
+verbosity = group(
+    click.option("-v", "--verbose", count=True),
+    click.option("-q", "--quiet", count=True),
+)
+report = group(json_opt, verbosity)
