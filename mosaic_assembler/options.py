@@ -80,9 +80,9 @@ class StacSearch:
 
     def __post_init__(self) -> None:
         if not self.collections:
-            raise ConfigError("--stac needs --collections")
+            raise ConfigError("`stac` needs `collections`")
         if self.max_items is not None and self.max_items < 1:
-            raise ConfigError(f"--max-items must be >= 1, got {self.max_items}")
+            raise ConfigError(f"`max_items` must be >= 1, got {self.max_items}")
 
 
 @dataclass(frozen=True)
@@ -196,14 +196,14 @@ class AssembleOptions:
             raise ConfigError(f"max-pixels must be positive, got {self.max_pixels}")
         has_area = self.bbox is not None or self.aoi is not None
         if self.stac is not None and not has_area:
-            raise ConfigError("--stac needs --bbox or --aoi (the search geometry)")
+            raise ConfigError("`stac` needs `bbox` or `aoi` (the search geometry)")
         if isinstance(self.source, Tiler) and self.source.index is None and not has_area:
-            raise ConfigError("--tiler without a local source needs --bbox or --aoi")
+            raise ConfigError("`tiler` without a local source needs `bbox` or `aoi`")
         if self.split_zoom is not None:
             check_zoom(self.split_zoom)
             if self.split_zoom > self.zoom:
                 raise ConfigError(
-                    f"--split-zoom {self.split_zoom} must not be above --zoom {self.zoom}"
+                    f"`split_zoom` {self.split_zoom} must not be above `zoom` {self.zoom}"
                 )
         self._check_method()
 
@@ -213,14 +213,14 @@ class AssembleOptions:
         if isinstance(self.source, Tiler | PgstacTiler):
             if method not in TITILER_METHODS:
                 raise ConfigError(
-                    f"--pixel-selection {method} is computed in-process only; a "
+                    f"`pixel_selection` {method} is computed in-process only; a "
                     f"dynamic tiler knows {', '.join(TITILER_METHODS)}"
                 )
             if self.read.qa_mask is not None:
-                raise ConfigError("--mask-band works with the in-process tiler, not with --tiler")
+                raise ConfigError("`mask_band` works with the in-process tiler, not with `tiler`")
         if method == "latest-clear" and self.items is None and self.stac is None:
             raise ConfigError(
-                "latest-clear needs STAC items (--items): it orders observations by item datetime"
+                "latest-clear needs STAC items (`items`): it orders observations by item datetime"
             )
 
     @property
@@ -387,7 +387,7 @@ def _rescale(value: Any) -> tuple[tuple[float, float], ...]:
             try:
                 lo, hi = (float(v) for v in r.split(","))
             except ValueError as e:
-                raise ConfigError(f"--rescale takes MIN,MAX, got {r!r}") from e
+                raise ConfigError(f"`rescale` takes MIN,MAX, got {r!r}") from e
             pairs.append((lo, hi))
         else:
             pairs.append((float(r[0]), float(r[1])))
@@ -452,10 +452,10 @@ def _qa_mask(band: Any = None, bits: str | None = None, expr: str | None = None)
     """QAMask from --mask-band / --mask-bits / --mask-expression."""
     if band is None:
         if bits or expr:
-            raise ConfigError("--mask-bits/--mask-expression need --mask-band")
+            raise ConfigError("`mask_bits`/`mask_expression` need `mask_band`")
         return None
     if bits and expr:
-        raise ConfigError("give --mask-bits or --mask-expression, not both")
+        raise ConfigError("give `mask_bits` or `mask_expression`, not both")
     if expr:
         return QAMask(str(band), "expression", expression=expr)
     kind, _, names = (bits or "landsat").partition(":")
@@ -479,8 +479,8 @@ def _read_options(groups: dict[str, dict[str, Any]]) -> ReadOptions:
         given = read.get("pixel_selection")
         if given is not None and given != templated:
             raise ConfigError(
-                f"the --tiler template (or --tiler-param) sets pixel_selection={templated} and "
-                f"--pixel-selection is {given}: give it in one place"
+                f"the `tiler` template (or `tiler_params`) sets pixel_selection={templated} and "
+                f"`pixel_selection` is {given}: give it in one place"
             )
         read["pixel_selection"] = templated
     qa = _qa_mask(**{k.removeprefix("mask_"): v for k, v in groups.get("qa", {}).items()})
@@ -492,20 +492,20 @@ def _source(groups: dict[str, dict[str, Any]], concurrency: int | None) -> Sourc
     files = groups.get("source", {})
     stac_kw = groups.get("stac", {})
     if stac_kw and "url" not in stac_kw:
-        flags = ", ".join("--" + k.replace("_", "-") for k in stac_kw)
-        raise ConfigError(f"{flags} need(s) --stac URL")
-    local: list[Index] = [StacSearch(**stac_kw)] if stac_kw else []
+        names = ", ".join(f"`{k}`" for k in stac_kw)
+        raise ConfigError(f"{names} need(s) `stac` URL")
+    local: list[Index] = [StacSearch(**{"collections": (), **stac_kw})] if stac_kw else []
     if "mosaicjson" in files:
         local.append(MosaicJSONFile(files["mosaicjson"]))
     if "items" in files:
         local.append(ItemsFile(files["items"]))
     if len(local) > 1:
-        raise ConfigError("give one source: --mosaicjson, --items or --stac")
+        raise ConfigError("give one source: `mosaicjson`, `items` or `stac`")
     http = groups.get("http", {})
     template = str(http.get("template") or "")
     if template.startswith("titiler-pgstac:"):
         if not isinstance(local[0] if local else None, StacSearch):
-            raise ConfigError("--tiler titiler-pgstac:URL needs --stac (the search to register)")
+            raise ConfigError("`tiler` titiler-pgstac:URL needs `stac` (the search to register)")
         rest = tuple((k, v) for k, v in http.items() if k != "template")
         return PgstacTiler(template.split(":", 1)[1], local[0], rest)  # type: ignore[arg-type]
     if template:
@@ -514,7 +514,7 @@ def _source(groups: dict[str, dict[str, Any]], concurrency: int | None) -> Sourc
         return Tiler(HttpOptions(**http), local[0] if local else None)
     if not local:
         raise ConfigError(
-            "give a source: --mosaicjson FILE, --items FILE, --stac URL or --tiler URL"
+            "give a source: `mosaicjson` FILE, `items` FILE, `stac` URL or `tiler` URL"
         )
     return local[0]
 

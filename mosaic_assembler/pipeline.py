@@ -255,7 +255,7 @@ def _nothing_to_do(r: Resolved, p: Planned, dry_run: bool) -> AssembleResult:
             f"the AOI (bounds {', '.join(f'{v:.5g}' for v in r.aoi.bbox)}) intersects no "
             f"asset of the source (source bounds "
             f"{', '.join(f'{v:.5g}' for v in r.source.bounds)}); nothing to do "
-            "(use --allow-empty to exit successfully anyway)"
+            "(use `allow_empty` to exit successfully anyway)"
         )
     logger.warning("the AOI intersects no asset; nothing written")
     return _result(p, _Counts(empty=len(p.plan.tiles)), dry_run=dry_run)
@@ -546,7 +546,7 @@ def _all_empty(
         raise EmptyPlanError(
             f"all {len(p.plan.tiles)} tiles were empty (no data from the "
             f"{'tiler' if prep.http else 'assets'}); nothing written "
-            "(use --allow-empty to exit successfully anyway)"
+            "(use `allow_empty` to exit successfully anyway)"
         )
     logger.warning("all tiles were empty; nothing written")
     return _result(p, counts, prep.bands, resumed=ex.resumed)

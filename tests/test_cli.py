@@ -278,7 +278,7 @@ def test_tiler_template_pixel_selection(tmp_path):
     assert build_options(**kw).read.pixel_selection == "median"
     assert build_options(**kw, pixel_selection="median").read.pixel_selection == "median"
     with pytest.raises(
-        ConfigError, match="pixel_selection=median and --pixel-selection is highest"
+        ConfigError, match="pixel_selection=median and `pixel_selection` is highest"
     ):
         build_options(**kw, pixel_selection="highest")
     r = run_cli(
@@ -314,3 +314,21 @@ def test_tiler_template_pixel_selection(tmp_path):
         ]
     )
     assert r.returncode == 2 and "unknown pixel selection 'mode'" in r.stderr, r.stderr
+
+
+def test_core_messages_name_parameters_the_cli_names_flags(tmp_path):
+    """The core names assemble()'s parameters; the CLI shows its own flags for them."""
+    from mosaic_assembler.errors import ConfigError
+    from mosaic_assembler.options import build_options
+
+    tpl = "http://127.0.0.1:9/mosaic/tiles/{z}/{x}/{y}?url=m.json"
+    kw = dict(bbox=(5, 45, 6, 46), zoom=9, tiler=tpl, pixel_selection="geomedian")
+    with pytest.raises(ConfigError, match="`pixel_selection` geomedian is computed in-process"):
+        build_options(**kw)
+    r = run_cli(["--bbox", "5", "45", "6", "46", "-z", "9", "--tiler", tpl,
+                 "--pixel-selection", "geomedian", str(tmp_path / "o.tif")])  # fmt: skip
+    assert r.returncode == 2
+    assert r.stderr.startswith("Error: --pixel-selection geomedian is computed in-process")
+    r = run_cli(["--bbox", "5", "45", "6", "46", "-z", "9", "--stac", "http://127.0.0.1:9",
+                 "--tiler-param", "a=b", str(tmp_path / "o.tif")])  # fmt: skip
+    assert "Error: --stac needs --collections" in r.stderr, r.stderr

@@ -94,4 +94,3 @@ def main(argv: list[str] | None = None) -> None:
         )
         sys.exit(EXIT_FAILED)
     sys.exit(0)
-

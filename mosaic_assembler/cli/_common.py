@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,25 @@ class RunError(click.ClickException):
     def __init__(self, message: str, exit_code: int = EXIT_USAGE):
         super().__init__(message)
         self.exit_code = exit_code
+
+
+_PARAMETER = re.compile(r"`([a-z][a-z0-9_]*)`")
+
+
+def flag_message(message: str, ctx: click.Context | None = None) -> str:
+    """A core message for the command line: `parameter` names become the command's flags.
+
+    The core names the parameters of `assemble()` (`pixel_selection`, `headers` …); a user of
+    the CLI reads `--pixel-selection`, `--header`. Names that are not options of the command
+    (e.g. `qa` in a mask expression) are left as they are.
+    """
+    ctx = ctx or click.get_current_context(silent=True)
+    flags: dict[str, str] = {}
+    for param in ctx.command.params if ctx else ():
+        longs = [o for o in param.opts if o.startswith("--")]
+        if param.name and longs:
+            flags[param.name] = longs[0]
+    return _PARAMETER.sub(lambda m: flags.get(m.group(1), m.group(0)), message)
 
 
 def setup_logging(verbose: int, quiet: int) -> None:

@@ -10,6 +10,7 @@ from mosaic_assembler.cli import options as o
 from mosaic_assembler.cli._common import (
     EXIT_FAILED,
     RunError,
+    flag_message,
     print_plan,
     progress_bar,
     setup_logging,
@@ -26,9 +27,9 @@ def execute(output: str, dry_run: bool, as_json: bool, quiet: int, **options: An
     try:
         result = assemble(output, progress=bar, dry_run=dry_run, **options)
     except TilesFailedError as e:
-        raise RunError(str(e), EXIT_FAILED) from e
+        raise RunError(flag_message(str(e)), EXIT_FAILED) from e
     except MosaicAssemblerError as e:
-        raise RunError(str(e)) from e
+        raise RunError(flag_message(str(e))) from e
     finally:
         if bar is not None:
             bar.close()
