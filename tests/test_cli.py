@@ -332,3 +332,44 @@ def test_core_messages_name_parameters_the_cli_names_flags(tmp_path):
     r = run_cli(["--bbox", "5", "45", "6", "46", "-z", "9", "--stac", "http://127.0.0.1:9",
                  "--tiler-param", "a=b", str(tmp_path / "o.tif")])  # fmt: skip
     assert "Error: --stac needs --collections" in r.stderr, r.stderr
+
+
+def _main(argv, capsys):
+    from mosaic_assembler.cli import main
+
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    return e.value.code, capsys.readouterr().err
+
+
+def test_library_info_logs_stay_quiet_and_vv_shows_tracebacks(monkeypatch, capsys, tmp_path):
+    """cogeo-mosaic sets the root logger to INFO when imported: the CLI still owns its logging.
+
+    A library's INFO line never reaches stderr without -v; -q prints nothing but the error;
+    -vv shows the traceback of an unexpected error.
+    """
+    import logging
+
+    import mosaic_assembler.api as api
+
+    def chatty_run(*args, **kwargs):
+        import cogeo_mosaic.utils  # noqa: F401 - sets the root logger to INFO
+
+        logging.getLogger("rasterio._err").info("GDAL signalled an error: chatter")
+        logging.getLogger("mosaic_assembler.pipeline").info("our own info")
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(api, "run", chatty_run)
+    args = ["--bbox", "5", "45", "6", "46", "-z", "9", "--mosaicjson", "m.json",
+            str(tmp_path / "o.tif")]  # fmt: skip
+    code, err = _main(args, capsys)
+    assert code == 1
+    assert err.splitlines() == [
+        "Error: unexpected RuntimeError: boom (run with -vv for a traceback)"
+    ]
+    code, err = _main([*args, "-q"], capsys)
+    assert "chatter" not in err and "our own info" not in err
+    code, err = _main([*args, "-v"], capsys)
+    assert "INFO: our own info" in err and "Traceback" not in err
+    code, err = _main([*args, "-vv"], capsys)
+    assert code == 1 and "Traceback (most recent call last)" in err and "boom" in err

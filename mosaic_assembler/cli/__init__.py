@@ -6,13 +6,14 @@ in `cli.options`. Nothing below the CLI imports click or prints.
 
 from __future__ import annotations
 
-import logging
 import os
 import sys
+import traceback
 
 import click
 
 from mosaic_assembler import __version__
+from mosaic_assembler.cli import _common
 from mosaic_assembler.cli._common import EXIT_FAILED, RunError
 from mosaic_assembler.cli.assemble import assemble_command
 from mosaic_assembler.cli.status import demo_command, status_command
@@ -87,8 +88,8 @@ def main(argv: list[str] | None = None) -> None:
         click.echo("Interrupted; no output written.", err=True)
         sys.exit(130)
     except Exception as e:  # a bug or an unexpected environment: still one line
-        if logging.getLogger().isEnabledFor(logging.DEBUG):
-            raise
+        if _common.verbosity >= 2:
+            traceback.print_exc()
         click.echo(
             f"Error: unexpected {type(e).__name__}: {e} (run with -vv for a traceback)", err=True
         )

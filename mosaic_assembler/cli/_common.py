@@ -43,15 +43,42 @@ def flag_message(message: str, ctx: click.Context | None = None) -> str:
     return _PARAMETER.sub(lambda m: flags.get(m.group(1), m.group(0)), message)
 
 
+#: The -v count of the running command (main() shows tracebacks from 2 on).
+verbosity = 0
+
+
+class _LevelFilter(logging.Filter):
+    """Our records from `ours` up, other libraries' from `others` up.
+
+    The gate is on the handler, not on the root logger's level, because libraries change
+    that level when imported (cogeo-mosaic sets the root logger to INFO).
+    """
+
+    def __init__(self, ours: int, others: int):
+        super().__init__()
+        self.ours, self.others = ours, others
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        mine = record.name == "mosaic_assembler" or record.name.startswith("mosaic_assembler.")
+        return record.levelno >= (self.ours if mine else self.others)
+
+
 def setup_logging(verbose: int, quiet: int) -> None:
-    """Log to stderr at WARNING, one step per -v (more) or -q (less)."""
-    level = logging.WARNING - 10 * verbose + 10 * quiet
-    logging.basicConfig(
-        level=max(logging.DEBUG, level),
-        format="%(levelname)s: %(message)s",
-        stream=sys.stderr,
-        force=True,
-    )
+    """Log to stderr: ours at WARNING, one step per -v (more) or -q (less).
+
+    Other libraries log at WARNING (or quieter with -q) unless -v; urllib3 only from -vv.
+    """
+    global verbosity
+    verbosity = verbose
+    ours = max(logging.DEBUG, logging.WARNING - 10 * verbose + 10 * quiet)
+    others = ours if verbose else max(ours, logging.WARNING)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
+    handler.addFilter(_LevelFilter(ours, others))
+    root = logging.getLogger()
+    root.handlers = [handler]
+    root.setLevel(min(ours, others))
+    logging.getLogger("mosaic_assembler").setLevel(ours)
     if verbose < 2:  # retries are reported by our own messages; urllib3's are noise
         logging.getLogger("urllib3").setLevel(logging.ERROR)
 
