@@ -92,7 +92,9 @@ def tqdm_progress(tqdm: Any = None, **tqdm_kwargs: Any) -> Callable[[Progress], 
         **tqdm_kwargs: passed to it (file, leave, disable …).
     """
     if tqdm is None:
-        from tqdm.auto import tqdm
+        from tqdm.auto import tqdm as tqdm_auto
+
+        tqdm = tqdm_auto
 
     bar: Any = None
 

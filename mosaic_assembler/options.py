@@ -448,16 +448,18 @@ def _group(options: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return groups
 
 
-def _qa_mask(band: Any = None, bits: str | None = None, expr: str | None = None) -> QAMask | None:
+def _qa_mask(
+    band: Any = None, bits: str | None = None, expression: str | None = None
+) -> QAMask | None:
     """QAMask from --mask-band / --mask-bits / --mask-expression."""
     if band is None:
-        if bits or expr:
+        if bits or expression:
             raise ConfigError("`mask_bits`/`mask_expression` need `mask_band`")
         return None
-    if bits and expr:
+    if bits and expression:
         raise ConfigError("give `mask_bits` or `mask_expression`, not both")
-    if expr:
-        return QAMask(str(band), "expression", expression=expr)
+    if expression:
+        return QAMask(str(band), "expression", expression=expression)
     kind, _, names = (bits or "landsat").partition(":")
     return QAMask(str(band), kind.strip().lower(), _names(names))
 

@@ -204,7 +204,7 @@ def test_p50_equals_median_on_integers_and_other_methods_run(demo, tmp_path):
         (dict(pixel_selection="latest-clear", mosaicjson="x"), "latest-clear needs STAC items"),
         (dict(mask_band="qa_pixel", mask_bits="landsat:clouds"), "invalid QA mask"),
         (dict(mask_band="qa_pixel", mask_bits="modis"), "unknown mask kind"),
-        (dict(mask_bits="landsat"), "need --mask-band"),
+        (dict(mask_bits="landsat"), "need `mask_band`"),
         (dict(mask_band="qa_pixel", mask_expression="__import__('os')"), "invalid QA mask"),
     ],
 )

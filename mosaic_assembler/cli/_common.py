@@ -21,7 +21,7 @@ class RunError(click.ClickException):
 
     def __init__(self, message: str, exit_code: int = EXIT_USAGE):
         super().__init__(message)
-        self.exit_code = exit_code
+        self.exit_code = exit_code  # type: ignore[misc]  # click declares it on the class
 
 
 _PARAMETER = re.compile(r"`([a-z][a-z0-9_]*)`")

@@ -8,6 +8,8 @@ each value arrives at the command already parsed into what `assemble()` takes.
 
 from __future__ import annotations
 
+import json
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -79,14 +81,26 @@ def group(*decorators: Decorator) -> Decorator:
     return apply
 
 
+#: `--aoi -` reads at most this much from stdin (a country outline is a few MB).
+MAX_STDIN_AOI = 64 * 2**20
+
+
 def _read_aoi(ctx: click.Context, param: click.Parameter, value: str | None) -> Any:
-    """`--aoi -` reads the GeoJSON from stdin."""
+    """`--aoi -` reads the GeoJSON from stdin, whatever it holds (parsed here, never a path)."""
     if value != "-":
         return value
-    text = click.get_text_stream("stdin").read()
-    if not text.strip():
+    stream = getattr(sys.stdin, "buffer", sys.stdin)
+    data = stream.read(MAX_STDIN_AOI + 1)
+    data = data.encode() if isinstance(data, str) else data
+    if len(data) > MAX_STDIN_AOI:
+        raise click.BadParameter(f"stdin holds more than {MAX_STDIN_AOI // 2**20} MB", ctx, param)
+    if not data.strip():
         raise click.BadParameter("stdin is empty", ctx=ctx, param=param)
-    return text
+    try:
+        return json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as e:
+        reason = "it is not UTF-8 text" if isinstance(e, UnicodeDecodeError) else str(e)
+        raise click.BadParameter(f"stdin is not GeoJSON ({reason})", ctx, param) from e
 
 
 def _none_if_default(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
