@@ -345,3 +345,14 @@ def test_other_seed_other_pixels_and_small_sample(tmp_path: Path) -> None:
 def test_bad_arguments(tmp_path: Path, kwargs: dict) -> None:
     with pytest.raises(ValueError):
         make_demo_sample(tmp_path, **kwargs)
+
+
+def test_public_names_are_importable_from_demo_data() -> None:
+    # the generator lives in private modules (_demo_layout, _demo_landscape, _demo_stac);
+    # demo_data stays the one place callers import from
+    import mosaic_assembler.demo_data as demo_data
+
+    missing = [name for name in demo_data.__all__ if not hasattr(demo_data, name)]
+    assert missing == []
+    assert demo_data.BAND_NAMES == DATA_ASSETS
+    assert demo_data.suggested_zoom(240.0, 45.46) == 8
