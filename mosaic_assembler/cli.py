@@ -15,7 +15,7 @@ from mosaic_assembler.api import tqdm_progress
 from mosaic_assembler.errors import MosaicAssemblerError, TilesFailedError
 from mosaic_assembler.options import AssembleResult, build_options
 from mosaic_assembler.pipeline import run
-from mosaic_assembler.tilers._base import (
+from mosaic_assembler.selection import (
     PIXEL_SELECTION_HELP,
     RESAMPLING_METHODS,
     check_pixel_selection,

@@ -27,6 +27,7 @@ from mosaic_assembler.errors import (
 from mosaic_assembler.executors import run_chunks
 from mosaic_assembler.grid import AOI, Clipper, Plan, plan_chunks, plan_tiles
 from mosaic_assembler.options import AssembleOptions, AssembleResult, Progress
+from mosaic_assembler.selection import method_traits, output_dtype, server_methods
 from mosaic_assembler.sources import open_source
 from mosaic_assembler.state import RunState, asset_token, config_hash
 from mosaic_assembler.tilers.http import HttpTiler
@@ -41,20 +42,6 @@ from mosaic_assembler.writer import (
 )
 
 logger = logging.getLogger(__name__)
-
-#: rio-tiler's (and so TiTiler's) methods.
-TITILER_METHODS = (
-    "first",
-    "highest",
-    "lowest",
-    "mean",
-    "median",
-    "stdev",
-    "count",
-    "lastbandhigh",
-    "lastbandlow",
-)
-
 
 def load_aoi(aoi: Mapping[str, Any] | str | Path) -> AOI:
     """An AOI from a GeoJSON mapping, a GeoJSON string or a file path."""
@@ -132,18 +119,10 @@ def expression_dtype(read: Any, source_dtype: str) -> str:
     the last band) keep the source dtype, losslessly; anything computed is stored as float32.
     """
     blocks = [b.strip() for b in read.expression.split(";") if b.strip()]
-    if read.pixel_selection.startswith("lastband"):
+    if method_traits(read.pixel_selection).drops_last_band:
         blocks = blocks[:-1]
-    if read.pixel_selection in ("count",):
-        return "uint8"
-    if (
-        blocks
-        and all(re.fullmatch(r"b\d+", b) for b in blocks)
-        and read.pixel_selection not in ("mean", "stdev", "geomedian")
-        and not re.fullmatch(r"p\d+", read.pixel_selection)
-    ):
-        return source_dtype
-    return "float32"
+    passthrough = bool(blocks) and all(re.fullmatch(r"b\d+", b) for b in blocks)
+    return output_dtype(read.pixel_selection, source_dtype, passthrough)
 
 
 PINNED_ITEMS = "search.items.json"  # in the run directory: the items the first run found
@@ -289,16 +268,16 @@ def _check_methods(opts: AssembleOptions) -> AssembleOptions:
     """Refuse combinations that cannot work, before anything is read."""
     method = opts.read.pixel_selection
     if opts.http is not None or opts.pgstac is not None:
-        if method not in TITILER_METHODS:
+        if method not in server_methods():
             raise ConfigError(
                 f"--pixel-selection {method} is computed in-process only; a "
-                f"dynamic tiler knows {', '.join(TITILER_METHODS)}"
+                f"dynamic tiler knows {', '.join(server_methods())}"
             )
         if opts.read.qa_mask is not None:
             raise ConfigError("--mask-band works with the in-process tiler, not with --tiler")
-    if method == "latest-clear" and opts.items is None and opts.stac is None:
+    if method_traits(method).needs_datetimes and opts.items is None and opts.stac is None:
         raise ConfigError(
-            "latest-clear needs STAC items (--items): it orders observations by item datetime"
+            f"{method} needs STAC items (--items): it orders observations by item datetime"
         )
     return opts
 
