@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy
-from rio_tiler.errors import EmptyMosaicError, RioTilerError, TileOutsideBounds
+from rio_tiler.errors import EmptyMosaicError, TileOutsideBounds
 from rio_tiler.io import Reader, STACReader
 from rio_tiler.models import ImageData
 from rio_tiler.mosaic import mosaic_reader
@@ -137,9 +137,7 @@ class LocalTiler:
                     qa_mask=opts.qa_mask,
                     **_reader_kwargs(opts),
                 )
-        except EmptyMosaicError:
-            return None
-        except TileOutsideBounds:
+        except (EmptyMosaicError, TileOutsideBounds):
             return None
         except SourceError:
             raise
@@ -147,9 +145,7 @@ class LocalTiler:
             raise TileReadError(
                 f"tile {z}/{x}/{y}: assets have different band counts ({e})", tile
             ) from e
-        except (RioTilerError, OSError, ValueError, KeyError) as e:
-            raise TileReadError(f"tile {z}/{x}/{y}: {type(e).__name__}: {e}", tile) from e
-        except Exception as e:  # rasterio/GDAL raise a few more kinds on corrupt files
+        except Exception as e:  # rio-tiler, OSError, ValueError, KeyError; rasterio/GDAL more
             raise TileReadError(f"tile {z}/{x}/{y}: {type(e).__name__}: {e}", tile) from e
         arr = img.array
         if arr.ndim == 2:  # `count` returns one band as a 2-D array
