@@ -6,13 +6,94 @@ validated without the readers.
 
 from __future__ import annotations
 
+import ast
+import functools
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy
 
-from mosaic_assembler import _selection_kernels as _k
 from mosaic_assembler.errors import ConfigError
+
+
+def _lookup(names: Iterable[str], table: Mapping[str, int], what: str) -> list[int]:
+    """Codes of ``names`` in ``table``; ValueError listing the valid names otherwise."""
+    names = [names] if isinstance(names, str) else list(names)
+    unknown = [n for n in names if n not in table]
+    if unknown:
+        raise ValueError(f"unknown {what} name(s) {unknown}; valid: {', '.join(table)}")
+    return [table[n] for n in names]
+
+
+def _int_array(values: Any, what: str) -> numpy.ndarray:
+    """``values`` as a plain integer ndarray (TypeError otherwise)."""
+    arr = numpy.asarray(numpy.ma.getdata(values))
+    if arr.dtype.kind not in "iu":
+        raise TypeError(f"{what} must be an integer array, got {arr.dtype}")
+    return arr
+
+
+_BINOPS = {
+    ast.BitAnd: numpy.bitwise_and,
+    ast.BitOr: numpy.bitwise_or,
+    ast.LShift: numpy.left_shift,
+    ast.RShift: numpy.right_shift,
+}
+_UNARY = {ast.Invert: numpy.invert, ast.Not: numpy.logical_not}
+_CMPS = {
+    ast.Lt: numpy.less,
+    ast.LtE: numpy.less_equal,
+    ast.Gt: numpy.greater,
+    ast.GtE: numpy.greater_equal,
+    ast.Eq: numpy.equal,
+    ast.NotEq: numpy.not_equal,
+}
+
+
+def _eval_restricted(expression: str, env: Mapping[str, numpy.ndarray]) -> Any:
+    """Evaluate a whitelisted Python expression over ``env`` with numpy (no ``eval``).
+
+    Raises:
+        ValueError: syntax error, unknown name or any construct outside the whitelist.
+
+    """
+    try:
+        tree = ast.parse(expression, mode="eval")
+    except SyntaxError as exc:
+        raise ValueError(f"invalid expression {expression!r}: {exc.msg}") from None
+
+    def ev(node: ast.AST) -> Any:
+        if isinstance(node, ast.Name):
+            if node.id not in env:
+                raise ValueError(f"unknown name {node.id!r}; available: {', '.join(env)}")
+            return env[node.id]
+        if isinstance(node, ast.Constant) and type(node.value) in (int, float, bool):
+            return node.value
+        if isinstance(node, ast.UnaryOp):
+            if isinstance(node.op, ast.USub) and isinstance(node.operand, ast.Constant):
+                return -ev(node.operand)
+            if type(node.op) in _UNARY:
+                return _UNARY[type(node.op)](ev(node.operand))
+        if isinstance(node, ast.BinOp) and type(node.op) in _BINOPS:
+            return _BINOPS[type(node.op)](ev(node.left), ev(node.right))
+        if isinstance(node, ast.BoolOp):
+            func = numpy.logical_and if isinstance(node.op, ast.And) else numpy.logical_or
+            return functools.reduce(func, [ev(v) for v in node.values])
+        if isinstance(node, ast.Compare) and all(type(o) in _CMPS for o in node.ops):
+            left, out = ev(node.left), True
+            for op, comp in zip(node.ops, node.comparators, strict=True):
+                right = ev(comp)
+                out = numpy.logical_and(out, _CMPS[type(op)](left, right))
+                left = right
+            return out
+        raise ValueError(f"unsupported syntax in {expression!r}: {type(node).__name__}")
+
+    try:
+        return ev(tree.body)
+    except TypeError as exc:
+        raise ValueError(f"cannot evaluate {expression!r}: {exc}") from None
+
 
 #: Landsat Collection 2 ``QA_PIXEL`` flag bits usable for exclusion (clear, bit 6, is not).
 LANDSAT_QA_BITS: dict[str, int] = {
@@ -64,8 +145,8 @@ def landsat_qa_mask(qa: numpy.ndarray, names: Iterable[str] = LANDSAT_C2_DEFAULT
         TypeError: non-integer ``qa``.
 
     """
-    bits = sum({1 << b for b in _k.lookup(names, LANDSAT_QA_BITS, "Landsat QA_PIXEL flag")})
-    return (_k.int_array(qa, "qa") & bits) != 0
+    bits = sum({1 << b for b in _lookup(names, LANDSAT_QA_BITS, "Landsat QA_PIXEL flag")})
+    return (_int_array(qa, "qa") & bits) != 0
 
 
 def s2_scl_mask(scl: numpy.ndarray, names: Iterable[str] = S2_SCL_DEFAULT) -> numpy.ndarray:
@@ -76,8 +157,8 @@ def s2_scl_mask(scl: numpy.ndarray, names: Iterable[str] = S2_SCL_DEFAULT) -> nu
         TypeError: non-integer ``scl``.
 
     """
-    codes = sorted(set(_k.lookup(names, S2_SCL_CLASSES, "Sentinel-2 SCL class")))
-    return numpy.isin(_k.int_array(scl, "scl"), codes)
+    codes = sorted(set(_lookup(names, S2_SCL_CLASSES, "Sentinel-2 SCL class")))
+    return numpy.isin(_int_array(scl, "scl"), codes)
 
 
 def expression_mask(arrays: Mapping[str, numpy.ndarray], expression: str) -> numpy.ndarray:
@@ -98,7 +179,7 @@ def expression_mask(arrays: Mapping[str, numpy.ndarray], expression: str) -> num
     for key, value in arrays.items():
         arr = numpy.asarray(numpy.ma.getdata(value))
         env[key] = arr.astype(numpy.int64) if arr.dtype.kind in "iu" and arr.itemsize < 8 else arr
-    result = numpy.asarray(_k.eval_restricted(expression, env))
+    result = numpy.asarray(_eval_restricted(expression, env))
     shape = numpy.broadcast_shapes(result.shape, *(a.shape for a in env.values()))
     return numpy.broadcast_to(result if result.dtype == bool else result != 0, shape).copy()
 

@@ -514,9 +514,10 @@ def test_every_registry_entry_has_an_implementation_with_its_traits():
 def test_no_not_implemented_stubs():
     import inspect
 
-    from mosaic_assembler import _selection_methods
+    from mosaic_assembler import _selection_methods, _selection_reducers
 
-    assert "NotImplementedError" not in inspect.getsource(_selection_methods)
+    for module in (_selection_methods, _selection_reducers):
+        assert "NotImplementedError" not in inspect.getsource(module)
 
 
 def test_percentile_family_traits():
