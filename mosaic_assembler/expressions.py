@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from mosaic_assembler.selection import method_traits, output_dtype
+
 __all__ = ["expression_assets", "expression_dtype", "translate_expression"]
 
 _NUMEXPR_NAMES = {
@@ -40,15 +42,7 @@ def expression_dtype(read: Any, source_dtype: str) -> str:
     the last band) keep the source dtype, losslessly; anything computed is stored as float32.
     """
     blocks = [b.strip() for b in read.expression.split(";") if b.strip()]
-    if read.pixel_selection.startswith("lastband"):
+    if method_traits(read.pixel_selection).drops_last_band:
         blocks = blocks[:-1]
-    if read.pixel_selection in ("count",):
-        return "uint8"
-    if (
-        blocks
-        and all(re.fullmatch(r"b\d+", b) for b in blocks)
-        and read.pixel_selection not in ("mean", "stdev", "geomedian")
-        and not re.fullmatch(r"p\d+", read.pixel_selection)
-    ):
-        return source_dtype
-    return "float32"
+    passthrough = bool(blocks) and all(re.fullmatch(r"b\d+", b) for b in blocks)
+    return output_dtype(read.pixel_selection, source_dtype, passthrough)

@@ -20,7 +20,7 @@ from typing import Any, TypedDict
 from mosaic_assembler.errors import ConfigError
 from mosaic_assembler.executors import ExecutorOptions
 from mosaic_assembler.grid import AOI, check_zoom
-from mosaic_assembler.tilers import QAMask, ReadOptions
+from mosaic_assembler.selection import QAMask, ReadOptions, method_traits, server_methods
 from mosaic_assembler.tilers.http import HttpOptions
 from mosaic_assembler.visual import Visual
 from mosaic_assembler.writer import COGOptions
@@ -135,19 +135,6 @@ class PgstacTiler:
 
 Source = MosaicJSONFile | ItemsFile | StacSearch | Tiler | PgstacTiler
 
-#: rio-tiler's (and so TiTiler's) methods.
-TITILER_METHODS = (
-    "first",
-    "highest",
-    "lowest",
-    "mean",
-    "median",
-    "stdev",
-    "count",
-    "lastbandhigh",
-    "lastbandlow",
-)
-
 
 @dataclass(frozen=True)
 class AssembleOptions:
@@ -211,16 +198,16 @@ class AssembleOptions:
         """Refuse method/source combinations that cannot work, before anything is read."""
         method = self.read.pixel_selection
         if isinstance(self.source, Tiler | PgstacTiler):
-            if method not in TITILER_METHODS:
+            if method not in server_methods():
                 raise ConfigError(
                     f"`pixel_selection` {method} is computed in-process only; a "
-                    f"dynamic tiler knows {', '.join(TITILER_METHODS)}"
+                    f"dynamic tiler knows {', '.join(server_methods())}"
                 )
             if self.read.qa_mask is not None:
                 raise ConfigError("`mask_band` works with the in-process tiler, not with `tiler`")
-        if method == "latest-clear" and self.items is None and self.stac is None:
+        if method_traits(method).needs_datetimes and not self.uses_items:
             raise ConfigError(
-                "latest-clear needs STAC items (`items`): it orders observations by item datetime"
+                f"{method} needs STAC items (`items`): it orders observations by item datetime"
             )
 
     @property

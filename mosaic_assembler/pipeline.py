@@ -39,10 +39,10 @@ from mosaic_assembler.options import (
     Progress,
     StacSearch,
 )
+from mosaic_assembler.selection import ReadOptions
 from mosaic_assembler.sources import open_source
 from mosaic_assembler.sources.pinning import load_pinned, pin_items, search_key
 from mosaic_assembler.state import RunState, asset_token, config_hash
-from mosaic_assembler.tilers import ReadOptions
 from mosaic_assembler.tilers.http import HttpOptions, HttpTiler, expand_env
 from mosaic_assembler.types import BandInfo, Tile
 from mosaic_assembler.writer import (

@@ -1,39 +1,64 @@
-"""Fast pixel-selection methods for rio-tiler mosaics, plus percentiles, geomedian and QA masks.
+"""mosaic_assembler.selection: pixel-selection methods, their traits, read options and QA masks.
 
-The rio-tiler-named classes (``FirstMethod`` ... ``CountMethod``) are drop-in replacements
-for ``rio_tiler.mosaic.methods.defaults`` (they subclass ``MosaicMethodBase``, so
-``mosaic_reader(..., pixel_selection=MedianMethod())`` works unchanged). For the same
-feed sequence, ``data`` has the same dtype, shape and mask as rio-tiler's and the same
-value at every unmasked pixel (signed zeros included), numpy.ma's quirks included.
-What is different is how they get there:
+``METHODS`` is the one list of methods: each entry carries the traits the rest of the
+package reads (the CLI's choices and help, the dynamic-tiler check, the dtype rule of
+expression runs, band info). It imports neither rio-tiler nor the readers, so the CLI
+starts without them; the implementations (:mod:`._selection_methods`, subclasses of
+rio-tiler's ``MosaicMethodBase``) are imported when a method is made, or when one of their
+names (``MedianMethod`` …, ``IMPLEMENTATIONS``) is first read from this module.
 
-* ``first/highest/lowest/lastband*`` update one (data, mask) buffer in place;
-* ``mean`` and ``count`` keep running sums (same accumulator dtype and order as numpy.ma);
-* ``median`` and ``stdev`` keep the fed (data, mask) arrays (no numpy.ma stack) and
-  reduce them in cache-sized pixel chunks: a pruned sorting network for the median, a
-  sequential float64 pass for the deviations.
-
-Methods that reduce a stack need every fed array to have the same dtype (rio-tiler would
-promote; we raise ``TypeError``). ``data`` is computed once and cached until the next
-``feed`` (``mosaic_reader`` reads it twice).
+Dependency order: _selection_kernels <- _selection_qa, _selection_methods <- selection
+(which imports _selection_methods lazily).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import re
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
 
-import numpy
-from rio_tiler.mosaic.methods.base import MosaicMethodBase
+from mosaic_assembler._selection_qa import (
+    LANDSAT_C2_DEFAULT,
+    LANDSAT_QA_BITS,
+    QA_KINDS,
+    S2_SCL_CLASSES,
+    S2_SCL_DEFAULT,
+    QAMask,
+    expression_mask,
+    landsat_qa_mask,
+    s2_scl_mask,
+)
+from mosaic_assembler.errors import ConfigError
 
-from mosaic_assembler import _selection_kernels as _k
+if TYPE_CHECKING:  # at run time these come from __getattr__ (they import rio-tiler)
+    from rio_tiler.mosaic.methods.base import MosaicMethodBase
+
+    from mosaic_assembler._selection_methods import (
+        IMPLEMENTATIONS,
+        CountMethod,
+        FirstMethod,
+        GeomedianMethod,
+        HighestMethod,
+        LastBandHighMethod,
+        LastBandLowMethod,
+        LatestClearMethod,
+        LowestMethod,
+        MeanMethod,
+        MedianMethod,
+        PercentileMethod,
+        StdevMethod,
+    )
 
 __all__ = [
+    "IMPLEMENTATIONS",
     "LANDSAT_C2_DEFAULT",
     "LANDSAT_QA_BITS",
     "METHODS",
+    "PIXEL_SELECTION_HELP",
+    "PIXEL_SELECTION_METHODS",
+    "QA_KINDS",
+    "RESAMPLING_METHODS",
     "S2_SCL_CLASSES",
     "S2_SCL_DEFAULT",
     "CountMethod",
@@ -42,475 +67,241 @@ __all__ = [
     "HighestMethod",
     "LastBandHighMethod",
     "LastBandLowMethod",
+    "LatestClearMethod",
+    "LowestMethod",
+    "MeanMethod",
+    "MedianMethod",
+    "MethodTraits",
+    "PercentileMethod",
+    "QAMask",
+    "ReadOptions",
+    "StdevMethod",
+    "check_pixel_selection",
+    "expression_mask",
+    "landsat_qa_mask",
+    "make_method",
+    "method_traits",
+    "normalize_expression",
+    "output_dtype",
+    "s2_scl_mask",
+    "server_methods",
+]
+
+DtypeRule = Literal["source", "float32", "uint8"]
+
+
+@dataclass(frozen=True)
+class MethodTraits:
+    """What a pixel-selection method needs and what it does to the output.
+
+    Attributes:
+        name: the method's name (``p37`` for a member of the percentile family).
+        reduces: combines every observation (mean, median …; no early exit) rather than
+            picking one (first, highest …).
+        dtype: output dtype of an expression run (rio-tiler computes those in float64):
+            "source" keeps the source dtype when every output band passes a source band
+            through (float32 otherwise), "float32" always float32, "uint8" for counts.
+        drops_last_band: the last band decides and is not output (``lastband*``).
+        needs_datetimes: observations are fed newest first by item datetime, so the source
+            must be STAC items (latest-clear).
+        server_name: the ``pixel_selection`` a dynamic tiler (TiTiler: rio-tiler's nine)
+            knows this method by; None: computed in-process only.
+        band_name: the name of the one band the method outputs (count), or None.
+        key: the entry in ``METHODS`` (``p1..p99`` for a percentile), also the
+            ``name`` of its implementation class.
+        param: the family's parameter (the percentile), or None.
+    """
+
+    name: str
+    reduces: bool
+    dtype: DtypeRule
+    drops_last_band: bool = False
+    needs_datetimes: bool = False
+    server_name: str | None = None
+    band_name: str | None = None
+    key: str = ""
+    param: int | None = None
+
+    def __post_init__(self) -> None:
+        if not self.key:
+            object.__setattr__(self, "key", self.name)
+
+
+def _rio(name: str, reduces: bool, dtype: DtypeRule, **traits: Any) -> MethodTraits:
+    """One of rio-tiler's methods: TiTiler knows it by the same name."""
+    return MethodTraits(name, reduces, dtype, server_name=name, **traits)
+
+
+#: The percentile family: ``p1`` … ``p99`` (numpy's linear method over valid observations).
+PERCENTILES = MethodTraits("p1..p99", reduces=True, dtype="float32")
+
+#: Method name -> traits: rio-tiler's nine, geomedian, latest-clear and the percentiles.
+METHODS: dict[str, MethodTraits] = {
+    t.name: t
+    for t in (
+        _rio("first", False, "source"),
+        _rio("highest", False, "source"),
+        _rio("lowest", False, "source"),
+        _rio("mean", True, "float32"),
+        _rio("median", True, "source"),
+        _rio("stdev", True, "float32"),
+        _rio("count", True, "uint8", band_name="count"),
+        _rio("lastbandhigh", False, "source", drops_last_band=True),
+        _rio("lastbandlow", False, "source", drops_last_band=True),
+        MethodTraits("geomedian", reduces=True, dtype="float32"),
+        MethodTraits("latest-clear", reduces=False, dtype="source", needs_datetimes=True),
+        PERCENTILES,
+    )
+}
+#: The methods with one fixed name (all but the percentile family).
+PIXEL_SELECTION_METHODS: tuple[str, ...] = tuple(n for n in METHODS if n != PERCENTILES.key)
+PIXEL_SELECTION_HELP = ", ".join(METHODS)
+_PERCENTILE = re.compile(r"p([1-9][0-9]?)")
+
+
+def method_traits(name: str) -> MethodTraits:
+    """The traits of method ``name`` (case and surrounding blanks ignored).
+
+    Raises:
+        ConfigError: unknown name (listing the valid ones); it is a ValueError.
+    """
+    key = name.strip().lower()
+    if key in METHODS and key != PERCENTILES.key:
+        return METHODS[key]
+    if match := _PERCENTILE.fullmatch(key):
+        return dataclasses.replace(PERCENTILES, name=key, param=int(match.group(1)))
+    raise ConfigError(f"unknown pixel selection {name!r}; valid: {PIXEL_SELECTION_HELP}")
+
+
+def check_pixel_selection(name: str) -> str:
+    """The method name, validated (unchanged).
+
+    Raises:
+        ConfigError: unknown name (listing the valid ones).
+    """
+    method_traits(name)
+    return name
+
+
+def make_method(name: str) -> MosaicMethodBase:
+    """A fresh method instance by name: a ``METHODS`` name or ``p1`` … ``p99``.
+
+    Raises:
+        ConfigError: unknown name (the message lists the valid ones); it is a ValueError.
+    """
+    traits = method_traits(name)
+    from mosaic_assembler import _selection_methods  # rio-tiler: only once a method is made
+
+    return _selection_methods.new_method(traits.key, traits.param)
+
+
+def server_methods() -> tuple[str, ...]:
+    """The ``pixel_selection`` names a dynamic tiler (TiTiler) knows."""
+    return tuple(t.server_name for t in METHODS.values() if t.server_name)
+
+
+def output_dtype(method: str, source_dtype: str, passthrough: bool) -> str:
+    """Output dtype of an expression run with ``method`` (its ``dtype`` trait).
+
+    Args:
+        method: the pixel-selection name.
+        source_dtype: the dtype of the source bands.
+        passthrough: every output band (the decision band of ``lastband*`` aside) is a
+            source band passed through ("b3;b2;b1"): it can keep the source dtype losslessly.
+    """
+    rule = method_traits(method).dtype
+    if rule == "source":
+        return source_dtype if passthrough else "float32"
+    return rule
+
+
+def normalize_expression(expression: str) -> str:
+    """rio-tiler separates output bands with ";"; accept "," between bands too.
+
+    Only commas outside parentheses separate bands ("b1,b2" → "b1;b2"); a function's
+    arguments ("arctan2(b1, b2)") are left alone.
+    """
+    out, depth = [], 0
+    for ch in expression:
+        depth += ch == "("
+        depth -= ch == ")"
+        out.append(";" if ch == "," and depth == 0 else ch)
+    return "".join(out)
+
+
+RESAMPLING_METHODS = (
+    "nearest",
+    "bilinear",
+    "cubic",
+    "cubic_spline",
+    "lanczos",
+    "average",
+    "mode",
+    "rms",
+)
+
+
+@dataclass(frozen=True)
+class ReadOptions:
+    """How a tile is rendered; everything here affects pixels.
+
+    Attributes:
+        pixel_selection: a method name (see ``METHODS``) or ``p1`` … ``p99``.
+        tilesize: 256 or 512 px.
+        bidx: 1-based band indexes to read from each asset (None: all).
+        expression: rio-tiler band math (e.g. "b1,b2,(b4-b3)/(b4+b3)"); excludes bidx.
+        resampling: resampling used to warp assets onto the tile grid.
+        qa_mask: observations to exclude, from a quality band (in-process tiler only).
+        output_dtype: cast rendered tiles to this dtype (set for expressions), or None.
+    """
+
+    pixel_selection: str = "first"
+    tilesize: int = 512
+    bidx: tuple[int, ...] | None = None
+    expression: str | None = None
+    resampling: str = "nearest"
+    qa_mask: QAMask | None = None
+    output_dtype: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.tilesize not in (256, 512):
+            raise ConfigError(f"tilesize must be 256 or 512, got {self.tilesize!r}")
+        check_pixel_selection(self.pixel_selection)
+        if self.bidx is not None and self.expression:
+            raise ConfigError("--bidx and --expression cannot be used together")
+        if self.bidx is not None and (not self.bidx or any(i < 1 for i in self.bidx)):
+            raise ConfigError(f"band indexes are 1-based positive integers, got {self.bidx}")
+        if self.expression is not None and not self.expression.strip():
+            raise ConfigError("--expression is empty")
+        if self.expression is not None:
+            object.__setattr__(self, "expression", normalize_expression(self.expression))
+        if self.resampling not in RESAMPLING_METHODS:
+            raise ConfigError(
+                f"unknown resampling {self.resampling!r}; valid: {', '.join(RESAMPLING_METHODS)}"
+            )
+
+
+_LAZY = {
+    "IMPLEMENTATIONS",
+    "CountMethod",
+    "FirstMethod",
+    "GeomedianMethod",
+    "HighestMethod",
+    "LastBandHighMethod",
+    "LastBandLowMethod",
+    "LatestClearMethod",
     "LowestMethod",
     "MeanMethod",
     "MedianMethod",
     "PercentileMethod",
     "StdevMethod",
-    "expression_mask",
-    "landsat_qa_mask",
-    "make_method",
-    "s2_scl_mask",
-]
-
-
-def _split(array: Any) -> tuple[numpy.ndarray, numpy.ndarray]:
-    return numpy.ma.getdata(array), numpy.ma.getmaskarray(array)
-
-
-@dataclass(repr=False, eq=False)
-class _Method(MosaicMethodBase):
-    name: ClassVar[str] = ""
-
-    def __repr__(self) -> str:
-        return f"<Mosaic: {type(self).__name__}>"
-
-
-# --------------------------------------------------------------------------- in-place pickers
-@dataclass(repr=False, eq=False)
-class _PickMethod(_Method):
-    """Keep one (data, mask) buffer; overwrite it where ``_pick`` is True.
-
-    Same rule as rio-tiler's ``numpy.ma.where(pidex, array, mosaic)``. The first array is
-    kept by reference (as rio-tiler does) and copied, with the dtype ``numpy.where`` would
-    promote to, only when a second one arrives.
-    """
-
-    _owned: bool = field(default=False, init=False)
-
-    def _pick(self, data, mask, new, new_mask) -> numpy.ndarray:  # pragma: no cover
-        raise NotImplementedError
-
-    def feed(self, array: numpy.ma.MaskedArray) -> None:
-        """Merge ``array`` into the mosaic."""
-        if self.mosaic is None:
-            self.mosaic = array
-            return
-        new, new_mask = _split(array)
-        data, mask = _split(self.mosaic)
-        dtype = numpy.result_type(data, new)
-        if not self._owned or dtype != data.dtype:
-            self.mosaic = numpy.ma.MaskedArray(data.astype(dtype), mask=mask.copy())
-            self._owned = True
-            data, mask = _split(self.mosaic)
-        pidex = self._pick(data, mask, new, new_mask)
-        _k.select(pidex, new, data, out=data)  # branch-free copyto(where=pidex)
-        _k.select(pidex, new_mask, mask, out=mask)
-
-
-@dataclass(repr=False, eq=False)
-class FirstMethod(_PickMethod):
-    """First unmasked value; ``is_done`` once nothing is masked (mosaic_reader stops early)."""
-
-    name: ClassVar[str] = "first"
-    exit_when_filled: bool = field(default=True, init=False)
-
-    def _pick(self, data, mask, new, new_mask):
-        return mask & ~new_mask
-
-
-@dataclass(repr=False, eq=False)
-class HighestMethod(_PickMethod):
-    """Highest value (NaN never wins a comparison, so an unmasked NaN sticks)."""
-
-    name: ClassVar[str] = "highest"
-
-    def _pick(self, data, mask, new, new_mask):
-        return ((new > data) & ~new_mask) | mask
-
-
-@dataclass(repr=False, eq=False)
-class LowestMethod(_PickMethod):
-    """Lowest value."""
-
-    name: ClassVar[str] = "lowest"
-
-    def _pick(self, data, mask, new, new_mask):
-        return ((new < data) & ~new_mask) | mask
-
-
-@dataclass(repr=False, eq=False)
-class _LastBandMethod(_PickMethod):
-    @property
-    def data(self) -> numpy.ma.MaskedArray | None:
-        """Mosaic without the decision (last) band."""
-        return None if self.mosaic is None else self.mosaic[:-1].copy()
-
-
-@dataclass(repr=False, eq=False)
-class LastBandHighMethod(_LastBandMethod):
-    """Per band, take the new value where its last band is higher and it is unmasked."""
-
-    name: ClassVar[str] = "lastbandhigh"
-
-    def _pick(self, data, mask, new, new_mask):
-        return ((new[-1] > data[-1]) & ~new_mask) | mask
-
-
-@dataclass(repr=False, eq=False)
-class LastBandLowMethod(_LastBandMethod):
-    """Per band, take the new value where its last band is lower and it is unmasked."""
-
-    name: ClassVar[str] = "lastbandlow"
-
-    def _pick(self, data, mask, new, new_mask):
-        return ((new[-1] < data[-1]) & ~new_mask) | mask
-
-
-# --------------------------------------------------------------------------- reducers
-@dataclass(repr=False, eq=False)
-class _Reducer(_Method):
-    _dtype: Any = field(default=None, init=False)
-    _n: int = field(default=0, init=False)
-    _cache: Any = field(default=None, init=False)
-    _any_dtype: ClassVar[bool] = False
-
-    def _add(self, data: numpy.ndarray, mask: numpy.ndarray) -> None:  # pragma: no cover
-        raise NotImplementedError
-
-    def _compute(self) -> numpy.ma.MaskedArray:  # pragma: no cover
-        raise NotImplementedError
-
-    def feed(self, array: numpy.ma.MaskedArray) -> None:
-        """Add ``array`` to the running state."""
-        data, mask = _split(array)
-        if self._dtype is None:
-            self._dtype = data.dtype
-        elif data.dtype != self._dtype and not self._any_dtype:
-            raise TypeError(f"{type(self).__name__}: got {data.dtype} after {self._dtype}")
-        self._n += 1
-        self._cache = None
-        self._add(data, mask)
-
-    @property
-    def data(self) -> numpy.ma.MaskedArray | None:
-        """Reduced mosaic (computed once, cached until the next feed)."""
-        if self._n == 0:
-            return None
-        if self._cache is None:
-            self._cache = self._compute()
-        return self._cache
-
-    def _cast(self, values: numpy.ndarray, masked: numpy.ndarray, enforce: bool = True):
-        """``MaskedArray.astype(input dtype)`` as rio-tiler does (float -> int truncates)."""
-        if enforce and values.dtype != self._dtype:
-            with numpy.errstate(invalid="ignore", over="ignore"):
-                if self._dtype.kind in "biu":
-                    values = numpy.where(masked, 0, values)
-                values = values.astype(self._dtype)
-        return numpy.ma.MaskedArray(values, mask=masked)
-
-
-@dataclass(repr=False, eq=False)
-class MeanMethod(_Reducer):
-    """``numpy.ma.mean`` of the stack from a running sum (same accumulator dtype and order).
-
-    Non-finite means (unmasked NaN/inf, float32 overflow) and sums in numpy.ma's
-    safe-divide domain (``|sum| * tiny >= count``) are masked, as numpy.ma does.
-    """
-
-    name: ClassVar[str] = "mean"
-    enforce_data_type: bool = True
-    _sum: Any = field(default=None, init=False)
-
-    def _add(self, data, mask):
-        self._sum = self._sum or _k.RunningSum(data.dtype)
-        self._sum.add(data, mask)
-
-    def _compute(self):
-        mean, masked, _ = _k.ma_mean(self._sum)
-        return self._cast(mean, masked, self.enforce_data_type)
-
-
-@dataclass(repr=False, eq=False)
-class StdevMethod(_Reducer):
-    """``numpy.ma.std`` of the stack: float64, two passes, numpy.ma's quirks included.
-
-    Where the mean is masked (non-finite) every deviation is masked and the result is an
-    unmasked 0; a non-finite variance is masked; a variance in the safe-divide domain keeps
-    the undivided sum of squares (numpy.ma puts the numerator back, then drops that mask).
-    """
-
-    name: ClassVar[str] = "stdev"
-    _sum: Any = field(default=None, init=False)
-    _layers: list = field(default_factory=list, init=False)
-
-    def _add(self, data, mask):
-        self._sum = self._sum or _k.RunningSum(data.dtype)
-        self._sum.add(data, mask)
-        self._layers.append((data, mask))
-
-    def _compute(self):
-        if self._dtype == numpy.float16:  # numpy.ma works in float16 there: defer to it
-            datas, masks = zip(*self._layers, strict=True)
-            return numpy.ma.std(numpy.ma.MaskedArray(numpy.stack(datas), numpy.stack(masks)), 0)
-        mean, skip, cnt = _k.ma_mean(self._sum)
-        var, _ = _k.ma_divide(_k.sum_sq_dev(self._layers, mean, skip), cnt)
-        with numpy.errstate(invalid="ignore"):
-            std = numpy.sqrt(var)
-            masked = (cnt == 0) | ~numpy.isfinite(std) | (var < 0)
-        return numpy.ma.MaskedArray(std, mask=masked)
-
-
-@dataclass(repr=False, eq=False)
-class CountMethod(_Reducer):
-    """Unmasked observations of the first band: uint8 below 256 feeds, else intp; no mask."""
-
-    name: ClassVar[str] = "count"
-    _any_dtype: ClassVar[bool] = True
-    _counts: Any = field(default=None, init=False)
-
-    def _add(self, data, mask):
-        first = mask[0] if mask.ndim > 2 else mask
-        if self._counts is None:
-            self._counts = numpy.zeros(first.shape, numpy.int64)
-        numpy.subtract(self._counts, first, out=self._counts)
-        self._counts += 1
-
-    def _compute(self):
-        data = self._counts.astype(numpy.uint8 if self._n < 256 else numpy.intp)
-        return numpy.ma.MaskedArray(data, mask=numpy.zeros(data.shape, bool))
-
-
-@dataclass(repr=False, eq=False)
-class _OrderStatMethod(_Reducer):
-    """Keep the fed (data, mask) layers; sort them per pixel, chunk by chunk, in ``data``."""
-
-    _mode: ClassVar[str] = "alternate"
-    _nan_is_value: ClassVar[bool] = False
-    _layers: list = field(default_factory=list, init=False)
-
-    def _add(self, data, mask):
-        if data.dtype.kind not in "iuf":
-            raise TypeError(f"{type(self).__name__}: unsupported dtype {data.dtype}")
-        self._layers.append((data, mask))
-
-    def _run(self, ranks: list[tuple[int, int]], combine, out_dtype, enforce: bool):
-        """Reduce with ``combine(a, b, n_valid)`` of the values at ``ranks[n - 1]``."""
-        out, masked = _k.reduce_order_stats(
-            self._layers,
-            self._mode,
-            ranks,
-            combine,
-            out_dtype,
-            self._nan_is_value,
-        )
-        # numpy.ma.median leaves 0 under a pixel with no valid value; a band masked there can
-        # still show in an output whose mask is per pixel, so match it
-        out[masked] = 0
-        return self._cast(out, masked, enforce)
-
-
-@dataclass(repr=False, eq=False)
-class MedianMethod(_OrderStatMethod):
-    """``numpy.ma.median`` of the stack.
-
-    Floats: ``((0.0 + lo) + hi) / 2`` in the input float dtype (an odd count of values
-    above max/2 overflows to inf, as in numpy.ma), NaN wherever an unmasked NaN is present
-    (it propagates through the network's min/max).
-    Integers: the float64 mean of the two middle values cast back by truncation, computed
-    in exact integer arithmetic up to 32 bits. Masked values get alternating low/high
-    sentinels so the two middle ranks sit at fixed sorted positions (no gather).
-    """
-
-    name: ClassVar[str] = "median"
-    _nan_is_value: ClassVar[bool] = True
-    enforce_data_type: bool = True
-
-    def _compute(self):
-        ranks = [((n - 1) // 2, n // 2) for n in range(1, len(self._layers) + 1)]
-        combine, out_dtype = _k.median_combiner(self._dtype, self.enforce_data_type)
-        return self._run(ranks, combine, out_dtype, self.enforce_data_type)
-
-
-@dataclass(repr=False, eq=False)
-class PercentileMethod(_OrderStatMethod):
-    """``percentile``-th percentile (1..99) over unmasked, non-NaN observations.
-
-    Equals ``numpy.nanpercentile(stack_as_float64_with_masked_as_nan, percentile, axis=0,
-    method="linear")``: virtual index ``(n - 1) * q`` with ``q = percentile / 100`` and
-    linear interpolation between its floor and floor + 1 neighbours with numpy's ``_lerp``
-    (``a + (b - a) * t``, or ``b - (b - a) * (1 - t)`` when ``t >= 0.5``) in float64, so
-    ``inf`` neighbours give numpy's NaN (left unmasked). Cast back to the input dtype with
-    ``astype`` (integers truncate) unless ``enforce_data_type`` is False. Masked where a
-    pixel has no valid observation.
-    """
-
-    percentile: int = 50
-    enforce_data_type: bool = True
-
-    def __post_init__(self):
-        if isinstance(self.percentile, bool) or self.percentile not in range(1, 100):
-            raise ValueError(f"percentile must be an integer in 1..99, got {self.percentile!r}")
-        pct = self.percentile
-        self._mode = "high" if pct < 30 else "low" if pct > 70 else "alternate"
-
-    def __repr__(self) -> str:
-        return f"<Mosaic: PercentileMethod p{self.percentile}>"
-
-    def _compute(self):
-        ranks, gamma = _k.linear_ranks(len(self._layers), self.percentile)
-        return self._run(
-            ranks,
-            lambda a, b, n: _k.lerp(a.astype("f8"), b.astype("f8"), gamma[n]),
-            "f8",
-            self.enforce_data_type,
-        )
-
-
-@dataclass(repr=False, eq=False)
-class GeomedianMethod(_Reducer):
-    """Multi-band geometric median per pixel, in float64.
-
-    An observation counts where all its bands are unmasked and finite. Vardi-Zhang
-    modified Weiszfeld iterations from the mean of the valid observations, with Newton
-    steps (kept only where they lower the objective) and an exact optimality test of the
-    nearest observation to finish medians that sit on or next to an observation. A pixel
-    stops when a step is shorter than ``rtol`` x (largest distance of an observation from
-    that mean), or after ``max_iter`` iterations. Floats are cast with ``astype``;
-    integers are rounded to nearest (half to even) and clipped to the dtype range. Masked
-    (all bands) where no observation is valid.
-    """
-
-    name: ClassVar[str] = "geomedian"
-    rtol: float = 1e-7
-    max_iter: int = 1000
-    _layers: list = field(default_factory=list, init=False)
-
-    def _add(self, data, mask):
-        if data.ndim != 3:
-            raise ValueError(f"geomedian needs (bands, height, width) arrays, got {data.shape}")
-        valid = ~mask.any(axis=0)
-        if data.dtype.kind == "f":
-            valid &= numpy.isfinite(data).all(axis=0)
-        self._layers.append((data, valid))
-
-    def _compute(self):
-        shape = self._layers[0][0].shape
-        out, n_valid = _k.geomedian(self._layers, self.rtol, self.max_iter)
-        if self._dtype.kind in "iu":
-            info = numpy.iinfo(self._dtype)
-            out = numpy.clip(numpy.rint(out), info.min, info.max)
-        masked = numpy.broadcast_to(n_valid.reshape(shape[1:]) == 0, shape).copy()
-        return self._cast(out.reshape(shape), masked)
-
-
-_CLASSES: tuple[type[_Method], ...] = (
-    FirstMethod,
-    HighestMethod,
-    LowestMethod,
-    MeanMethod,
-    MedianMethod,
-    StdevMethod,
-    CountMethod,
-    LastBandHighMethod,
-    LastBandLowMethod,
-    GeomedianMethod,
-)
-#: Method name -> class: rio-tiler's ``PixelSelectionMethod`` names plus ``geomedian``.
-METHODS: dict[str, type[MosaicMethodBase]] = {cls.name: cls for cls in _CLASSES}
-
-
-def make_method(name: str) -> MosaicMethodBase:
-    """Instantiate a method by name: a ``METHODS`` key or ``p1`` ... ``p99`` (percentile).
-
-    Raises:
-        ValueError: unknown name (the message lists the valid ones).
-
-    """
-    key = name.strip().lower()
-    if key in METHODS:
-        return METHODS[key]()
-    if match := re.fullmatch(r"p([1-9][0-9]?)", key):
-        return PercentileMethod(percentile=int(match.group(1)))
-    raise ValueError(f"unknown pixel selection {name!r}; valid: {', '.join(METHODS)}, p1..p99")
-
-
-# --------------------------------------------------------------------------- QA decoding
-#: Landsat Collection 2 ``QA_PIXEL`` flag bits usable for exclusion (clear, bit 6, is not).
-LANDSAT_QA_BITS: dict[str, int] = {
-    "fill": 0,
-    "dilated_cloud": 1,
-    "cirrus": 2,
-    "cloud": 3,
-    "cloud_shadow": 4,
-    "snow": 5,
-    "water": 7,
 }
-LANDSAT_C2_DEFAULT = ("fill", "dilated_cloud", "cirrus", "cloud", "cloud_shadow", "snow")
-#: Sentinel-2 L2A scene classification (SCL) classes (``topographic_shadow`` = ``dark_area``).
-S2_SCL_CLASSES: dict[str, int] = {
-    "no_data": 0,
-    "saturated": 1,
-    "dark_area": 2,
-    "topographic_shadow": 2,
-    "cloud_shadow": 3,
-    "vegetation": 4,
-    "not_vegetated": 5,
-    "water": 6,
-    "unclassified": 7,
-    "cloud_medium": 8,
-    "cloud_high": 9,
-    "cirrus": 10,
-    "snow": 11,
-}
-S2_SCL_DEFAULT = (
-    "no_data",
-    "saturated",
-    "cloud_shadow",
-    "cloud_medium",
-    "cloud_high",
-    "cirrus",
-    "snow",
-)
 
 
-def landsat_qa_mask(qa: numpy.ndarray, names: Iterable[str] = LANDSAT_C2_DEFAULT) -> numpy.ndarray:
-    """Decode a Landsat C2 ``QA_PIXEL`` band: True where the observation must be excluded.
+def __getattr__(name: str) -> Any:
+    # the implementations import rio-tiler: loaded when first named
+    if name in _LAZY:
+        from mosaic_assembler import _selection_methods
 
-    Args:
-        qa: integer QA_PIXEL values.
-        names: flags that exclude an observation (keys of ``LANDSAT_QA_BITS``).
-
-    Raises:
-        ValueError: unknown flag name (the message lists the valid ones).
-        TypeError: non-integer ``qa``.
-
-    """
-    bits = sum({1 << b for b in _k.lookup(names, LANDSAT_QA_BITS, "Landsat QA_PIXEL flag")})
-    return (_k.int_array(qa, "qa") & bits) != 0
-
-
-def s2_scl_mask(scl: numpy.ndarray, names: Iterable[str] = S2_SCL_DEFAULT) -> numpy.ndarray:
-    """Decode a Sentinel-2 L2A ``SCL`` band: True where the class is one of ``names``.
-
-    Raises:
-        ValueError: unknown class name (the message lists the valid ones).
-        TypeError: non-integer ``scl``.
-
-    """
-    codes = sorted(set(_k.lookup(names, S2_SCL_CLASSES, "Sentinel-2 SCL class")))
-    return numpy.isin(_k.int_array(scl, "scl"), codes)
-
-
-def expression_mask(arrays: Mapping[str, numpy.ndarray], expression: str) -> numpy.ndarray:
-    """Evaluate a restricted boolean expression (True = exclude) over named arrays.
-
-    Python syntax and precedence (``&`` binds tighter than comparisons, so
-    ``qa & 0b11000 > 0`` means ``(qa & 24) > 0``). Allowed: names from ``arrays``,
-    int/float literals (``0b``/``0x`` included, unary ``-``), ``& | ~ << >>``, comparisons
-    (chained too) and ``and``/``or``/``not`` as element-wise logical operators. Integer
-    arrays are widened to int64 first; a non-boolean result means "non-zero". Evaluated
-    with numpy on the parsed AST (numexpr lacks ``0b`` literals and integer ``&``).
-
-    Raises:
-        ValueError: syntax error, unknown name or any other construct.
-
-    """
-    env = {}
-    for key, value in arrays.items():
-        arr = numpy.asarray(numpy.ma.getdata(value))
-        env[key] = arr.astype(numpy.int64) if arr.dtype.kind in "iu" and arr.itemsize < 8 else arr
-    result = numpy.asarray(_k.eval_restricted(expression, env))
-    shape = numpy.broadcast_shapes(result.shape, *(a.shape for a in env.values()))
-    return numpy.broadcast_to(result if result.dtype == bool else result != 0, shape).copy()
+        return getattr(_selection_methods, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -19,6 +19,7 @@ from rio_tiler.mosaic.methods import PixelSelectionMethod
 
 from mosaic_assembler import _selection_kernels as kernels
 from mosaic_assembler import selection
+from mosaic_assembler.errors import ConfigError
 
 RIO = {m.name: m.value for m in PixelSelectionMethod}
 DTYPES = ["uint8", "uint16", "int16", "int32", "float32", "float64"]
@@ -126,7 +127,7 @@ def assert_same(expected, actual, signed_zeros=True):
 @SETTINGS
 @given(layers=stacks())
 def test_same_as_rio_tiler(name, layers):
-    assert_same(feed(RIO[name](), layers), feed(selection.METHODS[name](), layers))
+    assert_same(feed(RIO[name](), layers), feed(selection.IMPLEMENTATIONS[name](), layers))
 
 
 @pytest.mark.parametrize("name", ["mean", "median", "stdev"])
@@ -136,7 +137,7 @@ def test_same_as_rio_tiler_float_corners(name, layers, flat):
     """Single-element layers (numpy switches to pairwise summation), huge values."""
     if flat:
         layers = [layer[:1, :1, :1] for layer in layers]
-    assert_same(feed(RIO[name](), layers), feed(selection.METHODS[name](), layers))
+    assert_same(feed(RIO[name](), layers), feed(selection.IMPLEMENTATIONS[name](), layers))
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
@@ -160,7 +161,7 @@ def test_numpy_ma_quirks(name, dtype, values, masks):
             )
             for v, m in zip(values, masks, strict=True)
         ]
-    assert_same(feed(RIO[name](), layers), feed(selection.METHODS[name](), layers))
+    assert_same(feed(RIO[name](), layers), feed(selection.IMPLEMENTATIONS[name](), layers))
 
 
 @pytest.mark.parametrize("enforce", [True, False])
@@ -170,7 +171,7 @@ def test_numpy_ma_quirks(name, dtype, values, masks):
 def test_enforce_data_type(name, enforce, layers):
     assert_same(
         feed(RIO[name](enforce_data_type=enforce), layers),
-        feed(selection.METHODS[name](enforce_data_type=enforce), layers),
+        feed(selection.IMPLEMENTATIONS[name](enforce_data_type=enforce), layers),
     )
 
 
@@ -183,7 +184,7 @@ def test_count_switches_to_intp_at_256_feeds():
 @pytest.mark.parametrize("name", sorted(RIO))
 def test_full_tile(name):
     layers = make_stack("uint16", 7, (3, 64, 64), 5, 0.3, True)
-    assert_same(feed(RIO[name](), layers), feed(selection.METHODS[name](), layers))
+    assert_same(feed(RIO[name](), layers), feed(selection.IMPLEMENTATIONS[name](), layers))
 
 
 # --------------------------------------------------------------------------- mosaic_reader
@@ -250,12 +251,13 @@ def test_mixed_dtypes_rejected_by_stacking_methods():
 
 
 def test_registry():
-    assert set(selection.METHODS) == set(RIO) | {"geomedian"}
-    for name, cls in selection.METHODS.items():
+    assert set(selection.IMPLEMENTATIONS) == set(selection.METHODS)
+    for name in selection.PIXEL_SELECTION_METHODS:
         method = selection.make_method(name.upper())
-        assert type(method) is cls and isinstance(method, RIO["first"].__mro__[1])
+        assert type(method) is selection.IMPLEMENTATIONS[name]
+        assert isinstance(method, RIO["first"].__mro__[1])
     assert [selection.make_method(f"p{q}").percentile for q in (1, 10, 50, 99)] == [1, 10, 50, 99]
-    for bad in ("p0", "p100", "p05", "p1.5", "nearest", ""):
+    for bad in ("p0", "p100", "p05", "p1.5", "nearest", "", "p1..p99"):
         with pytest.raises(ValueError, match="valid: first, highest"):
             selection.make_method(bad)
     with pytest.raises(ValueError):
@@ -481,7 +483,87 @@ def test_median_data_under_all_masked_pixels_matches_rio_tiler(dtype):
 
 
 def test_cli_method_names_are_the_registry():
-    from mosaic_assembler.selection import METHODS
     from mosaic_assembler.tilers import PIXEL_SELECTION_METHODS
 
-    assert PIXEL_SELECTION_METHODS == (*METHODS, "latest-clear")
+    assert PIXEL_SELECTION_METHODS == (*selection.METHODS,)[:-1]
+    assert selection.PIXEL_SELECTION_HELP == (
+        "first, highest, lowest, mean, median, stdev, count, lastbandhigh, lastbandlow, "
+        "geomedian, latest-clear, p1..p99"
+    )
+
+
+# --------------------------------------------------------------------------- registry traits
+def test_every_registry_entry_has_an_implementation_with_its_traits():
+    from rio_tiler.mosaic.methods.base import MosaicMethodBase
+
+    from mosaic_assembler import _selection_methods as impl
+
+    for name, traits in selection.METHODS.items():
+        cls = selection.IMPLEMENTATIONS[name]
+        assert cls.name == name == traits.key
+        # picks keep one buffer; reducers see every observation
+        assert issubclass(cls, impl._Reducer if traits.reduces else impl._PickMethod), name
+        assert getattr(cls, "drops_last_band", False) == traits.drops_last_band, name
+        assert traits.server_name in (None, name)
+        # at most two levels below rio-tiler's base
+        assert cls.__mro__.index(MosaicMethodBase) <= 2, cls.__mro__
+    assert set(selection.server_methods()) == set(RIO)  # TiTiler knows rio-tiler's nine
+    assert [n for n, t in selection.METHODS.items() if t.needs_datetimes] == ["latest-clear"]
+
+
+def test_no_not_implemented_stubs():
+    import inspect
+
+    from mosaic_assembler import _selection_methods, _selection_reducers
+
+    for module in (_selection_methods, _selection_reducers):
+        assert "NotImplementedError" not in inspect.getsource(module)
+
+
+def test_percentile_family_traits():
+    traits = selection.method_traits(" P37 ")
+    assert (traits.name, traits.key, traits.param) == ("p37", "p1..p99", 37)
+    assert traits.reduces and traits.server_name is None
+    assert type(selection.make_method("p37")) is selection.PercentileMethod
+    with pytest.raises(ConfigError, match="unknown pixel selection 'p100'"):
+        selection.method_traits("p100")
+
+
+@pytest.mark.parametrize(
+    "method,passthrough,expected",
+    [
+        ("first", True, "uint16"),
+        ("first", False, "float32"),
+        ("median", True, "uint16"),
+        ("lastbandhigh", True, "uint16"),
+        ("latest-clear", True, "uint16"),
+        ("mean", True, "float32"),
+        ("stdev", True, "float32"),
+        ("geomedian", True, "float32"),
+        ("p10", True, "float32"),
+        ("count", True, "uint8"),
+        ("count", False, "uint8"),
+    ],
+)
+def test_output_dtype_rule(method, passthrough, expected):
+    assert selection.output_dtype(method, "uint16", passthrough) == expected
+
+
+def test_latest_clear_picks_as_first():
+    layers = make_stack("uint16", 6, (2, 5, 7), seed=3, p_mask=0.5, per_band=False)
+    latest = selection.make_method("latest-clear")
+    assert_same(feed(selection.FirstMethod(), layers), feed(latest, layers))
+    assert selection.make_method("latest-clear").exit_when_filled
+
+
+def test_the_cli_does_not_import_rio_tiler():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, mosaic_assembler.cli, mosaic_assembler.selection as s; "
+        "s.check_pixel_selection('median'); s.output_dtype('p5', 'uint8', True); "
+        "assert 'rio_tiler' not in sys.modules, 'rio_tiler imported'"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr

@@ -15,7 +15,7 @@ from typing import Any
 
 import click
 
-from mosaic_assembler.tilers._base import (
+from mosaic_assembler.selection import (
     PIXEL_SELECTION_HELP,
     RESAMPLING_METHODS,
     check_pixel_selection,

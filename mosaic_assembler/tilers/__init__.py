@@ -2,6 +2,8 @@
 
 `LocalTiler` reads the assets in-process with rio-tiler (the embedded default). Everything
 downstream (writer, state, executors) sees only `TileSource.read_tile` and `TileData`.
+`ReadOptions` and `QAMask` (from `selection`), `BandInfo` and `TileData` (from `types`) are
+re-exported here.
 """
 
 from __future__ import annotations
@@ -9,13 +11,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Protocol
 
-from mosaic_assembler.tilers._base import (
-    PIXEL_SELECTION_METHODS,
-    BandInfo,
-    QAMask,
-    ReadOptions,
-    TileData,
-)
+from mosaic_assembler.selection import PIXEL_SELECTION_METHODS, QAMask, ReadOptions
+from mosaic_assembler.types import BandInfo, TileData
 
 __all__ = [
     "PIXEL_SELECTION_METHODS",

@@ -30,7 +30,8 @@ import requests
 from rasterio.io import MemoryFile
 
 from mosaic_assembler.errors import ConfigError, TileFetchError, TilerRequestError
-from mosaic_assembler.tilers._base import BandInfo, ReadOptions, TileData
+from mosaic_assembler.selection import ReadOptions
+from mosaic_assembler.types import BandInfo, TileData
 
 logger = logging.getLogger(__name__)
 

@@ -12,15 +12,16 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy
-from rio_tiler.errors import EmptyMosaicError, RioTilerError, TileOutsideBounds
+from rio_tiler.errors import EmptyMosaicError, TileOutsideBounds
 from rio_tiler.io import Reader, STACReader
 from rio_tiler.models import ImageData
 from rio_tiler.mosaic import mosaic_reader
 
 from mosaic_assembler.errors import SourceError, TileReadError
+from mosaic_assembler.selection import QAMask, ReadOptions, make_method, method_traits
 from mosaic_assembler.sources import ItemAssets
-from mosaic_assembler.tilers._base import BandInfo, QAMask, ReadOptions, TileData, make_method
 from mosaic_assembler.tilers._fastread import reader_tile, stac_tile
+from mosaic_assembler.types import BandInfo, TileData
 
 
 def _reader_kwargs(options: ReadOptions) -> dict[str, Any]:
@@ -119,7 +120,7 @@ class LocalTiler:
         x, y, z = tile
         opts = self.options
         method = make_method(opts.pixel_selection)
-        if opts.pixel_selection == "latest-clear":  # newest first, then `first`
+        if method_traits(opts.pixel_selection).needs_datetimes:  # latest-clear: newest first
             assets = sorted(assets, key=lambda a: getattr(a, "datetime", ""), reverse=True)
         try:
             with warnings.catch_warnings():
@@ -136,9 +137,7 @@ class LocalTiler:
                     qa_mask=opts.qa_mask,
                     **_reader_kwargs(opts),
                 )
-        except EmptyMosaicError:
-            return None
-        except TileOutsideBounds:
+        except (EmptyMosaicError, TileOutsideBounds):
             return None
         except SourceError:
             raise
@@ -146,9 +145,7 @@ class LocalTiler:
             raise TileReadError(
                 f"tile {z}/{x}/{y}: assets have different band counts ({e})", tile
             ) from e
-        except (RioTilerError, OSError, ValueError, KeyError) as e:
-            raise TileReadError(f"tile {z}/{x}/{y}: {type(e).__name__}: {e}", tile) from e
-        except Exception as e:  # rasterio/GDAL raise a few more kinds on corrupt files
+        except Exception as e:  # rio-tiler, OSError, ValueError, KeyError; rasterio/GDAL more
             raise TileReadError(f"tile {z}/{x}/{y}: {type(e).__name__}: {e}", tile) from e
         arr = img.array
         if arr.ndim == 2:  # `count` returns one band as a 2-D array
@@ -187,6 +184,7 @@ class LocalTiler:
                 if len(errors) == 1
                 else f"none of {len(errors)} assets could be read; first: {errors[0]}"
             )
+        traits = method_traits(self.options.pixel_selection)
         method = make_method(self.options.pixel_selection)
         method.width, method.height, method.count = img.width, img.height, img.count
         method.feed(img.array)
@@ -194,13 +192,13 @@ class LocalTiler:
         if out is not None and out.ndim == 2:
             out = out[numpy.newaxis]
         if out is None or out.shape[0] == 0:
-            if self.options.pixel_selection.startswith("lastband"):
+            if traits.drops_last_band:
                 raise SourceError(
                     f"{self.options.pixel_selection} decides on the last band and drops it: "
                     "it needs at least 2 bands"
                 )
             raise SourceError(f"{self.options.pixel_selection} produced no band")
         names = tuple(img.band_descriptions or ())[: out.shape[0]]
-        if self.options.pixel_selection == "count":
-            names = ("count",)
+        if traits.band_name:
+            names = (traits.band_name,)
         return BandInfo(out.shape[0], self.options.output_dtype or str(out.dtype), names)

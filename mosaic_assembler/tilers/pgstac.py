@@ -41,6 +41,7 @@ from urllib.parse import urlsplit
 import requests
 
 from mosaic_assembler.errors import ConfigError, SourceError, TilerRequestError
+from mosaic_assembler.selection import ReadOptions
 from mosaic_assembler.sources.stac_api import (
     _geometry,
     _parse_filter,
@@ -48,7 +49,6 @@ from mosaic_assembler.sources.stac_api import (
     parse_query,
     parse_sort_by,
 )
-from mosaic_assembler.tilers._base import ReadOptions
 from mosaic_assembler.tilers.http import HttpOptions, _server_message, expand_env
 
 logger = logging.getLogger(__name__)
