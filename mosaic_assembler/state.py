@@ -160,15 +160,15 @@ class RunState:
                 last[e["chunk"]] = e
         ok: dict[str, dict[str, Any]] = {}
         for chunk in chunks:
-            e = last.get(chunk.key)
-            if e is None:
+            entry = last.get(chunk.key)
+            if entry is None:
                 continue
-            status = e["status"]
+            status = entry["status"]
             if status == "empty":
-                ok[chunk.key] = e
+                ok[chunk.key] = entry
             elif status == "done" or (status == "partial" and accept_partial):
-                if self._chunk_ok(chunk, e):
-                    ok[chunk.key] = e
+                if self._chunk_ok(chunk, entry):
+                    ok[chunk.key] = entry
         return ok
 
     def _chunk_ok(self, chunk: Chunk, entry: dict[str, Any]) -> bool:
