@@ -227,7 +227,7 @@ def cli() -> None:
 
 
 @cli.command("assemble", context_settings={"help_option_names": ["-h", "--help"]})
-@click.argument("output", type=click.Path(dir_okay=False))
+@click.argument("output", type=click.Path())
 @click.option(
     "--bbox",
     nargs=4,

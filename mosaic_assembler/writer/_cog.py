@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import functools
+import glob
+import logging
+import os
+import xml.etree.ElementTree as ET
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +25,8 @@ from mosaic_assembler.writer._chunkfile import (
     MIN_CHUNK_OVERVIEW,
     ChunkOverviews,
 )
+
+logger = logging.getLogger(__name__)
 
 #: COG creation options per profile name (rio-cogeo's profile names, GDAL COG driver options).
 COG_PROFILES: dict[str, dict[str, str]] = {
@@ -81,6 +90,7 @@ class COGOptions:
                 f"unknown overview resampling {self.overview_resampling!r}; valid: "
                 + ", ".join(OVERVIEW_RESAMPLINGS)
             )
+        check_creation_options(self.creation_options)
 
     def check_bands(self, bands: BandInfo) -> None:
         """Refuse a lossy 8-bit profile for data it would corrupt."""
@@ -218,3 +228,101 @@ def finalize_cog(
     valid, errors, _warnings = cog_validate(str(dst_path), quiet=True)
     if not valid or errors:
         raise OutputError(f"the written file is not a valid COG: {'; '.join(errors)}")
+
+
+def _libgdal() -> ctypes.CDLL | None:
+    """The GDAL library rasterio loaded (its wheel bundles one), or None if not found."""
+    import rasterio
+
+    candidates = []
+    try:
+        with open("/proc/self/maps") as maps:
+            candidates += [line.split()[-1] for line in maps if "libgdal" in line]
+    except OSError:
+        pass
+    here = os.path.dirname(rasterio.__file__)
+    for libs in ("../rasterio.libs", ".dylibs"):
+        candidates += sorted(glob.glob(os.path.join(here, libs, "libgdal*")))
+    candidates += [p for p in (ctypes.util.find_library("gdal"),) if p]
+    for path in candidates:
+        try:
+            return ctypes.CDLL(path)
+        except OSError:
+            continue
+    return None
+
+
+@functools.lru_cache(maxsize=1)
+def cog_creation_options() -> dict[str, ET.Element] | None:
+    """The COG driver's creation options (GDAL's DMD_CREATIONOPTIONLIST) by name, or None.
+
+    None when the GDAL library cannot be reached through ctypes: `--co` is then checked by
+    GDAL itself when the COG is written.
+    """
+    lib = _libgdal()
+    if lib is None:
+        return None
+    try:
+        lib.GDALGetDriverByName.restype = ctypes.c_void_p
+        lib.GDALGetDriverByName.argtypes = [ctypes.c_char_p]
+        lib.GDALGetMetadataItem.restype = ctypes.c_char_p
+        lib.GDALGetMetadataItem.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_char_p]
+        with rasterio.Env():  # registers the drivers
+            driver = lib.GDALGetDriverByName(b"COG")
+            xml = lib.GDALGetMetadataItem(driver, b"DMD_CREATIONOPTIONLIST", None)
+        root = ET.fromstring(xml.decode()) if driver and xml else None
+    except (AttributeError, ET.ParseError, UnicodeDecodeError):
+        return None
+    if root is None:
+        return None
+    return {o.get("name", "").upper(): o for o in root.iter("Option")}
+
+
+_BOOLEANS = {"YES", "NO", "TRUE", "FALSE", "ON", "OFF", "1", "0"}
+
+
+def _bad_value(option: ET.Element, value: str) -> str | None:
+    """Why `value` is not valid for a creation option, or None."""
+    kind = option.get("type", "string")
+    if kind == "string-select":
+        allowed = [v.text or "" for v in option.iter("Value")]
+        allowed += [v.get("alias", "") for v in option.iter("Value") if v.get("alias")]
+        if value.upper() not in {a.upper() for a in allowed}:
+            return f"valid: {', '.join(v.text or '' for v in option.iter('Value'))}"
+    elif kind == "boolean" and value.upper() not in _BOOLEANS:
+        return "valid: YES, NO"
+    elif kind in ("int", "integer", "float"):
+        try:
+            number = int(value) if kind != "float" else float(value)
+        except ValueError:
+            return f"it must be {'an integer' if kind != 'float' else 'a number'}"
+        low, high = option.get("min"), option.get("max")
+        if low is not None and number < float(low):
+            return f"it must be at least {low}"
+        if high is not None and number > float(high):
+            return f"it must be at most {high}"
+    return None
+
+
+def check_creation_options(creation_options: Mapping[str, str]) -> None:
+    """Refuse `--co` names and values GDAL's COG driver does not accept.
+
+    Raises:
+        ConfigError: an unknown name, a value outside the option's list or range, or a
+            BLOCKSIZE that is not a multiple of 16 (TIFF tiles need one).
+    """
+    if not creation_options:
+        return
+    known = cog_creation_options()
+    for name, raw in creation_options.items():
+        key, value = name.upper(), str(raw)
+        if known is not None:
+            if key not in known:
+                raise ConfigError(
+                    f"--co {name}: the GDAL COG driver has no creation option {key!r}"
+                )
+            why = _bad_value(known[key], value)
+            if why is not None:
+                raise ConfigError(f"--co {name}={value}: not a valid value ({why})")
+        if key == "BLOCKSIZE" and (not value.isdigit() or int(value) % 16 or int(value) < 16):
+            raise ConfigError(f"--co {name}={value}: the block size must be a multiple of 16")
