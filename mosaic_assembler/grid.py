@@ -271,12 +271,6 @@ class Plan:
         col = (x - self.x_start) % 2**self.zoom
         return ((y - self.y_start) * self.tilesize, col * self.tilesize)
 
-    def with_tiles(self, tiles: Iterable[Tile]) -> Plan:
-        """The same grid with a subset of the tiles (e.g. those that have assets)."""
-        return Plan(
-            self.zoom, self.tilesize, tuple(tiles), self.x_start, self.y_start, self.cols, self.rows
-        )
-
 
 def check_zoom(zoom: int) -> None:
     """Raise ConfigError unless zoom is an integer in 0–24."""

@@ -10,6 +10,7 @@ import datetime
 import json
 import shutil
 from pathlib import Path
+from typing import Any
 
 import mercantile
 from cogeo_mosaic.mosaic import MosaicJSON
@@ -51,6 +52,12 @@ def write_split(
     """Write `{quadkey}.tif` COGs, `mosaic.json` and `items.json` into out_dir.
 
     Args:
+        plan: the output grid.
+        parts: (chunk, chunk GeoTIFF) pairs.
+        bands: band count, dtype and names.
+        split_zoom: the zoom of the quadkeys, one COG each.
+        out_dir: the directory to create and fill.
+        cog: the COGs' options.
         final_dir: where out_dir will be renamed to (the mosaicJSON lists absolute paths
             there; the STAC items use relative hrefs).
         overviews: the chunk files' internal overviews (see `writer.write_vrt`), or None.
@@ -60,91 +67,114 @@ def write_split(
     """
     out_dir.mkdir(parents=True)
     tiles = {t for chunk, _ in parts for t in chunk.tiles}
-    windows = split_windows(plan, tiles, split_zoom)
     final_dir = final_dir.absolute()
-    features, items, paths = [], [], []
+    features: list[dict[str, Any]] = []
+    items: list[dict[str, Any]] = []
     now = datetime.datetime.now(datetime.UTC).isoformat().replace("+00:00", "Z")
-    for qk, window in windows.items():
-        work = out_dir.parent / f"{out_dir.name}.vrt"
-        work.mkdir(exist_ok=True)
-        vrt = write_vrt(
-            work / f"{qk}.vrt", plan, parts, bands, window, overviews=overviews, cog=cog
-        )
-        _, c0, _, w = window
-        columns = len(
-            {c.col_off for c, _ in parts if c.col_off < c0 + w and c.col_off + c.width > c0}
-        )
-        finalize_cog(
-            vrt,
-            out_dir / f"{qk}.tif",
-            cog,
-            existing_overviews=overviews is not None,
-            chunk_columns=columns,
-        )
-        shutil.rmtree(work)
-        row0, col0, height, width = window
-        t = plan.transform
-        left, top = t * (col0, row0)
-        right, bottom = t * (col0 + width, row0 + height)
-        west, north = mercantile.lnglat(left, top)
-        east, south = mercantile.lnglat(right, bottom)
-        if east < west:  # past 180°
-            east += 360.0
-        geom = mapping(box(west, max(south, -MAX_LAT), east, min(north, MAX_LAT)))
+    for qk, window in split_windows(plan, tiles, split_zoom).items():
+        _write_quadkey(plan, parts, bands, qk, window, out_dir, cog, overviews)
+        geom, bbox = _footprint(plan, window)
+        path = str(final_dir / f"{qk}.tif")
         features.append(
-            {
-                "type": "Feature",
-                "geometry": geom,
-                "properties": {"path": str(final_dir / f"{qk}.tif"), "quadkey": qk},
-            }
+            {"type": "Feature", "geometry": geom, "properties": {"path": path, "quadkey": qk}}
         )
-        items.append(
-            {
-                "type": "Feature",
-                "stac_version": "1.0.0",
-                "stac_extensions": [],
-                "id": qk,
-                "geometry": geom,
-                "bbox": [west, south, east, north],
-                "properties": {
-                    "datetime": now,
-                    "mosaic:quadkey": qk,
-                    "mosaic:shape": [height, width],
-                    "mosaic:epsg": 3857,
-                },
-                "assets": {
-                    "data": {
-                        "href": f"./{qk}.tif",
-                        "type": "image/tiff; application=geotiff; profile=cloud-optimized",
-                        "roles": ["data"],
-                    }
-                },
-                "links": [],
-            }
-        )
-        paths.append(final_dir / f"{qk}.tif")
-    # each quadkey lists exactly its own file (from_features would also list neighbours
-    # whose footprints only touch the quadkey's edge)
-    lons = [
-        c
-        for f in features
-        for c in (f["geometry"]["coordinates"][0][0][0], f["geometry"]["coordinates"][0][2][0])
-    ]
-    lats = [
-        c
-        for f in features
-        for c in (f["geometry"]["coordinates"][0][0][1], f["geometry"]["coordinates"][0][2][1])
-    ]
-    mosaic = MosaicJSON(
-        mosaicjson="0.0.3",
-        minzoom=split_zoom,
-        maxzoom=plan.zoom,
-        quadkey_zoom=split_zoom,
-        bounds=(min(lons), min(lats), min(max(lons), 180.0), max(lats)),
-        tiles={f["properties"]["quadkey"]: [f["properties"]["path"]] for f in features},
-    )
+        items.append(_stac_item(qk, geom, bbox, window, now))
+    mosaic = _mosaicjson(features, split_zoom, plan.zoom)
     (out_dir / "mosaic.json").write_text(mosaic.model_dump_json(exclude_none=True))
     (out_dir / "items.json").write_text(
         json.dumps({"type": "FeatureCollection", "features": items})
     )
-    return tuple(paths)
+    return tuple(Path(f["properties"]["path"]) for f in features)
+
+
+def _write_quadkey(
+    plan: Plan,
+    parts: list[tuple[Chunk, Path]],
+    bands: BandInfo,
+    qk: str,
+    window: tuple[int, int, int, int],
+    out_dir: Path,
+    cog: COGOptions,
+    overviews: ChunkOverviews | None,
+) -> None:
+    """Write `out_dir/{qk}.tif`: the COG of one window, through a VRT in a sibling directory."""
+    work = out_dir.parent / f"{out_dir.name}.vrt"
+    work.mkdir(exist_ok=True)
+    vrt = write_vrt(work / f"{qk}.vrt", plan, parts, bands, window, overviews=overviews, cog=cog)
+    _, c0, _, w = window
+    columns = len({c.col_off for c, _ in parts if c.col_off < c0 + w and c.col_off + c.width > c0})
+    finalize_cog(
+        vrt,
+        out_dir / f"{qk}.tif",
+        cog,
+        existing_overviews=overviews is not None,
+        chunk_columns=columns,
+    )
+    shutil.rmtree(work)
+
+
+def _footprint(plan: Plan, window: tuple[int, int, int, int]) -> tuple[dict[str, Any], list[float]]:
+    """A window's GeoJSON polygon (latitudes clamped to Web Mercator's) and its lon/lat bbox."""
+    row0, col0, height, width = window
+    t = plan.transform
+    left, top = t * (col0, row0)
+    right, bottom = t * (col0 + width, row0 + height)
+    west, north = mercantile.lnglat(left, top)
+    east, south = mercantile.lnglat(right, bottom)
+    if east < west:  # past 180°
+        east += 360.0
+    geom = dict(mapping(box(west, max(south, -MAX_LAT), east, min(north, MAX_LAT))))
+    return geom, [west, south, east, north]
+
+
+def _stac_item(
+    qk: str,
+    geom: dict[str, Any],
+    bbox: list[float],
+    window: tuple[int, int, int, int],
+    now: str,
+) -> dict[str, Any]:
+    """The STAC item of one split COG (a relative href: valid wherever the directory goes)."""
+    return {
+        "type": "Feature",
+        "stac_version": "1.0.0",
+        "stac_extensions": [],
+        "id": qk,
+        "geometry": geom,
+        "bbox": bbox,
+        "properties": {
+            "datetime": now,
+            "mosaic:quadkey": qk,
+            "mosaic:shape": [window[2], window[3]],
+            "mosaic:epsg": 3857,
+        },
+        "assets": {
+            "data": {
+                "href": f"./{qk}.tif",
+                "type": "image/tiff; application=geotiff; profile=cloud-optimized",
+                "roles": ["data"],
+            }
+        },
+        "links": [],
+    }
+
+
+def _mosaicjson(features: list[dict[str, Any]], split_zoom: int, maxzoom: int) -> MosaicJSON:
+    """The mosaicJSON of the split COGs: each quadkey lists exactly its own file.
+
+    (`MosaicJSON.from_features` would also list neighbours whose footprints only touch the
+    quadkey's edge.)
+    """
+    corners = [
+        f["geometry"]["coordinates"][0][i] for f in features for i in (0, 2)
+    ]  # (east, south) and (west, north) of each box
+    lons = [c[0] for c in corners]
+    lats = [c[1] for c in corners]
+    return MosaicJSON(
+        mosaicjson="0.0.3",
+        minzoom=split_zoom,
+        maxzoom=maxzoom,
+        quadkey_zoom=split_zoom,
+        bounds=(min(lons), min(lats), min(max(lons), 180.0), max(lats)),
+        tiles={f["properties"]["quadkey"]: [f["properties"]["path"]] for f in features},
+    )

@@ -46,7 +46,7 @@ def execute(output: str, dry_run: bool, as_json: bool, quiet: int, **options: An
 
 
 @click.command("assemble", context_settings={"help_option_names": ["-h", "--help"]})
-@click.argument("output", type=click.Path(dir_okay=False))
+@click.argument("output", type=click.Path())
 @o.area
 @o.grid
 @o.sources
