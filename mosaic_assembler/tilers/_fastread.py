@@ -62,7 +62,7 @@ _local = threading.local()
 class _Source:
     """A kept-open rio-tiler Reader and what a fast read of it needs."""
 
-    reader: Reader
+    reader: Any  # rio_tiler.io.Reader (its `dataset` is typed Optional, always set once open)
     fast: bool  # rio-tiler's read of it is the plain warp done below
     dst_transform: Affine | None  # default transform of the dataset in the tile grid's CRS
     nodata: float | None
@@ -94,6 +94,10 @@ def _cached(name: str, key: Any, make: Callable[[], Any]) -> Any:
     return value
 
 
+def _both_nan(a: float | None, b: float | None) -> bool:
+    return a is not None and b is not None and math.isnan(a) and math.isnan(b)
+
+
 def _file_key(href: str) -> tuple:
     try:
         st = os.stat(href)
@@ -106,7 +110,7 @@ def _open(href: str) -> _Source:
     def make() -> _Source:
         reader = Reader(href)
         try:
-            src = reader.dataset
+            src: Any = reader.dataset
             tms_crs = _TMS_CRS
             fast = (
                 src.nodata is not None
@@ -130,7 +134,7 @@ def _open(href: str) -> _Source:
 
 
 def _vrt_grid(
-    dst_transform: Affine, bounds: tuple[float, float, float, float], size: int
+    dst_transform: Affine, bounds: tuple[float, ...], size: int
 ) -> tuple[Affine, int, int]:
     """`rio_tiler.utils.get_vrt_transform` for a reprojected, unaligned tile of size²."""
     w, s, e, n = bounds
@@ -147,9 +151,9 @@ def _vrt_grid(
 
 def _warp(
     src: Any,
-    nodata: float,
+    nodata: float | None,
     grid: tuple[Affine, int, int],
-    bounds: tuple[float, float, float, float],
+    bounds: tuple[float, ...],
     tilesize: int,
     indexes: tuple[int, ...],
     resampling_method: str,
@@ -174,7 +178,7 @@ def _warp(
             out_shape=(len(indexes), tilesize, tilesize),
             resampling=Resampling[resampling_method],
         )
-    mask = numpy.isnan(data) if math.isnan(nodata) else data == nodata
+    mask = numpy.isnan(data) if nodata is not None and math.isnan(nodata) else data == nodata
     return ImageData(
         numpy.ma.MaskedArray(data, mask=mask),
         assets=assets,
@@ -245,7 +249,7 @@ class _Item:
 
 def _item(item: Callable[[], dict[str, Any]], assets: tuple[str, ...], key: Any) -> _Item:
     def make() -> _Item:
-        stac = STACReader(None, item=item(), include_assets=set(assets), include_asset_types=None)
+        stac = STACReader(None, item=item(), include_assets=set(assets), include_asset_types=None)  # type: ignore[arg-type]  # None: no filter
         hrefs: dict[str, str] | None = {}
         for name in assets:
             try:
@@ -278,6 +282,12 @@ def stac_tile(
     Args:
         item: returns the STAC item as a dict (called once per thread and key).
         key: identifies the item (and its selected assets) in the per-thread cache.
+        assets: asset keys, in band order.
+        x: tile column.
+        y: tile row.
+        z: zoom level.
+        expression: rio-tiler band math over `assets`.
+        **kwargs: the rest of `STACReader.tile`'s options (tilesize, resampling …).
     """
     it = _item(item, assets, key)
     if it.hrefs is None:
@@ -319,7 +329,7 @@ def _stack(hrefs: tuple[str, ...]) -> _Stack:
             and s.reader.dataset.transform == first.transform
             and s.reader.dataset.shape == first.shape
             and s.reader.dataset.dtypes[0] == first.dtypes[0]
-            and (s.nodata == first.nodata or (math.isnan(s.nodata) and math.isnan(first.nodata)))
+            and (s.nodata == first.nodata or _both_nan(s.nodata, first.nodata))
             and first.dtypes[0] in GDAL_DTYPES
             for s in sources
         ):

@@ -85,7 +85,10 @@ def _preview_asset(asset: str | ItemAssets, **kwargs: Any) -> ImageData:
     kwargs.pop("tilesize", None)
     if isinstance(asset, ItemAssets):
         with STACReader(
-            None, item=asset.item, include_assets=set(asset.assets), include_asset_types=None
+            None,
+            item=asset.item,
+            include_assets=set(asset.assets),
+            include_asset_types=None,  # type: ignore[arg-type]  # None: no filter
         ) as src:
             return src.preview(assets=list(asset.assets), max_size=64, **kwargs)
     with Reader(asset) as src:
@@ -150,7 +153,7 @@ class LocalTiler:
         arr = img.array
         if arr.ndim == 2:  # `count` returns one band as a 2-D array
             arr = arr[numpy.newaxis]
-        valid = ~numpy.ma.getmaskarray(arr).all(axis=0)
+        valid = numpy.asarray(~numpy.ma.getmaskarray(arr).all(axis=0))  # an array, for mypy
         if not valid.any():
             return None
         data = numpy.ma.getdata(arr)

@@ -1,0 +1,214 @@
+"""mosaic_assembler.resolve: the options turned into a run (the pipeline's first phases).
+
+    resolve   options → the run's AOI, opened source (searched or pinned), assets, expression
+    prepare   the tiler (titiler-pgstac registration, in-process or HTTP), output bands, dtype
+
+This is the only place that interprets `AssembleOptions`; the later phases (`pipeline`)
+take the values these return.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mosaic_assembler.errors import ConfigError
+from mosaic_assembler.expressions import expression_assets, expression_dtype, translate_expression
+from mosaic_assembler.grid import AOI
+from mosaic_assembler.options import AssembleOptions, ItemsFile, PgstacTiler, StacSearch
+from mosaic_assembler.selection import ReadOptions
+from mosaic_assembler.sources import open_source
+from mosaic_assembler.sources.pinning import load_pinned, search_key
+from mosaic_assembler.tilers.http import HttpOptions, HttpTiler, expand_env
+from mosaic_assembler.types import BandInfo, Tile
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["Prepared", "Resolved", "load_aoi", "prepare", "resolve"]
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """The options turned into a run: the only phase that interprets them.
+
+    Attributes:
+        source: the opened index of assets per tile (None: a tiler without one).
+        read: the read options, with an expression's asset names turned into band names.
+        search_key: the hash of the STAC search (pins its items), or "".
+        pinned: the items came from the run directory (a resumed run).
+    """
+
+    output: Path
+    opts: AssembleOptions
+    run_dir: Path
+    aoi: AOI
+    source: Any
+    assets: tuple[str, ...]
+    read: ReadOptions
+    search_key: str = ""
+    pinned: bool = False
+
+
+def resolve(output: Path, opts: AssembleOptions) -> Resolved:
+    """Load the AOI, open (or search, or reuse the pinned) source, decide the assets."""
+    run_dir = Path(opts.run_dir) if opts.run_dir else Path(f"{output}.run")
+    aoi = AOI.from_bbox(*opts.bbox) if opts.bbox is not None else None
+    if opts.aoi is not None:
+        aoi = load_aoi(opts.aoi)
+    assets = opts.assets
+    read = opts.read
+    if opts.uses_items and read.expression:
+        assets = assets or expression_assets(read.expression)
+        read = dataclasses.replace(read, expression=translate_expression(read.expression, assets))
+    key, pinned, source = "", False, None
+    if opts.stac is not None:
+        assert aoi is not None  # AssembleOptions requires an AOI with a search
+        source, key, pinned = _search(opts, opts.stac, aoi, assets, run_dir)
+    elif opts.index is not None:
+        items = opts.index if isinstance(opts.index, ItemsFile) else None
+        source = open_source(
+            mosaicjson=None if items else opts.index.path,  # type: ignore[union-attr]
+            items=items.path if items else None,
+            assets=assets,
+            extra_assets=_qa_assets(opts) if items else (),
+        )
+    if aoi is None:
+        assert source is not None  # AssembleOptions requires an AOI without a source
+        aoi = AOI.from_bbox(*source.bounds)
+    return Resolved(output, opts, run_dir, aoi, source, assets, read, key, pinned)
+
+
+def load_aoi(aoi: Mapping[str, Any] | str | Path) -> AOI:
+    """An AOI from a GeoJSON mapping, a GeoJSON string or a file path."""
+    if isinstance(aoi, Mapping):
+        return AOI.from_geojson(dict(aoi))
+    text = str(aoi)
+    if text.lstrip().startswith("{"):
+        return AOI.from_geojson(text)
+    try:
+        return AOI.from_geojson(Path(text).read_text())
+    except OSError as e:
+        raise ConfigError(f"cannot read AOI file {text!r}: {e.strerror or e}") from e
+
+
+def _qa_assets(opts: AssembleOptions) -> tuple[str, ...]:
+    """The QA band when it is an asset of the items (not a band index of each COG)."""
+    qa = opts.read.qa_mask
+    return (qa.band,) if qa is not None and qa.bidx is None else ()
+
+
+def _headers(pairs: Any) -> dict[str, str] | None:
+    return {k: expand_env(v) for k, v in pairs} if pairs else None
+
+
+def _search(
+    opts: AssembleOptions, st: StacSearch, aoi: AOI, assets: tuple[str, ...], run_dir: Path
+) -> tuple[Any, str, bool]:
+    """Run the STAC API search, or reuse the items a previous run pinned in `run_dir`.
+
+    Optionally saves the equivalent mosaicJSON.
+
+    Returns:
+        (source, search key, whether the items came from the run directory)
+    """
+    from mosaic_assembler.sources.stac_api import open_stac_search, save_mosaicjson
+
+    extra = _qa_assets(opts)
+    key = search_key(st, aoi.geojson, assets, extra)
+    source = None if opts.restart else load_pinned(run_dir, key, assets, extra)
+    pinned = source is not None
+    if source is None:
+        pairs = opts.http.headers if opts.http else ()
+        if isinstance(opts.source, PgstacTiler):
+            pairs = dict(opts.source.http).get("headers") or pairs
+        across = aoi.is_bbox and aoi.bbox[0] > aoi.bbox[2]  # across 180°: search the two parts
+        where: dict[str, Any] = (
+            {"bbox": list(aoi.bbox)}
+            if aoi.is_bbox and not across
+            else {"geometry": json.loads(aoi.geojson)}
+        )
+        source = open_stac_search(
+            st.url, collections=st.collections, assets=assets, extra_assets=extra,
+            datetime=st.datetime, query=list(st.query) or None, filter=st.filter,
+            max_items=st.max_items, seasons=st.seasons or None, sort_by=st.sort_by,
+            headers=_headers(pairs), **where,
+        )  # fmt: skip
+    if st.save_mosaicjson:
+        save_mosaicjson(
+            source, st.save_mosaicjson, minzoom=max(0, opts.zoom - 3), maxzoom=opts.zoom,
+            asset=st.mosaicjson_asset,
+        )  # fmt: skip
+        logger.info("saved the search as %s", st.save_mosaicjson)
+    return source, key, pinned
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """How tiles are rendered: the tiler and the bands it gives (None: known after reading)."""
+
+    tiler: Any
+    read: ReadOptions
+    bands: BandInfo | None
+    http: HttpOptions | None
+
+
+def prepare(r: Resolved, jobs: Sequence[tuple[Tile, tuple[Any, ...]]]) -> Prepared:
+    """Register a titiler-pgstac search, build the tiler, decide the output bands and dtype."""
+    opts = r.opts
+    http = _register_pgstac(r) if isinstance(opts.source, PgstacTiler) else opts.http
+    probe = list(dict.fromkeys(a for _, assets in jobs[:50] for a in assets))[:5]
+    tiler: Any
+    read = r.read
+    if http is not None:
+        tiler = HttpTiler(http, read)
+    else:
+        from mosaic_assembler.tilers.local import LocalTiler
+
+        if read.expression:
+            first = dataclasses.replace(read, expression=None, pixel_selection="first")
+            dtype = expression_dtype(read, LocalTiler(first).band_info(probe).dtype)
+            read = dataclasses.replace(read, output_dtype=dtype)
+        tiler = LocalTiler(read)
+    bands: BandInfo | None = tiler.band_info(probe)
+    if bands is not None and opts.visual is not None:
+        opts.visual.check_bands(bands.count)
+        bands = BandInfo(bands.count, "uint8", bands.names)
+    if bands is not None:
+        opts.cog.check_bands(bands)
+    return Prepared(tiler, read, bands, http)
+
+
+def _register_pgstac(r: Resolved) -> HttpOptions:
+    """Register the (pinned) search with titiler-pgstac; HTTP options for its tiles."""
+    from mosaic_assembler.tilers.pgstac import (
+        pgstac_http_options,
+        pgstac_search_body,
+        register_search,
+    )
+
+    source = r.opts.source
+    assert isinstance(source, PgstacTiler)
+    st, http = source.search, dict(source.http)
+    if r.opts.concurrency:
+        http["concurrency"] = r.opts.concurrency
+    aoi = r.aoi
+    where: dict[str, Any] = (
+        {"bbox": list(aoi.bbox)}
+        if aoi.is_bbox and aoi.bbox[0] < aoi.bbox[2]
+        else {"geometry": json.loads(aoi.geojson)}
+    )
+    ids = [i.id for i in r.source.items]
+    body = pgstac_search_body(
+        list(st.collections), datetime=st.datetime, sort_by=st.sort_by, ids=ids, **where
+    )
+    headers = tuple(http.pop("headers", ()) or ())
+    sid = register_search(source.url, body, headers=_headers(headers))
+    params = tuple(http.pop("params", ()) or ())
+    return pgstac_http_options(
+        source.url, sid, r.read, r.assets, headers=headers, params=params, **http
+    )
