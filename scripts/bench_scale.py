@@ -2,9 +2,10 @@
 
 A fast synthetic in-process source (one uint8 COG in EPSG:3857, 8x coarser than the output)
 is assembled at 256, 2,048 and 16,384 tiles of 256 px with the local thread pool and with a
-2-worker Dask LocalCluster (`first`: one asset read per tile); each run is a fresh CLI process (driver peak RSS from wait4,
-Dask worker peak RSS from the workers). Then a CPU-bound comparison: 1 vs 2 warmed-up Dask workers
-computing the median of three sources, one tile at a time per chunk.
+2-worker Dask LocalCluster (`first`: one asset read per tile); each run is a fresh CLI process
+(driver peak RSS from wait4, Dask worker peak RSS from the workers). Then a CPU-bound
+comparison: 1 vs 2 warmed-up Dask workers computing the median of three sources, one tile at
+a time per chunk.
 
 Targets: tiles/s at 16,384 within 20 % of 2,048; driver peak RSS at 16,384 <= 1.3x at 256;
 2 Dask workers >= 1.6x the throughput of 1.

@@ -147,7 +147,13 @@ def test_stac_tile_equals_stac_reader(scenes, tmp_path, kwargs):
             ) as s:
                 ref = _read(s.tile, *t, assets=list(assets), tilesize=256, **kwargs)
             got = _read(
-                stac_tile, lambda: item, (item["id"], assets), assets, *t, tilesize=256, **kwargs
+                stac_tile,
+                lambda it=item: it,
+                (item["id"], assets),
+                assets,
+                *t,
+                tilesize=256,
+                **kwargs,
             )
             assert (ref is None) == (got is None), (item["id"], t)
             if ref is not None:

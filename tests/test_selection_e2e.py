@@ -1,4 +1,4 @@
-"""Pixel selection through the whole pipeline: QA masking, latest-clear, expressions, percentiles."""
+"""Pixel selection through the pipeline: QA masking, latest-clear, expressions, percentiles."""
 
 from __future__ import annotations
 
