@@ -11,7 +11,6 @@ their typed, documented list.
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +19,7 @@ from typing import Any, TypedDict
 from mosaic_assembler.errors import ConfigError
 from mosaic_assembler.executors import ExecutorOptions
 from mosaic_assembler.grid import AOI, check_zoom
+from mosaic_assembler.results import AssembleResult, Progress
 from mosaic_assembler.selection import QAMask, ReadOptions, method_traits, server_methods
 from mosaic_assembler.tilers.http import HttpOptions
 from mosaic_assembler.visual import Visual
@@ -38,16 +38,6 @@ __all__ = [
     "Tiler",
     "build_options",
 ]
-
-
-@dataclass(frozen=True)
-class Progress:
-    """Tiles finished so far; handed to the progress callback after every tile."""
-
-    done: int
-    empty: int
-    failed: int
-    total: int
 
 
 @dataclass(frozen=True)
@@ -238,53 +228,6 @@ class AssembleOptions:
     def uses_items(self) -> bool:
         """Whether assets are STAC items (so `assets` and asset-named expressions apply)."""
         return self.items is not None or self.stac is not None
-
-
-@dataclass(frozen=True)
-class AssembleResult:
-    """What a run did.
-
-    Attributes:
-        path: the COG written (None for a dry run or an empty run).
-        tiles_total: tiles the AOI covers.
-        tiles_done: tiles written with data.
-        tiles_empty: tiles with no data (no asset, or all pixels masked).
-        tiles_failed: tiles that could not be read (only with allow_partial).
-        chunks: chunks in the plan; chunks_resumed: of those, found finished in the run
-            directory and not computed again.
-        outputs: the split COGs (with split_zoom), else empty.
-    """
-
-    path: Path | None
-    tiles_total: int
-    tiles_done: int
-    tiles_empty: int
-    tiles_failed: int
-    failed_tiles: tuple[tuple[int, int, int], ...]
-    width: int
-    height: int
-    count: int
-    dtype: str
-    zoom: int
-    tilesize: int
-    bounds: tuple[float, float, float, float]
-    estimated_bytes: int
-    size_bytes: int
-    seconds: Mapping[str, float]
-    dry_run: bool = False
-    chunks: int = 0
-    chunks_resumed: int = 0
-    run_dir: Path | None = None
-    outputs: tuple[Path, ...] = ()
-
-    def to_json(self) -> str:
-        """The result as a JSON object (paths as strings)."""
-        d = dataclasses.asdict(self)
-        d["path"] = str(self.path) if self.path else None
-        d["failed_tiles"] = [f"{z}/{x}/{y}" for x, y, z in self.failed_tiles]
-        d["run_dir"] = str(self.run_dir) if self.run_dir else None
-        d["outputs"] = [str(p) for p in self.outputs]
-        return json.dumps(d)
 
 
 class AssembleKwargs(TypedDict, total=False):
