@@ -201,6 +201,16 @@ def compute_chunk(
         return _compute_chunk(spec, job, on_tile)
 
 
+def _post_process(spec: RunSpec, tile: Tile, data: TileData | None) -> TileData | None:
+    """The AOI clip and the visual step on a read tile (None: nothing left to write)."""
+    if data is not None and spec.clip is not None:
+        valid = data.valid & spec.clip.inside(tile, spec.plan.tilesize)
+        data = TileData(data.data, valid) if valid.any() else None
+    if data is not None and spec.visual is not None:
+        data = TileData(spec.visual.apply(data.data), data.valid)
+    return data
+
+
 def _compute_chunk(
     spec: RunSpec,
     job: ChunkJob,
@@ -221,11 +231,7 @@ def _compute_chunk(
                 failed.append((tile, error))
                 outcome = "failed"
             else:
-                if data is not None and spec.clip is not None:
-                    valid = data.valid & spec.clip.inside(tile, plan.tilesize)
-                    data = TileData(data.data, valid) if valid.any() else None
-                if data is not None and spec.visual is not None:
-                    data = TileData(spec.visual.apply(data.data), data.valid)
+                data = _post_process(spec, tile, data)
                 if data is None:
                     empty += 1
                     outcome = "empty"
