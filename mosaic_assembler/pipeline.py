@@ -219,20 +219,7 @@ def _search(
         )
         if aoi.is_bbox and aoi.bbox[0] > aoi.bbox[2]:  # across 180°: search the two parts
             search = {"geometry": json.loads(aoi.geojson)}
-        source = open_stac_search(
-            st.url,
-            collections=st.collections,
-            assets=assets,
-            extra_assets=extra,
-            datetime=st.datetime,
-            query=list(st.query) or None,
-            filter=st.filter,
-            max_items=st.max_items,
-            seasons=st.seasons or None,
-            sort_by=st.sort_by,
-            headers=headers,
-            **search,
-        )
+        source = open_stac_search(st, assets, extra_assets=extra, headers=headers, **search)
     if st.save_mosaicjson:
         save_mosaicjson(
             source,

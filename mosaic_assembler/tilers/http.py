@@ -7,12 +7,11 @@ Status contract (TiTiler 2.x, see DESIGN.md):
 | 200 | GeoTIFF tile; last band is the mask (0/255) unless `return_mask=false` | decoded |
 | 204 | no asset / empty mosaic | empty tile, not an error |
 | 400 404 422 424 (any other 4xx but 429) | configuration error | the run stops at once |
-| 429 500 502 503 504, timeouts, resets, truncated or undecodable bodies | transient | retried with exponential backoff and full jitter, honouring Retry-After |
+| 429 5xx, timeouts, resets, bad bodies | transient | retried (`web.backoff_delay`) |
 """
 
 from __future__ import annotations
 
-import email.utils
 import logging
 import os
 import random
@@ -29,12 +28,12 @@ import rasterio
 import requests
 from rasterio.io import MemoryFile
 
-from mosaic_assembler.errors import ConfigError, TileFetchError, TilerRequestError
+from mosaic_assembler import web
+from mosaic_assembler.errors import ConfigError, TileFetchError
 from mosaic_assembler.tilers._base import BandInfo, ReadOptions, TileData
 
 logger = logging.getLogger(__name__)
 
-RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 _PLACEHOLDERS = ("{z}", "{x}", "{y}")
 _ENV_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
@@ -134,37 +133,6 @@ def build_url_template(http: HttpOptions, read: ReadOptions) -> str:
     )
 
 
-def _server_message(resp: requests.Response) -> str:
-    try:
-        detail: Any = resp.json().get("detail", resp.json())
-    except ValueError:
-        detail = resp.text
-    if isinstance(detail, list):  # FastAPI validation errors
-        detail = "; ".join(
-            f"{'.'.join(str(p) for p in d.get('loc', []))}: {d.get('msg', d)}"
-            if isinstance(d, dict)
-            else str(d)
-            for d in detail
-        )
-    text = " ".join(str(detail).split())
-    return text[:300] + ("…" if len(text) > 300 else "")
-
-
-def _retry_after(resp: requests.Response) -> float | None:
-    value = resp.headers.get("Retry-After")
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
-
-
 class _Transient(Exception):
     def __init__(self, message: str, status: int | None = None, wait: float | None = None):
         super().__init__(message)
@@ -206,15 +174,7 @@ class HttpTiler:
         """The pooled session (created on first use, in each process)."""
         with self._lock:
             if self._session is None:
-                s = requests.Session()
-                n = self.http.concurrency
-                adapter = requests.adapters.HTTPAdapter(
-                    pool_connections=1, pool_maxsize=n, pool_block=True, max_retries=0
-                )
-                s.mount("http://", adapter)
-                s.mount("https://", adapter)
-                s.headers.update(self._headers)
-                self._session = s
+                self._session = web.make_session(self._headers, pool=self.http.concurrency)
             return self._session
 
     def close(self) -> None:
@@ -244,18 +204,18 @@ class HttpTiler:
             TileData, or None for 204 (no data).
 
         Raises:
-            TilerRequestError: the server refused the request (4xx other than 429).
+            HTTPRequestError: the server refused the request (4xx other than 429; the class
+                from `errors.HTTP_ERRORS`, e.g. HTTPNotFoundError for 404).
             TileFetchError: still failing after the retries (carries the last status).
         """
         x, y, z = tile
         last: _Transient | None = None
         for attempt in range(self.http.retries + 1):
             if last is not None:
-                cap = min(self.http.backoff_max, self.http.backoff * 2 ** (attempt - 1))
                 with self._lock:
-                    delay = self._rng.uniform(0, cap)
-                if last.wait is not None:
-                    delay = max(delay, min(last.wait, 4 * self.http.backoff_max))
+                    delay = web.backoff_delay(
+                        attempt, self.http.backoff, self.http.backoff_max, self._rng, last.wait
+                    )
                 logger.debug("tile %d/%d/%d: %s; retry %d in %.2f s", z, x, y, last, attempt, delay)
                 time.sleep(delay)
             try:
@@ -280,21 +240,18 @@ class HttpTiler:
         status = resp.status_code
         if status == 204:
             return None
-        if status in RETRY_STATUSES:
-            raise _Transient(f"HTTP {status}", status, _retry_after(resp))
-        if status >= 500:
-            raise _Transient(f"HTTP {status}", status)
+        if web.is_retryable(status):
+            raise _Transient(f"HTTP {status}", status, web.retry_after(resp.headers))
         if status != 200:
-            msg = _server_message(resp)
-            hint = ""
-            if "tilesize" in msg:
-                hint = (
-                    " (the server does not accept `tilesize`: TiTiler < 2 used '@2x' in "
-                    "the path; use TiTiler >= 2 or put {tilesize} where the server wants it)"
-                )
-            raise TilerRequestError(
-                f"the tiler answered HTTP {status} for tile {z}/{x}/{y}: {msg}{hint}", status
+            err = web.error_from_response(
+                status, resp.content, f"the tiler answered HTTP {status} for tile {z}/{x}/{y}"
             )
+            if "tilesize" in str(err):
+                err.args = (
+                    f"{err} (the server does not accept `tilesize`: TiTiler < 2 used '@2x' in "
+                    "the path; use TiTiler >= 2 or put {tilesize} where the server wants it)",
+                )
+            raise err
         return self._decode(resp.content, tile)
 
     def _decode(self, content: bytes, tile: tuple[int, int, int]) -> TileData:
