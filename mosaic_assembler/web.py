@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import email.utils
 import json
+import logging
 import random
 import re
 import socket
@@ -50,6 +51,7 @@ __all__ = [
     "make_session",
     "read_body",
     "redact",
+    "redact_logs",
     "retry_after",
     "secrets_of",
     "server_message",
@@ -253,6 +255,36 @@ def redact(text: str, secrets: Iterable[str] = ()) -> str:
     return _QUERY_PARAM.sub(param, text)
 
 
+_LOG_SECRETS: set[str] = set()
+_LOGGERS = ("mosaic_assembler", "urllib3", "requests", "pystac_client")
+
+
+class _RedactingFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        msg = record.getMessage()
+        clean = redact(msg, _LOG_SECRETS)
+        if clean != msg:
+            record.msg, record.args = clean, ()
+        return True
+
+
+_FILTER = _RedactingFilter()
+
+
+def redact_logs(secrets: Iterable[str] = ()) -> None:
+    """From now on, redact `secrets` and credential query parameters from log records.
+
+    The records of this package, urllib3, requests and pystac-client: urllib3 logs every
+    request URL at DEBUG, so `-vv` would print a `?token=`.
+    """
+    _LOG_SECRETS.update(secrets)
+    names = [n for n in logging.root.manager.loggerDict if n.split(".")[0] in _LOGGERS]
+    for name in {*_LOGGERS, "urllib3.connectionpool", "urllib3.util.retry", *names}:
+        logger = logging.getLogger(name)
+        if _FILTER not in logger.filters:
+            logger.addFilter(_FILTER)
+
+
 # --------------------------------------------------------------------------- transport
 
 
@@ -333,10 +365,14 @@ def read_body(resp: requests.Response, limit: int, deadline: float, read_timeout
                 raise BodyError(f"the body exceeds the {limit} bytes expected")
             parts.append(chunk)
     except BodyError:
+        parts.clear()  # a traceback kept by the caller must not keep the body alive
         resp.close()
         raise
     except (OSError, urllib3.exceptions.HTTPError, requests.RequestException, ValueError) as e:
+        parts.clear()
         resp.close()
+        if time.monotonic() >= deadline - 0.1:  # the read was cut at the deadline
+            raise BodyError(f"the body was not complete by the deadline ({size} bytes read)") from e
         reason = "timed out" if "timed out" in str(e).lower() else "connection failed"
         raise BodyError(f"{reason} while reading the body ({type(e).__name__})") from e
     body = b"".join(parts)

@@ -322,6 +322,7 @@ def open_stac_search(
     """
     p = _parse(search, geometry, bbox, page_size)
     secrets = web.secrets_of(headers or {}, [p.url])
+    web.redact_logs(secrets)
     client = open_client(p.url, headers, timeout, retries)
     send_sort = _check_api(client, p)
     _check_collections(client, p, retries)

@@ -150,6 +150,7 @@ def register_search(
     }
     url = f"{base}/searches/register"
     secrets = web.secrets_of(hdrs, [base])
+    web.redact_logs(secrets)
     last = ""
     for attempt in range(retries + 1):
         try:
