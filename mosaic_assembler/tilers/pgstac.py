@@ -151,10 +151,11 @@ def register_search(
     url = f"{base}/searches/register"
     secrets = web.secrets_of(hdrs, [base])
     web.redact_logs(secrets)
+    session = web.make_session(hdrs, pool=1)  # the headers never follow a redirect elsewhere
     last = ""
     for attempt in range(retries + 1):
         try:
-            resp = requests.post(url, data=json.dumps(body), headers=hdrs, timeout=(10.0, timeout))
+            resp = session.post(url, data=json.dumps(body), timeout=(10.0, timeout))
         except requests.RequestException as e:
             last = (
                 "connection failed" if isinstance(e, requests.ConnectionError) else type(e).__name__
