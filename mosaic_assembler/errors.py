@@ -49,12 +49,48 @@ class TileFetchError(TileReadError):
         self.status = status
 
 
-class TilerRequestError(ConfigError):
-    """A dynamic tiler refused a request (4xx): the run's configuration is wrong; no retry."""
+class HTTPError(MosaicAssemblerError):
+    """A server answered an HTTP error status, or none; carries `status` (None: no answer)."""
 
     def __init__(self, message: str, status: int | None = None):
         super().__init__(message)
         self.status = status
+
+
+class HTTPRequestError(HTTPError, ConfigError):
+    """A 4xx other than 429: the request is wrong (configuration, credentials); no retry."""
+
+
+class HTTPAuthError(HTTPRequestError):
+    """401 or 403: missing or refused credentials (`--header`)."""
+
+
+class HTTPNotFoundError(HTTPRequestError):
+    """404: the URL (or the tile, band or collection it names) does not exist."""
+
+
+class HTTPServerError(HTTPError, SourceError):
+    """429, a 5xx, no answer or a bad body: transient; raised once the retries are spent."""
+
+
+#: The name before the HTTP table: a dynamic tiler's 4xx is an `HTTPRequestError`.
+TilerRequestError = HTTPRequestError
+
+
+#: HTTP status → error class (cogeo-mosaic's `_HTTP_EXCEPTIONS`); other statuses fall back
+#: on `HTTPRequestError` (4xx) or `HTTPServerError` (5xx), see `web.error_class`.
+HTTP_ERRORS: dict[int, type[HTTPError]] = {
+    400: HTTPRequestError,
+    401: HTTPAuthError,
+    403: HTTPAuthError,
+    404: HTTPNotFoundError,
+    422: HTTPRequestError,
+    429: HTTPServerError,
+    500: HTTPServerError,
+    502: HTTPServerError,
+    503: HTTPServerError,
+    504: HTTPServerError,
+}
 
 
 class StateMismatchError(ConfigError):

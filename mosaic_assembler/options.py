@@ -21,6 +21,7 @@ from mosaic_assembler.executors import ExecutorOptions
 from mosaic_assembler.grid import AOI, check_zoom
 from mosaic_assembler.results import AssembleResult, Progress
 from mosaic_assembler.selection import QAMask, ReadOptions, method_traits, server_methods
+from mosaic_assembler.sources.stac_params import StacSearch
 from mosaic_assembler.tilers.http import HttpOptions
 from mosaic_assembler.visual import Visual
 from mosaic_assembler.writer import COGOptions
@@ -38,41 +39,6 @@ __all__ = [
     "Tiler",
     "build_options",
 ]
-
-
-@dataclass(frozen=True)
-class StacSearch:
-    """A STAC API search (pystac-client) that decides which items count.
-
-    Attributes:
-        url: the API's root URL.
-        collections: collection ids.
-        datetime: RFC 3339 instant or interval.
-        query: query-extension conditions, e.g. ("eo:cloud_cover<5",).
-        filter: CQL2 text or CQL2-JSON string.
-        max_items: keep at most this many usable items.
-        seasons: meteorological seasons of each item's hemisphere.
-        sort_by: sort fields, "-" for descending (e.g. "eo:cloud_cover").
-        save_mosaicjson: also write the equivalent mosaicJSON (and items) here.
-        mosaicjson_asset: the asset whose href the saved mosaicJSON lists (None: item files).
-    """
-
-    url: str
-    collections: tuple[str, ...]
-    datetime: str | None = None
-    query: tuple[str, ...] = ()
-    filter: str | None = None
-    max_items: int | None = None
-    seasons: tuple[str, ...] = ()
-    sort_by: str | None = None
-    save_mosaicjson: str | None = None
-    mosaicjson_asset: str | None = None
-
-    def __post_init__(self) -> None:
-        if not self.collections:
-            raise ConfigError("`stac` needs `collections`")
-        if self.max_items is not None and self.max_items < 1:
-            raise ConfigError(f"`max_items` must be >= 1, got {self.max_items}")
 
 
 @dataclass(frozen=True)

@@ -123,21 +123,14 @@ def _search(
     source = None if opts.restart else load_pinned(run_dir, key, assets, extra)
     pinned = source is not None
     if source is None:
-        pairs = opts.http.headers if opts.http else ()
-        if isinstance(opts.source, PgstacTiler):
-            pairs = dict(opts.source.http).get("headers") or pairs
+        # no --header here: those belong to the tiler's origin, never to the STAC API
         across = aoi.is_bbox and aoi.bbox[0] > aoi.bbox[2]  # across 180°: search the two parts
         where: dict[str, Any] = (
             {"bbox": list(aoi.bbox)}
             if aoi.is_bbox and not across
             else {"geometry": json.loads(aoi.geojson)}
         )
-        source = open_stac_search(
-            st.url, collections=st.collections, assets=assets, extra_assets=extra,
-            datetime=st.datetime, query=list(st.query) or None, filter=st.filter,
-            max_items=st.max_items, seasons=st.seasons or None, sort_by=st.sort_by,
-            headers=_headers(pairs), **where,
-        )  # fmt: skip
+        source = open_stac_search(st, assets, extra_assets=extra, **where)
     if st.save_mosaicjson:
         save_mosaicjson(
             source, st.save_mosaicjson, minzoom=max(0, opts.zoom - 3), maxzoom=opts.zoom,

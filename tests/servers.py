@@ -182,3 +182,141 @@ class FaultProxy:
         """Stop serving."""
         self.server.shutdown()
         self.server.server_close()
+
+
+def _declared_huge_tiff(size: int = 28000) -> bytes:
+    """A GeoTIFF of a few hundred KB that declares `size` x `size` px x 2 bands (sparse)."""
+    import rasterio
+    from rasterio.io import MemoryFile
+
+    profile = dict(
+        driver="GTiff",
+        width=size,
+        height=size,
+        count=2,
+        dtype="uint8",
+        tiled=True,
+        blockxsize=512,
+        blockysize=512,
+        compress="deflate",
+        sparse_ok=True,
+        crs="EPSG:3857",
+        transform=rasterio.transform.from_origin(0, 0, 10, 10),
+    )
+    with MemoryFile() as mem:
+        with mem.open(**profile):
+            pass  # no block written: the file holds only the header and offsets
+        return mem.read()
+
+
+class RecordingServer:
+    """Answers 204 to every GET and keeps the headers of every request it got."""
+
+    def __init__(self) -> None:
+        self.seen: list[dict[str, str]] = []
+        rec = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def do_GET(self) -> None:  # noqa: N802
+                rec.seen.append(dict(self.headers.items()))
+                self.send_response(204)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        """Stop serving."""
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class HostileTiler:
+    """A tiler on 127.0.0.1 that lies; the first path segment picks how.
+
+    `/huge/{z}/{x}/{y}.tif`: 200 with a small GeoTIFF declaring 28000 x 28000 px;
+    `/endless/…`: 200 with a chunked body that never ends; `/drip/…`: 200 declaring 10 MB,
+    then one byte a second; `/redirect/…`: 302 to `redirect_to` (another port); `/echo/…`:
+    400 whose JSON `detail` echoes the request line and headers. Requests are counted by mode.
+    """
+
+    MODES = ("huge", "endless", "drip", "redirect", "echo")
+
+    def __init__(self, redirect_to: str = "") -> None:
+        self.redirect_to = redirect_to.rstrip("/")
+        self.counts: Counter[str] = Counter()
+        self.lock = threading.Lock()
+        self._huge_body = _declared_huge_tiff()
+        self._stop = threading.Event()
+        tiler = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def do_GET(self) -> None:  # noqa: N802
+                mode = self.path.strip("/").split("/")[0]
+                with tiler.lock:
+                    tiler.counts[mode] += 1
+                try:
+                    getattr(tiler, f"_{mode}")(self)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def template(self, mode: str, query: str = "") -> str:
+        """The tile URL template of a mode (`query` appended after `?`)."""
+        return f"{self.url}/{mode}/{{z}}/{{x}}/{{y}}.tif" + (f"?{query}" if query else "")
+
+    @staticmethod
+    def _head(h: http.server.BaseHTTPRequestHandler, status: int, **headers: str) -> None:
+        h.send_response(status)
+        for k, v in headers.items():
+            h.send_header(k.replace("_", "-"), v)
+        h.end_headers()
+
+    def _huge(self, h: http.server.BaseHTTPRequestHandler) -> None:
+        self._head(h, 200, Content_Type="image/tiff", Content_Length=str(len(self._huge_body)))
+        h.wfile.write(self._huge_body)
+
+    def _endless(self, h: http.server.BaseHTTPRequestHandler) -> None:
+        self._head(h, 200, Content_Type="image/tiff", Transfer_Encoding="chunked")
+        chunk = b"%x\r\n%s\r\n" % (65536, b"\0" * 65536)
+        while not self._stop.is_set():
+            h.wfile.write(chunk)
+
+    def _drip(self, h: http.server.BaseHTTPRequestHandler) -> None:
+        self._head(h, 200, Content_Type="image/tiff", Content_Length=str(10_000_000))
+        while not self._stop.is_set():
+            h.wfile.write(b"\0")
+            h.wfile.flush()
+            time.sleep(1.0)
+
+    def _redirect(self, h: http.server.BaseHTTPRequestHandler) -> None:
+        self._head(h, 302, Location=self.redirect_to + h.path, Content_Length="0")
+
+    def _echo(self, h: http.server.BaseHTTPRequestHandler) -> None:
+        import json
+
+        echoed = f"GET {h.path} " + " ".join(f"{k}: {v}" for k, v in h.headers.items())
+        body = json.dumps({"detail": f"cannot serve {echoed}"}).encode()
+        self._head(h, 400, Content_Type="application/json", Content_Length=str(len(body)))
+        h.wfile.write(body)
+
+    def stop(self) -> None:
+        """Stop serving (and end the endless bodies)."""
+        self._stop.set()
+        self.server.shutdown()
+        self.server.server_close()

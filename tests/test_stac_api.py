@@ -7,6 +7,7 @@ PostgreSQL or the stack venv the module is skipped, except under CI=true where i
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -23,6 +24,7 @@ from stac_fixtures import ASSETS, ITEM_SPECS, make_stac_collection, start_stack
 from mosaic_assembler.errors import ConfigError, SourceError, TilerRequestError
 from mosaic_assembler.sources import open_mosaicjson, open_stac_items
 from mosaic_assembler.sources.stac_api import (
+    StacSearch,
     item_season_ok,
     open_stac_search,
     parse_query,
@@ -65,10 +67,15 @@ def stack(coll):
     s.stop()
 
 
-def search(stack, coll, **kw):
+SEARCH_FIELDS = {f.name for f in dataclasses.fields(StacSearch)}
+
+
+def search(stack, coll, url=None, **kw):
+    """open_stac_search with the StacSearch fields and the other arguments mixed in `kw`."""
     kw.setdefault("collections", [coll.collection])
     kw.setdefault("assets", ASSETS)
-    return open_stac_search(stack.stac_url, **kw)
+    fields = {k: kw.pop(k) for k in list(kw) if k in SEARCH_FIELDS}
+    return open_stac_search(StacSearch(url or stack.stac_url, **fields), kw.pop("assets"), **kw)
 
 
 def ids(source):
@@ -419,7 +426,7 @@ def test_unreachable_api():
     url = f"http://127.0.0.1:{free_port()}"
     t0 = time.monotonic()
     with pytest.raises(SourceError) as e:
-        open_stac_search(url, collections=["x"], assets=ASSETS, retries=1)
+        open_stac_search(StacSearch(url, collections=("x",)), ASSETS, retries=1)
     msg = one_line(e)
     assert "cannot reach the STAC API" in msg and "connection refused" in msg
     assert "after 1 retries" in msg
@@ -490,7 +497,7 @@ def test_missing_asset_key_everywhere(stack, coll):
 def test_not_a_stac_api(stack):
     with pytest.raises(SourceError) as e:
         open_stac_search(
-            stack.titiler_url + "/healthz", collections=["x"], assets=ASSETS, retries=0
+            StacSearch(stack.titiler_url + "/healthz", collections=("x",)), ASSETS, retries=0
         )
     one_line(e)
 

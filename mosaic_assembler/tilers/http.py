@@ -7,12 +7,11 @@ Status contract (TiTiler 2.x, see DESIGN.md):
 | 200 | GeoTIFF tile; last band is the mask (0/255) unless `return_mask=false` | decoded |
 | 204 | no asset / empty mosaic | empty tile, not an error |
 | 400 404 422 424 (any other 4xx but 429) | configuration error | the run stops at once |
-| 429 500 502 503 504, timeouts, resets, truncated or undecodable bodies | transient | retried with exponential backoff and full jitter, honouring Retry-After |
+| 429 5xx, timeouts, resets, bad bodies | transient | retried (`web.backoff_delay`) |
 """
 
 from __future__ import annotations
 
-import email.utils
 import logging
 import os
 import random
@@ -29,14 +28,16 @@ import rasterio
 import requests
 from rasterio.io import MemoryFile
 
-from mosaic_assembler.errors import ConfigError, TileFetchError, TilerRequestError
+from mosaic_assembler import web
+from mosaic_assembler.errors import ConfigError, TileFetchError
 from mosaic_assembler.selection import ReadOptions
 from mosaic_assembler.types import BandInfo, TileData
 
 logger = logging.getLogger(__name__)
 
-RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 _PLACEHOLDERS = ("{z}", "{x}", "{y}")
+#: An error answer is read up to this many bytes (its message is quoted truncated anyway).
+_ERROR_BODY_LIMIT = 1 << 16
 _ENV_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
@@ -66,12 +67,16 @@ class HttpOptions:
         headers: request headers (`--header`); `${NAME}` expands from the environment when the
             run starts. Never printed or logged.
         retries: retries per tile for transient failures.
-        timeout: read timeout per request, seconds.
+        timeout: the most one request may take, seconds: its body must be complete by then
+            (each socket read also waits at most this long).
         connect_timeout: connect timeout, seconds.
         backoff: first backoff step, seconds (full jitter: uniform(0, backoff × 2^attempt)).
         backoff_max: cap of one backoff sleep, seconds.
         concurrency: requests in flight (and connection pool size).
         seed: seeds the jitter, for reproducible tests.
+        max_bytes_per_pixel: the bytes per pixel (all bands, mask included) a tile may have
+            before the first tile has set the band count and dtype: bounds the body read and
+            the raster decoded (32: e.g. 7 float32 bands + mask, 15 uint16 bands + mask).
     """
 
     template: str
@@ -84,11 +89,14 @@ class HttpOptions:
     backoff_max: float = 30.0
     concurrency: int = 16
     seed: int | None = None
+    max_bytes_per_pixel: int = 32
 
     def __post_init__(self) -> None:
         parts = urlsplit(self.template)
         if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise ConfigError(f"--tiler must be an http(s) URL template, got {self.template!r}")
+            raise ConfigError(
+                f"--tiler must be an http(s) URL template, got {web.redact(self.template)!r}"
+            )
         missing = [p for p in _PLACEHOLDERS if p not in self.template]
         if missing:
             raise ConfigError(
@@ -135,37 +143,6 @@ def build_url_template(http: HttpOptions, read: ReadOptions) -> str:
     )
 
 
-def _server_message(resp: requests.Response) -> str:
-    try:
-        detail: Any = resp.json().get("detail", resp.json())
-    except ValueError:
-        detail = resp.text
-    if isinstance(detail, list):  # FastAPI validation errors
-        detail = "; ".join(
-            f"{'.'.join(str(p) for p in d.get('loc', []))}: {d.get('msg', d)}"
-            if isinstance(d, dict)
-            else str(d)
-            for d in detail
-        )
-    text = " ".join(str(detail).split())
-    return text[:300] + ("…" if len(text) > 300 else "")
-
-
-def _retry_after(resp: requests.Response) -> float | None:
-    value = resp.headers.get("Retry-After")
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
-
-
 class _Transient(Exception):
     def __init__(self, message: str, status: int | None = None, wait: float | None = None):
         super().__init__(message)
@@ -188,6 +165,8 @@ class HttpTiler:
         self.tilesize = read.tilesize
         self.default_concurrency = http.concurrency
         self._headers = {k: expand_env(v) for k, v in http.headers}
+        self._secrets = web.secrets_of(self._headers, [self.url_template])
+        web.redact_logs(self._secrets)
         self._lock = threading.Lock()
         self._rng = random.Random(http.seed)
         self._bands: tuple[int, str] | None = None
@@ -207,15 +186,7 @@ class HttpTiler:
         """The pooled session (created on first use, in each process)."""
         with self._lock:
             if self._session is None:
-                s = requests.Session()
-                n = self.http.concurrency
-                adapter = requests.adapters.HTTPAdapter(
-                    pool_connections=1, pool_maxsize=n, pool_block=True, max_retries=0
-                )
-                s.mount("http://", adapter)
-                s.mount("https://", adapter)
-                s.headers.update(self._headers)
-                self._session = s
+                self._session = web.make_session(self._headers, pool=self.http.concurrency)
             return self._session
 
     def close(self) -> None:
@@ -245,81 +216,139 @@ class HttpTiler:
             TileData, or None for 204 (no data).
 
         Raises:
-            TilerRequestError: the server refused the request (4xx other than 429).
+            HTTPRequestError: the server refused the request (4xx other than 429; the class
+                from `errors.HTTP_ERRORS`, e.g. HTTPNotFoundError for 404).
             TileFetchError: still failing after the retries (carries the last status).
         """
         x, y, z = tile
         last: _Transient | None = None
         for attempt in range(self.http.retries + 1):
             if last is not None:
-                cap = min(self.http.backoff_max, self.http.backoff * 2 ** (attempt - 1))
                 with self._lock:
-                    delay = self._rng.uniform(0, cap)
-                if last.wait is not None:
-                    delay = max(delay, min(last.wait, 4 * self.http.backoff_max))
-                logger.debug("tile %d/%d/%d: %s; retry %d in %.2f s", z, x, y, last, attempt, delay)
+                    delay = web.backoff_delay(
+                        attempt, self.http.backoff, self.http.backoff_max, self._rng, last.wait
+                    )
+                logger.debug(
+                    "tile %d/%d/%d: %s; retry %d in %.2f s",
+                    *(z, x, y),
+                    web.redact(str(last), self._secrets),
+                    *(attempt, delay),
+                )
                 time.sleep(delay)
             try:
                 return self._fetch_once(tile)
             except _Transient as e:
-                last = e
+                # keep the message, not the traceback: its frames hold the body read
+                last = _Transient(str(e), e.status, e.wait)
         assert last is not None
-        raise TileFetchError(
-            f"tile {z}/{x}/{y}: {last} (after {self.http.retries} retries)", tile, last.status
+        msg = web.redact(
+            f"tile {z}/{x}/{y}: {last} (after {self.http.retries} retries)", self._secrets
         )
+        raise TileFetchError(msg, tile, last.status)
 
     def _fetch_once(self, tile: tuple[int, int, int]) -> TileData | None:
         x, y, z = tile
+        deadline = time.monotonic() + self.http.timeout
         try:
             resp = self.session.get(
-                self.url_for(tile), timeout=(self.http.connect_timeout, self.http.timeout)
+                self.url_for(tile),
+                timeout=(self.http.connect_timeout, self.http.timeout),
+                stream=True,
             )
         except requests.Timeout as e:
             raise _Transient(f"timed out ({type(e).__name__})") from e
         except requests.RequestException as e:
             raise _Transient(f"connection failed ({type(e).__name__})") from e
         status = resp.status_code
-        if status == 204:
-            return None
-        if status in RETRY_STATUSES:
-            raise _Transient(f"HTTP {status}", status, _retry_after(resp))
-        if status >= 500:
-            raise _Transient(f"HTTP {status}", status)
+        if status == 204 or web.is_retryable(status):
+            resp.close()
+            if status == 204:
+                return None
+            raise _Transient(f"HTTP {status}", status, web.retry_after(resp.headers))
+        limit = self._body_limit() if status == 200 else _ERROR_BODY_LIMIT
+        try:
+            body = web.read_body(resp, limit, deadline, self.http.timeout)
+        except web.BodyError as e:
+            raise _Transient(f"bad response body: {e}", status) from e
         if status != 200:
-            msg = _server_message(resp)
-            hint = ""
-            if "tilesize" in msg:
-                hint = (
-                    " (the server does not accept `tilesize`: TiTiler < 2 used '@2x' in "
-                    "the path; use TiTiler >= 2 or put {tilesize} where the server wants it)"
-                )
-            raise TilerRequestError(
-                f"the tiler answered HTTP {status} for tile {z}/{x}/{y}: {msg}{hint}", status
+            raise self._request_error(status, body, tile)
+        return self._decode(body, tile)
+
+    def _request_error(self, status: int, body: bytes, tile: tuple[int, int, int]) -> Exception:
+        x, y, z = tile
+        err = web.error_from_response(
+            status, body, f"the tiler answered HTTP {status} for tile {z}/{x}/{y}", self._secrets
+        )
+        if "tilesize" in str(err):
+            err.args = (
+                f"{err} (the server does not accept `tilesize`: TiTiler < 2 used '@2x' in "
+                "the path; use TiTiler >= 2 or put {tilesize} where the server wants it)",
             )
-        return self._decode(resp.content, tile)
+        return err
+
+    def _pixel_budget(self) -> int:
+        """Bytes per pixel a tile may have: the first tile's, else max_bytes_per_pixel."""
+        with self._lock:
+            known = self._bands
+        if known is None:
+            return self.http.max_bytes_per_pixel
+        count = known[0] + (1 if self.has_mask_band else 0)
+        return count * numpy.dtype(known[1]).itemsize
+
+    def _body_limit(self) -> int:
+        """The expected raw tile size x 1.25 + 1 MiB (headers, overviews, metadata)."""
+        return int(self.tilesize**2 * self._pixel_budget() * 1.25) + (1 << 20)
+
+    def _check_profile(self, src: Any) -> None:
+        """Refuse a tile whose declared shape, bands or dtype is not the one requested.
+
+        Checked before a pixel is read: a 24 KB body can declare 28000 x 28000 px.
+        """
+        size = self.tilesize
+        if (src.width, src.height) != (size, size):
+            hint = (
+                " (TiTiler < 2 ignores `tilesize` and uses '@2x')"
+                if (src.width, src.height) in ((256, 256), (512, 512))
+                else ""
+            )
+            raise _Transient(
+                f"the server returned {src.width}x{src.height} px for tilesize={size}{hint}", 200
+            )
+        bands = src.count - (1 if self.has_mask_band else 0)
+        if bands < 1:
+            raise _Transient("the tile has no data band besides the mask", 200)
+        if len(set(src.dtypes)) != 1:
+            raise _Transient(f"the tile mixes dtypes {', '.join(sorted(set(src.dtypes)))}", 200)
+        dtype = str(src.dtypes[0])
+        with self._lock:
+            expected = self._bands
+        if expected is not None and (bands, dtype) != expected:
+            raise _Transient(
+                f"the tile has {bands} x {dtype} bands, earlier tiles had "
+                f"{expected[0]} x {expected[1]}",
+                200,
+            )
+        if expected is None and src.count * numpy.dtype(dtype).itemsize > self._pixel_budget():
+            raise _Transient(
+                f"the tile declares {src.count} x {dtype} bands, more than "
+                f"max_bytes_per_pixel={self.http.max_bytes_per_pixel} bytes per pixel",
+                200,
+            )
 
     def _decode(self, content: bytes, tile: tuple[int, int, int]) -> TileData:
         try:
             with MemoryFile(content) as mem, mem.open() as src:
+                self._check_profile(src)
                 arr = src.read()
                 valid = (arr[-1] > 0) if self.has_mask_band else src.dataset_mask() > 0
         except (rasterio.errors.RasterioError, ValueError) as e:
             raise _Transient(f"undecodable tile body ({len(content)} bytes): {e}", 200) from e
         data = arr[:-1] if self.has_mask_band else arr
-        if data.shape[0] == 0:
-            raise _Transient("the tile has no data band besides the mask", 200)
-        size = self.tilesize
-        if data.shape[1:] != (size, size):
-            raise _Transient(
-                f"the server returned {data.shape[2]}x{data.shape[1]} px for tilesize={size} "
-                "(TiTiler < 2 ignores `tilesize` and uses '@2x')",
-                200,
-            )
         with self._lock:
             if self._bands is None:
                 self._bands = (data.shape[0], str(data.dtype))
             expected = self._bands
-        if (data.shape[0], str(data.dtype)) != expected:
+        if (data.shape[0], str(data.dtype)) != expected:  # two first tiles raced
             raise _Transient(
                 f"the tile has {data.shape[0]} x {data.dtype} bands, earlier tiles had "
                 f"{expected[0]} x {expected[1]}",

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import json
 import logging
+import random
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -40,16 +41,17 @@ from urllib.parse import urlsplit
 
 import requests
 
-from mosaic_assembler.errors import ConfigError, SourceError, TilerRequestError
+from mosaic_assembler import web
+from mosaic_assembler.errors import ConfigError, HTTPServerError, SourceError
 from mosaic_assembler.selection import ReadOptions
-from mosaic_assembler.sources.stac_api import (
-    _geometry,
-    _parse_filter,
-    _validate_datetime,
+from mosaic_assembler.sources.stac_params import (
+    parse_filter,
     parse_query,
     parse_sort_by,
+    search_geometry,
+    validate_datetime,
 )
-from mosaic_assembler.tilers.http import HttpOptions, _server_message, expand_env
+from mosaic_assembler.tilers.http import HttpOptions, expand_env
 
 logger = logging.getLogger(__name__)
 
@@ -63,8 +65,6 @@ __all__ = [
 #: Limits sent with `exitwhenfull=false&skipcovered=false`: every item of the search that
 #: intersects a tile counts (up to items_limit), within time_limit seconds of database time.
 FULL_SCAN_LIMITS = {"items_limit": 10000, "scan_limit": 100000, "time_limit": 60}
-
-_TRANSIENT = frozenset({429, 500, 502, 503, 504})
 
 
 def pgstac_search_body(
@@ -96,18 +96,18 @@ def pgstac_search_body(
     if geometry is not None and bbox is not None:
         raise ConfigError("give either a geometry or a bbox to search, not both")
     body: dict[str, Any] = {"collections": [str(c).strip() for c in collections]}
-    g = _geometry(geometry)
+    g = search_geometry(geometry)
     if g is not None:
         body["intersects"] = g
     if bbox is not None:
         body["bbox"] = [float(v) for v in bbox]
-    dt = _validate_datetime(datetime)
+    dt = validate_datetime(datetime)
     if dt is not None:
         body["datetime"] = dt
     q = parse_query(query)
     if q is not None:
         body["query"] = q
-    f = _parse_filter(filter)
+    f = parse_filter(filter)
     if f is not None:
         body["filter"] = f
         body["filter-lang"] = "cql2-json"
@@ -134,8 +134,10 @@ def register_search(
     Registering the same search twice returns the same id (it is a hash of the search).
 
     Raises:
-        TilerRequestError: the server refused the search (4xx, with its message).
-        SourceError: unreachable, or still failing (429/5xx) after `retries`.
+        HTTPRequestError: the server refused the search (4xx, with its message; the class
+            from `errors.HTTP_ERRORS`).
+        HTTPServerError: unreachable, or still failing (429/5xx) after `retries`.
+        SourceError: the answer holds no search id.
 
     """
     base = _base(base_url)
@@ -147,40 +149,55 @@ def register_search(
         **{k: expand_env(v) for k, v in (headers or {}).items()},
     }
     url = f"{base}/searches/register"
+    secrets = web.secrets_of(hdrs, [base])
+    web.redact_logs(secrets)
+    session = web.make_session(hdrs, pool=1)  # the headers never follow a redirect elsewhere
     last = ""
     for attempt in range(retries + 1):
-        if attempt:
-            time.sleep(min(30.0, backoff * 2 ** (attempt - 1)))
         try:
-            resp = requests.post(url, data=json.dumps(body), headers=hdrs, timeout=(10.0, timeout))
+            resp = session.post(url, data=json.dumps(body), timeout=(10.0, timeout))
         except requests.RequestException as e:
-            last = f"{type(e).__name__}"
-            if isinstance(e, requests.ConnectionError):
-                last = "connection failed"
-            continue
-        if resp.status_code in _TRANSIENT:
-            last = f"HTTP {resp.status_code}: {_server_message(resp)}"
-            continue
-        if resp.status_code >= 400:
-            raise TilerRequestError(
-                f"titiler-pgstac at {base} refused the search (HTTP {resp.status_code}): "
-                f"{_server_message(resp)}",
-                resp.status_code,
+            last = (
+                "connection failed" if isinstance(e, requests.ConnectionError) else type(e).__name__
             )
-        try:
-            search_id = resp.json()["id"]
-        except (ValueError, KeyError, TypeError) as e:
-            raise SourceError(f"{url} did not answer with a search id: {resp.text[:200]!r}") from e
-        logger.info("registered pgstac search %s at %s", search_id, base)
-        return str(search_id)
-    raise SourceError(f"cannot register the search at {url}: {last} (after {retries} retries)")
+            wait = None
+        else:
+            if not web.is_retryable(resp.status_code):
+                return _search_id(resp, base, url, secrets)
+            last = f"HTTP {resp.status_code}: {web.server_message(resp.content)}"
+            wait = web.retry_after(resp.headers)
+        if attempt < retries:
+            time.sleep(web.backoff_delay(attempt + 1, backoff, 30.0, random.Random(), wait))
+    raise HTTPServerError(
+        web.redact(
+            f"cannot register the search at {url}: {last} (after {retries} retries)", secrets
+        )
+    )
+
+
+def _search_id(resp: requests.Response, base: str, url: str, secrets: frozenset[str]) -> str:
+    if resp.status_code >= 400:
+        raise web.error_from_response(
+            resp.status_code,
+            resp.content,
+            f"titiler-pgstac at {base} refused the search (HTTP {resp.status_code})",
+            secrets,
+        )
+    try:
+        search_id = resp.json()["id"]
+    except (ValueError, KeyError, TypeError) as e:
+        text = web.redact(resp.text[:200], secrets)
+        raise SourceError(f"{web.redact(url)} did not answer with a search id: {text!r}") from e
+    logger.info("registered pgstac search %s at %s", search_id, web.redact(base))
+    return str(search_id)
 
 
 def _base(base_url: str) -> str:
     parts = urlsplit(base_url)
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise ConfigError(
-            f"titiler-pgstac URL must be http(s)://host[:port][/prefix], got {base_url!r}"
+            "titiler-pgstac URL must be http(s)://host[:port][/prefix], got "
+            f"{web.redact(base_url)!r}"
         )
     return base_url.rstrip("/")
 
@@ -227,6 +244,19 @@ def pgstac_http_options(
         raise ConfigError("titiler-pgstac needs --assets (the STAC asset keys to read)")
     if not search_id or "/" in search_id:
         raise ConfigError(f"bad pgstac search id {search_id!r}")
+    limits = {"items_limit": items_limit, "scan_limit": scan_limit, "time_limit": time_limit}
+    q = _tile_params(read, assets, full_scan, limits)
+    given = {k for k, _ in params}
+    q = [(k, v) for k, v in q if k not in given] + list(params)
+    template = f"{base}/searches/{search_id}/tiles/WebMercatorQuad/{{z}}/{{x}}/{{y}}.tif"
+    hdrs = tuple(headers.items()) if isinstance(headers, Mapping) else tuple(headers)
+    return HttpOptions(template=template, params=tuple(q), headers=hdrs, **http)
+
+
+def _tile_params(
+    read: ReadOptions, assets: Sequence[str], full_scan: bool, given: Mapping[str, int | None]
+) -> list[tuple[str, str]]:
+    """`assets=` (with per-asset `bidx`), the full-scan switches and the limits."""
     q: list[tuple[str, str]] = []
     for a in assets:
         if read.bidx is not None:
@@ -237,18 +267,9 @@ def pgstac_http_options(
     if full_scan:
         q += [("exitwhenfull", "false"), ("skipcovered", "false")]
         limits.update(FULL_SCAN_LIMITS)
-    for k, v in (
-        ("items_limit", items_limit),
-        ("scan_limit", scan_limit),
-        ("time_limit", time_limit),
-    ):
+    for k, v in given.items():
         if v is not None:
             if v < 1:
                 raise ConfigError(f"{k} must be >= 1, got {v}")
             limits[k] = v
-    q += [(k, str(v)) for k, v in limits.items()]
-    given = {k for k, _ in params}
-    q = [(k, v) for k, v in q if k not in given] + list(params)
-    template = f"{base}/searches/{search_id}/tiles/WebMercatorQuad/{{z}}/{{x}}/{{y}}.tif"
-    hdrs = tuple(headers.items()) if isinstance(headers, Mapping) else tuple(headers)
-    return HttpOptions(template=template, params=tuple(q), headers=hdrs, **http)
+    return q + [(k, str(v)) for k, v in limits.items()]
