@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Set up everything the tests need on a fresh machine, then run the whole test suite:
-#   - Debian packages for the STAC API stack (PostgreSQL 15 + PostGIS 3), when root;
+#   - Debian packages for the STAC API stack (PostgreSQL 15 + PostGIS 3) and the browser
+#     tests (Chromium), when root;
 #   - .venv with the package and its dev extras (tests, ruff, mypy);
 #   - .venv-stack with stac-fastapi-pgstac + titiler-pgstac (their pins conflict with
 #     titiler 2.4 in .venv, so they live apart; see scripts/stac_stack.py).
@@ -8,13 +9,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
-if ! dpkg -s postgresql-15-postgis-3 >/dev/null 2>&1; then
+DEBS="postgresql-15 postgresql-15-postgis-3 chromium chromium-driver"
+if ! dpkg -s $DEBS >/dev/null 2>&1; then
   if [ "$(id -u)" = 0 ]; then
     apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-      postgresql-15 postgresql-15-postgis-3 >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $DEBS >/dev/null
   else
-    echo "note: PostgreSQL/PostGIS missing and not root: the STAC API tests will skip" >&2
+    echo "note: $DEBS not all installed and not root: the STAC API and browser tests will skip" >&2
   fi
 fi
 "$PYTHON" -m venv .venv
