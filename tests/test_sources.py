@@ -116,3 +116,48 @@ def test_mosaicjson_deep_quadkeys_are_looked_up_by_prefix(tmp_path):
     assert src.assets_for_tile(t.x, t.y, t.z) == ["/data/a.tif"]
     assert src.assets_for_tile(t.x + 1, t.y, t.z) == []
     assert src.assets_for_tile(0, 0, 0) == ["/data/a.tif"]
+
+
+def test_source_documents_are_refused_above_the_limit(tmp_path):
+    from mosaic_assembler.sources._files import MAX_DOCUMENT_BYTES, read_json
+
+    assert MAX_DOCUMENT_BYTES == 256 * 2**20
+    big = tmp_path / "big.json"
+    big.write_text(json.dumps({"type": "FeatureCollection", "features": [0] * 20}))
+    with pytest.raises(SourceError, match="larger than 16 bytes"):
+        read_json(big, "STAC items file", limit=16)
+    assert read_json(big, "STAC items file")["type"] == "FeatureCollection"
+    with pytest.raises(SourceError, match="binary data, not JSON"):
+        read_json("/dev/zero", "STAC items file")
+    with pytest.raises(SourceError, match="is a directory"):
+        read_json(tmp_path, "mosaicJSON")
+
+
+def test_a_fifo_is_read_up_to_the_limit(tmp_path):
+    import os
+    import threading
+
+    from mosaic_assembler.sources._files import read_json
+
+    fifo = tmp_path / "fifo"
+
+    def feed(text: str) -> threading.Thread:
+        def write() -> None:
+            try:
+                with open(fifo, "w") as f:
+                    f.write(text)
+            except BrokenPipeError:  # the reader stopped at its limit
+                pass
+
+        t = threading.Thread(target=write)
+        t.start()
+        return t
+
+    os.mkfifo(fifo)
+    t = feed('{"a": 1}')
+    assert read_json(fifo, "AOI") == {"a": 1}
+    t.join()
+    t = feed("[" + "1," * 100_000 + "1]")
+    with pytest.raises(SourceError, match="larger than 1000 bytes"):
+        read_json(fifo, "AOI", limit=1000)
+    t.join()
