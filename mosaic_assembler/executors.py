@@ -43,11 +43,24 @@ class ExecutorOptions:
             raise ConfigError(f"chunk workers must be >= 1, got {self.chunk_workers}")
         if self.dask_local is not None and self.dask_local < 1:
             raise ConfigError(f"--dask-local needs >= 1 worker, got {self.dask_local}")
+        if self.uses_dask:
+            _require_dask()
 
     @property
     def uses_dask(self) -> bool:
         """True when chunks run on Dask."""
         return bool(self.dask_scheduler or self.dask_local)
+
+
+_NO_DASK = "Dask is not installed: pip install 'mosaic-assembler[dask]'"
+
+
+def _require_dask() -> None:
+    """Refuse a Dask run when the extra is missing, before anything is read or written."""
+    try:
+        import distributed  # noqa: F401
+    except ImportError as e:
+        raise ConfigError(_NO_DASK) from e
 
 
 def run_chunks(
@@ -100,7 +113,7 @@ def dask_client(options: ExecutorOptions) -> Any:
     try:
         from distributed import Client, LocalCluster
     except ImportError as e:
-        raise ConfigError("Dask is not installed: pip install 'mosaic-assembler[dask]'") from e
+        raise ConfigError(_NO_DASK) from e
     if options.dask_scheduler:
         try:
             return Client(options.dask_scheduler, timeout="20s")

@@ -117,6 +117,11 @@ class AOI:
             )
         if not geom.is_valid:
             geom = geom.buffer(0)
+        if geom.is_empty or not geom.area > 0:
+            raise AOIError(
+                "AOI polygon has zero area (its points are collinear or repeated): it "
+                "covers no pixel"
+            )
         return cls(json.dumps(mapping(geom)), False, (west, south, east, north))
 
     @property

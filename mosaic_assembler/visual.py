@@ -2,11 +2,13 @@
 
 Never the default: analytic output keeps its dtype and a real mask. `--rescale` maps each band
 linearly from MIN..MAX to 0..255 (clipped); `--color-ops` then applies rio-color's operations
-(the reference notebook's "gamma RGB 3.5, saturation 1.7, sigmoidal RGB 15 0.35") to RGB.
+(the reference notebook's "gamma RGB 3.5, saturation 1.7, sigmoidal RGB 15 0.35") to RGB;
+it needs `--rescale`, so that every tile is stretched alike.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,8 +31,16 @@ class Visual:
 
     def __post_init__(self) -> None:
         for lo, hi in self.rescale:
-            if not hi > lo:
-                raise ConfigError(f"--rescale needs MIN < MAX, got {lo},{hi}")
+            if not (math.isfinite(lo) and math.isfinite(hi) and hi > lo):
+                raise ConfigError(f"`rescale` needs finite MIN < MAX, got {lo},{hi}")
+        if not self.rescale:
+            # without one range for the whole output each tile would be stretched by its own
+            # min/max, and the output would show seams between tiles
+            what = "`color_ops`" if self.color_ops else "visual output"
+            raise ConfigError(
+                f"{what} needs `rescale` MIN,MAX: one range for the whole output (a per-tile "
+                "stretch would show seams between tiles)"
+            )
         if self.color_ops:
             self._ops()  # validates
 
@@ -60,7 +70,7 @@ class Visual:
         """(bands, h, w) analytic data → uint8."""
         self.check_bands(data.shape[0])
         x = data.astype("float64")
-        ranges = self.rescale or ((float(numpy.nanmin(x)), float(numpy.nanmax(x))),)
+        ranges = self.rescale
         if len(ranges) == 1:
             ranges = ranges * x.shape[0]
         for b, (lo, hi) in enumerate(ranges):

@@ -71,3 +71,93 @@ def test_source_choice_errors(scenes):
         open_source(mosaicjson=scenes.mosaicjson, items=scenes.mosaicjson)
     with pytest.raises(SourceError, match="--assets applies to STAC items"):
         open_source(mosaicjson=scenes.mosaicjson, assets=("red",))
+
+
+def _handmade_mosaicjson(tmp_path, tiles: dict[str, list[str]], qk_zoom: int):
+    from cogeo_mosaic.mosaic import MosaicJSON
+
+    doc = MosaicJSON(
+        mosaicjson="0.0.3", minzoom=qk_zoom, maxzoom=qk_zoom, quadkey_zoom=qk_zoom,
+        bounds=(-180, -85, 180, 85), center=(0, 0, qk_zoom), tiles=tiles,
+    )  # fmt: skip
+    path = tmp_path / "hand.json"
+    path.write_text(doc.model_dump_json(exclude_none=True))
+    return path
+
+
+def test_mosaicjson_child_order_is_cogeo_mosaics(tmp_path):
+    """Children two levels down: cogeo-mosaic's order is the quadkeys' lexicographic one.
+
+    Row-major order at the child zoom (what `children(tile, zoom=z+2)` gives) puts 010 before
+    002; cogeo-mosaic (and so TiTiler) puts 002 first.
+    """
+    parent = "0213"
+    tiles = {parent + s: [f"/data/{s}.tif", "/data/shared.tif"] for s in ("32", "10", "02", "33")}
+    path = _handmade_mosaicjson(tmp_path, tiles, len(parent) + 2)
+    ours = open_mosaicjson(path)
+    backend = MosaicBackend(str(path))
+    t = mercantile.quadkey_to_tile(parent)
+    expected = backend.assets_for_tile(t.x, t.y, t.z)
+    assert expected[:3] == ["/data/02.tif", "/data/shared.tif", "/data/10.tif"]
+    assert ours.assets_for_tile(t.x, t.y, t.z) == expected
+    for qk in ("0", "02", "021", parent, parent + "1", parent + "10", parent + "102"):
+        t = mercantile.quadkey_to_tile(qk)
+        assert ours.assets_for_tile(t.x, t.y, t.z) == backend.assets_for_tile(t.x, t.y, t.z), qk
+    t = mercantile.quadkey_to_tile("1")
+    assert ours.assets_for_tile(t.x, t.y, t.z) == []
+
+
+def test_mosaicjson_deep_quadkeys_are_looked_up_by_prefix(tmp_path):
+    """A 30-digit quadkey: a zoom-8 tile is not split into 4^22 children (MemoryError)."""
+    deep = mercantile.quadkey(mercantile.tile(6.0, 45.5, 30))
+    path = _handmade_mosaicjson(tmp_path, {deep: ["/data/a.tif"]}, 30)
+    src = open_mosaicjson(path)
+    t = mercantile.tile(6.0, 45.5, 8)
+    assert src.assets_for_tile(t.x, t.y, t.z) == ["/data/a.tif"]
+    assert src.assets_for_tile(t.x + 1, t.y, t.z) == []
+    assert src.assets_for_tile(0, 0, 0) == ["/data/a.tif"]
+
+
+def test_source_documents_are_refused_above_the_limit(tmp_path):
+    from mosaic_assembler.sources._files import MAX_DOCUMENT_BYTES, read_json
+
+    assert MAX_DOCUMENT_BYTES == 256 * 2**20
+    big = tmp_path / "big.json"
+    big.write_text(json.dumps({"type": "FeatureCollection", "features": [0] * 20}))
+    with pytest.raises(SourceError, match="larger than 16 bytes"):
+        read_json(big, "STAC items file", limit=16)
+    assert read_json(big, "STAC items file")["type"] == "FeatureCollection"
+    with pytest.raises(SourceError, match="binary data, not JSON"):
+        read_json("/dev/zero", "STAC items file")
+    with pytest.raises(SourceError, match="is a directory"):
+        read_json(tmp_path, "mosaicJSON")
+
+
+def test_a_fifo_is_read_up_to_the_limit(tmp_path):
+    import os
+    import threading
+
+    from mosaic_assembler.sources._files import read_json
+
+    fifo = tmp_path / "fifo"
+
+    def feed(text: str) -> threading.Thread:
+        def write() -> None:
+            try:
+                with open(fifo, "w") as f:
+                    f.write(text)
+            except BrokenPipeError:  # the reader stopped at its limit
+                pass
+
+        t = threading.Thread(target=write)
+        t.start()
+        return t
+
+    os.mkfifo(fifo)
+    t = feed('{"a": 1}')
+    assert read_json(fifo, "AOI") == {"a": 1}
+    t.join()
+    t = feed("[" + "1," * 100_000 + "1]")
+    with pytest.raises(SourceError, match="larger than 1000 bytes"):
+        read_json(fifo, "AOI", limit=1000)
+    t.join()

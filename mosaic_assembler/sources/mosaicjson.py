@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import bisect
 import itertools
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +26,13 @@ class MosaicJSONSource:
     Asset order within a quadkey is the document's order; for a tile smaller than a quadkey
     the assets of its parent quadkey apply, for a larger tile the de-duplicated union of its
     child quadkeys, exactly as cogeo-mosaic's backends (and so TiTiler) look them up.
+
+    Notes:
+        cogeo-mosaic lists the child quadkeys by splitting the tile one level at a time
+        (top-left, top-right, bottom-left, bottom-right), which is their lexicographic
+        order. The children are found here by prefix in the sorted quadkeys instead of by
+        enumerating all 4^(quadkey_zoom - z) of them: a 30-digit quadkey at zoom 8 would be
+        4^22 lookups per tile.
     """
 
     path: str
@@ -35,19 +44,25 @@ class MosaicJSONSource:
 
     kind = "mosaicjson"
 
+    @cached_property
+    def _sorted_quadkeys(self) -> tuple[str, ...]:
+        return tuple(sorted(self.tiles))
+
+    def quadkeys_for_tile(self, x: int, y: int, z: int) -> list[str]:
+        """The document's quadkeys covering tile (x, y, z), in cogeo-mosaic's order."""
+        quadkey = _WMQ.quadkey(morecantile.Tile(x, y, z))
+        if z >= self.quadkey_zoom:
+            parent = quadkey[: self.quadkey_zoom]
+            return [parent] if parent in self.tiles else []
+        keys = self._sorted_quadkeys
+        lo = bisect.bisect_left(keys, quadkey)
+        hi = bisect.bisect_left(keys, quadkey + "4", lo)  # digits are 0-3: "4" sorts after
+        return list(keys[lo:hi])
+
     def assets_for_tile(self, x: int, y: int, z: int) -> list[str]:
         """Assets of the quadkey(s) covering tile (x, y, z)."""
-        tile = morecantile.Tile(x, y, z)
-        if z >= self.quadkey_zoom:
-            parent = tile
-            for _ in range(z - self.quadkey_zoom):
-                parent = _WMQ.parent(parent)[0]
-            quadkeys = [_WMQ.quadkey(parent)]
-        else:
-            quadkeys = [_WMQ.quadkey(t) for t in _WMQ.children(tile, zoom=self.quadkey_zoom)]
-        return list(
-            dict.fromkeys(itertools.chain.from_iterable(self.tiles.get(q, ()) for q in quadkeys))
-        )
+        quadkeys = self.quadkeys_for_tile(x, y, z)
+        return list(dict.fromkeys(itertools.chain.from_iterable(self.tiles[q] for q in quadkeys)))
 
     def all_assets(self) -> list[str]:
         """Every asset, de-duplicated, in first-seen order."""

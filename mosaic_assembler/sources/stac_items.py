@@ -131,8 +131,12 @@ def items_from_features(
     one of the keys (or its href) are skipped and reported.
 
     Args:
+        features: the item dicts, in selection order.
+        assets: asset keys to read, in band order.
         origin: names the items in messages ("STAC items file 'x.json'", "STAC search …").
         path: the source's `path`.
+        resolve: makes an asset href absolute, given the item that holds it.
+        extra_assets: other keys each item must have and keep (e.g. a QA band).
         skipped: ids already left out by the caller (reported in `skipped` too).
 
     Raises:
