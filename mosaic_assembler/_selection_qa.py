@@ -211,7 +211,7 @@ class QAMask:
             raise ConfigError("a mask expression is needed")
         try:  # validate names and expression once, on a tiny array
             self.exclude(numpy.zeros((1, 1), dtype="uint16"))
-        except (ValueError, TypeError, SyntaxError) as e:
+        except (ValueError, TypeError, SyntaxError, ArithmeticError) as e:
             raise ConfigError(f"invalid QA mask: {e}") from e
 
     @property

@@ -17,12 +17,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mosaic_assembler.errors import ConfigError
+from mosaic_assembler.errors import ConfigError, SourceError
 from mosaic_assembler.expressions import expression_assets, expression_dtype, translate_expression
 from mosaic_assembler.grid import AOI
 from mosaic_assembler.options import AssembleOptions, ItemsFile, PgstacTiler, StacSearch
 from mosaic_assembler.selection import ReadOptions
 from mosaic_assembler.sources import open_source
+from mosaic_assembler.sources._files import read_document
 from mosaic_assembler.sources.pinning import load_pinned, search_key
 from mosaic_assembler.tilers.http import HttpOptions, HttpTiler, expand_env
 from mosaic_assembler.types import BandInfo, Tile
@@ -91,9 +92,10 @@ def load_aoi(aoi: Mapping[str, Any] | str | Path) -> AOI:
     if text.lstrip().startswith("{"):
         return AOI.from_geojson(text)
     try:
-        return AOI.from_geojson(Path(text).read_text())
-    except OSError as e:
-        raise ConfigError(f"cannot read AOI file {text!r}: {e.strerror or e}") from e
+        data = read_document(text, "AOI file")
+    except SourceError as e:
+        raise ConfigError(str(e)) from e
+    return AOI.from_geojson(data.decode("utf-8", errors="replace"))
 
 
 def _qa_assets(opts: AssembleOptions) -> tuple[str, ...]:

@@ -163,21 +163,18 @@ CASES = [
         ["--aoi", "-", "--zoom", "8", *MJ],
         "stdin",
         stdin=bytes(range(128, 256)) * 4,
-        fix="cli/options.py _read_aoi",
     ),
     case(
         "aoi-stdin-nul",
         ["--aoi", "-", "--zoom", "8", *MJ],
         "stdin",
         stdin=b"\0" * 64,
-        fix="cli/options.py _read_aoi",
     ),
     case(
         "aoi-stdin-not-json",
         ["--aoi", "-", "--zoom", "8", *MJ],
         "GeoJSON",
         stdin=b"hello world",
-        fix="cli/options.py _read_aoi / pipeline.load_aoi",
     ),
     # grid
     case("zoom-25", [*BBOX[:5], "--zoom", "25", *MJ], "between 0 and 24"),
@@ -201,19 +198,16 @@ CASES = [
         "mask-expression-garbage",
         [*BBOX, *MJ, "--mask-band", "1", "--mask-expression", "qa &"],
         "invalid",
-        fix="options.py _qa_mask",
     ),
     case(
         "mask-expression-overflow",
         [*BBOX, *MJ, "--mask-band", "1", "--mask-expression", "qa << 99999999999999999999"],
         "mask",
-        fix="options.py _qa_mask and tilers/_base.py QAMask.__post_init__",
     ),
     case(
         "mask-band-beyond-count",
         [*BBOX, *MJ, "--mask-band", "9"],
         "9",
-        fix="tilers/local.py LocalTiler.band_info (or pipeline.prepare)",
     ),
     # visual
     case("rescale-text", [*BBOX, *MJ, "--rescale", "a,b"], "MIN,MAX"),
@@ -228,19 +222,16 @@ CASES = [
         "co-compress-nope",
         [*BBOX, *MJ, "--co", "COMPRESS=NOPE"],
         "COMPRESS",
-        fix="writer.py COGOptions.__post_init__",
     ),
     case(
         "co-blocksize-7",
         [*BBOX, *MJ, "--co", "BLOCKSIZE=7"],
         "BLOCKSIZE",
-        fix="writer.py COGOptions.__post_init__",
     ),
     case(
         "config-cachemax-abc",
         [*BBOX, *MJ, "--config", "GDAL_CACHEMAX=abc"],
         "GDAL_CACHEMAX",
-        fix="writer.py COGOptions.__post_init__ (or pipeline.gdal_config)",
     ),
     # tiler
     case("tiler-bad-scheme", [*BBOX, "--tiler", "ftp://h/{z}/{x}/{y}.tif"], "ftp"),
@@ -251,7 +242,6 @@ CASES = [
         "timeout-nan",
         [*BBOX, *TILER, "--timeout", "nan"],
         "timeout",
-        fix="cli/options.py --timeout (or tilers/http.py HttpOptions.__post_init__)",
     ),
     case("timeout-zero", [*BBOX, *TILER, "--timeout", "0"], "timeout"),
     case("retries-negative", [*BBOX, *TILER[:2], "--retries", "-1"], "retries"),
@@ -272,7 +262,6 @@ CASES = [
         "source-without-crs",
         [*BBOX, "--mosaicjson", "in/nocrs.json"],
         "CRS",
-        fix="tilers/local.py LocalTiler.band_info (or pipeline.prepare)",
     ),
     case("stac-without-collections", [*BBOX, "--stac", "http://127.0.0.1:9/"], "--collections"),
     # execution

@@ -276,6 +276,11 @@ def test_visual_output_rescale_and_color_ops(demo, tmp_path):
         expected = numpy.clip(numpy.rint(x * 255), 0, 255).astype("uint8")
         numpy.testing.assert_array_equal(v.read()[:, m], expected[:, m])
     with pytest.raises(ConfigError, match="RGB"):
-        assemble(tmp_path / "x.tif", color_ops=ops, **{**common, "assets": ("red", "green")})
+        assemble(
+            tmp_path / "x.tif",
+            rescale="7000,20000",
+            color_ops=ops,
+            **{**common, "assets": ("red", "green")},
+        )
     with pytest.raises(ConfigError, match="MIN,MAX"):
         assemble(tmp_path / "y.tif", rescale="7000", **common)

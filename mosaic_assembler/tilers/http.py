@@ -13,6 +13,7 @@ Status contract (TiTiler 2.x, see DESIGN.md):
 from __future__ import annotations
 
 import logging
+import math
 import os
 import random
 import re
@@ -109,6 +110,8 @@ class HttpOptions:
             )
         if self.retries < 0:
             raise ConfigError(f"retries must be >= 0, got {self.retries}")
+        if not (math.isfinite(self.timeout) and math.isfinite(self.connect_timeout)):
+            raise ConfigError(f"`timeout` must be a finite number of seconds, got {self.timeout}")
         if self.timeout <= 0 or self.connect_timeout <= 0:
             raise ConfigError("timeouts must be positive")
         if self.concurrency < 1:

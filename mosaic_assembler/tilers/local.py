@@ -81,7 +81,7 @@ def _read_qa(
     return numpy.ma.getdata(img.array)[0]
 
 
-def _preview_asset(asset: str | ItemAssets, **kwargs: Any) -> ImageData:
+def _preview_asset(asset: str | ItemAssets, qa_bidx: int | None = None, **kwargs: Any) -> ImageData:
     kwargs.pop("tilesize", None)
     if isinstance(asset, ItemAssets):
         with STACReader(
@@ -92,7 +92,22 @@ def _preview_asset(asset: str | ItemAssets, **kwargs: Any) -> ImageData:
         ) as src:
             return src.preview(assets=list(asset.assets), max_size=64, **kwargs)
     with Reader(asset) as src:
+        _check_dataset(asset, src.dataset, qa_bidx)
         return src.preview(max_size=64, **kwargs)
+
+
+def _check_dataset(asset: str, dataset: Any, qa_bidx: int | None) -> None:
+    """What a source must have for every tile to be readable, checked once at plan time."""
+    if dataset.crs is None:
+        raise _PlanError(f"{asset!r} has no CRS: it cannot be placed on the output grid")
+    if qa_bidx is not None and qa_bidx > dataset.count:
+        raise _PlanError(
+            f"`mask_band` {qa_bidx} is beyond the {dataset.count} band(s) of {asset!r}"
+        )
+
+
+class _PlanError(SourceError):
+    """A source that no tile could be read from (raised at once, not per asset)."""
 
 
 def _asset_name(asset: str | ItemAssets) -> str:
@@ -173,12 +188,17 @@ class LocalTiler:
         if not assets:
             raise SourceError("no asset to read band information from")
         errors = []
+        qa = self.options.qa_mask
         for asset in assets:  # the first readable asset decides
             try:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
-                    img = _preview_asset(asset, **_reader_kwargs(self.options))
+                    img = _preview_asset(
+                        asset, qa.bidx if qa else None, **_reader_kwargs(self.options)
+                    )
                 break
+            except _PlanError:
+                raise
             except Exception as e:
                 errors.append(f"cannot read {_asset_name(asset)!r}: {type(e).__name__}: {e}")
         else:

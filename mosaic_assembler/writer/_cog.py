@@ -91,6 +91,12 @@ class COGOptions:
                 + ", ".join(OVERVIEW_RESAMPLINGS)
             )
         check_creation_options(self.creation_options)
+        for name, value in self.config.items():
+            if name.upper() == "GDAL_CACHEMAX" and not str(value).isdigit():
+                raise ConfigError(
+                    f"`gdal_config` GDAL_CACHEMAX={value!r}: give a whole number (MB, or bytes "
+                    "above 100000)"
+                )
 
     def check_bands(self, bands: BandInfo) -> None:
         """Refuse a lossy 8-bit profile for data it would corrupt."""
