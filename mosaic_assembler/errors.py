@@ -107,5 +107,5 @@ class TilesFailedError(MosaicAssemblerError):
         super().__init__(
             f"{len(failed)} of {total} tiles failed ({first}{more}); first error: "
             f"{failed[0][1]}. No output written; re-run the same command to retry them, or use "
-            "--allow-partial to write the rest masked"
+            "`allow_partial` to write the rest masked"
         )

@@ -38,11 +38,11 @@ class ExecutorOptions:
 
     def __post_init__(self) -> None:
         if self.dask_scheduler and self.dask_local:
-            raise ConfigError("give --dask-scheduler or --dask-local, not both")
+            raise ConfigError("give `dask_scheduler` or `dask_local`, not both")
         if self.chunk_workers < 1:
             raise ConfigError(f"chunk workers must be >= 1, got {self.chunk_workers}")
         if self.dask_local is not None and self.dask_local < 1:
-            raise ConfigError(f"--dask-local needs >= 1 worker, got {self.dask_local}")
+            raise ConfigError(f"`dask_local` needs >= 1 worker, got {self.dask_local}")
         if self.uses_dask:
             _require_dask()
 

@@ -325,7 +325,7 @@ def _check_size(width: int, height: int, zoom: int, max_pixels: float) -> None:
     if width * height > max_pixels:
         raise PlanTooLargeError(
             f"the output would be {width} x {height} px ({width * height:.3g} px), more than "
-            f"--max-pixels {max_pixels:.3g}; use a lower zoom than {zoom}, a smaller AOI, or "
+            f"`max_pixels` {max_pixels:.3g}; use a lower zoom than {zoom}, a smaller AOI, or "
             "split the area into several runs"
         )
 

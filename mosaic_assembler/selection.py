@@ -268,11 +268,11 @@ class ReadOptions:
             raise ConfigError(f"tilesize must be 256 or 512, got {self.tilesize!r}")
         check_pixel_selection(self.pixel_selection)
         if self.bidx is not None and self.expression:
-            raise ConfigError("--bidx and --expression cannot be used together")
+            raise ConfigError("`bidx` and `expression` cannot be used together")
         if self.bidx is not None and (not self.bidx or any(i < 1 for i in self.bidx)):
             raise ConfigError(f"band indexes are 1-based positive integers, got {self.bidx}")
         if self.expression is not None and not self.expression.strip():
-            raise ConfigError("--expression is empty")
+            raise ConfigError("`expression` is empty")
         if self.expression is not None:
             object.__setattr__(self, "expression", normalize_expression(self.expression))
         if self.resampling not in RESAMPLING_METHODS:

@@ -131,15 +131,15 @@ class RunState:
         elif previous is not None and previous.get("hash") != hash:
             raise StateMismatchError(
                 f"run directory {str(run_dir)!r} belongs to a different configuration "
-                "(AOI, grid, sources, method, bands or tiler changed); use --restart to "
-                "discard it, or --run-dir for another one"
+                "(AOI, grid, sources, method, bands or tiler changed); use `restart` to "
+                "discard it, or `run_dir` for another one"
             )
         created = int(previous.get("created_dirs", 0)) if previous else _missing_dirs(run_dir)
         chunks = run_dir / CHUNK_DIR
         if os.path.lexists(chunks) and not _is_dir(chunks):
             raise StateMismatchError(
                 f"{str(chunks)!r} is not a directory (a symlink?); it is left untouched: "
-                "choose a new or empty --run-dir"
+                "choose a new or empty `run_dir`"
             )
         try:
             (run_dir / CHUNK_DIR).mkdir(parents=True, exist_ok=True)
@@ -234,13 +234,13 @@ def _read_marker(run_dir: Path) -> dict[str, Any] | None:
         return None
     where = f"{str(run_dir)!r} is not a run directory of this tool"
     if not run_dir.is_dir():
-        raise StateMismatchError(f"{where} (not a directory); choose another --run-dir")
+        raise StateMismatchError(f"{where} (not a directory); choose another `run_dir`")
     run_file = run_dir / RUN_FILE
     if not run_file.exists():
         if any(run_dir.iterdir()):
             raise StateMismatchError(
                 f"{where} (no {RUN_FILE}) and is not empty; it is left untouched: "
-                "choose a new or empty --run-dir"
+                "choose a new or empty `run_dir`"
             )
         return None
     try:
@@ -250,7 +250,7 @@ def _read_marker(run_dir: Path) -> dict[str, Any] | None:
     if not isinstance(info, dict) or info.get("format") != RUN_FORMAT:
         raise StateMismatchError(
             f"{where} (its {RUN_FILE} was not written by this version); it is left "
-            "untouched: choose a new or empty --run-dir"
+            "untouched: choose a new or empty `run_dir`"
         )
     return info
 

@@ -49,22 +49,22 @@ class Visual:
             from rio_color.operations import parse_operations
         except ImportError as e:
             raise ConfigError(
-                "--color-ops needs rio-color: pip install 'mosaic-assembler[visual]'"
+                "`color_ops` needs rio-color: pip install 'mosaic-assembler[visual]'"
             ) from e
         try:
             return parse_operations(self.color_ops)
         except Exception as e:  # rio-color raises several kinds on bad text
-            raise ConfigError(f"invalid --color-ops {self.color_ops!r}: {e}") from e
+            raise ConfigError(f"invalid `color_ops` {self.color_ops!r}: {e}") from e
 
     def check_bands(self, count: int) -> None:
         """Refuse band counts the options cannot apply to."""
         if len(self.rescale) not in (0, 1, count):
             raise ConfigError(
-                f"--rescale was given {len(self.rescale)} ranges for {count} bands "
+                f"`rescale` was given {len(self.rescale)} ranges for {count} bands "
                 "(give one for all, or one per band)"
             )
         if self.color_ops and count != 3:
-            raise ConfigError(f"--color-ops works on RGB: the output has {count} bands")
+            raise ConfigError(f"`color_ops` works on RGB: the output has {count} bands")
 
     def apply(self, data: numpy.ndarray) -> numpy.ndarray:
         """(bands, h, w) analytic data → uint8."""

@@ -162,7 +162,7 @@ def test_existing_output_refused_then_overwritten(scenes, tmp_path):
     out = tmp_path / "o.tif"
     out.write_bytes(b"precious")
     kw = dict(bbox=scenes.bbox, zoom=scenes.zoom, mosaicjson=scenes.mosaicjson, progress=False)
-    with pytest.raises(OutputError, match="--overwrite"):
+    with pytest.raises(OutputError, match="`overwrite`"):
         assemble(out, **kw)
     assert out.read_bytes() == b"precious"
     assemble(out, overwrite=True, **kw)
@@ -248,7 +248,7 @@ def test_bad_sources(tmp_path, scenes):
     items = make_items(list(scenes.paths[:2]), scenes.dir / "items2.json", ("red", "green"))
     with pytest.raises(SourceError, match="not found in any item"):
         assemble(tmp_path / "o.tif", zoom=9, items=items, assets="red,nir", progress=False)
-    with pytest.raises(SourceError, match="--assets is required"):
+    with pytest.raises(SourceError, match="`assets` is required"):
         assemble(tmp_path / "o.tif", zoom=9, items=items, progress=False)
 
 

@@ -69,7 +69,7 @@ def test_source_choice_errors(scenes):
         open_source()
     with pytest.raises(SourceError, match="exactly one source"):
         open_source(mosaicjson=scenes.mosaicjson, items=scenes.mosaicjson)
-    with pytest.raises(SourceError, match="--assets applies to STAC items"):
+    with pytest.raises(SourceError, match="`assets` applies to STAC items"):
         open_source(mosaicjson=scenes.mosaicjson, assets=("red",))
 
 

@@ -108,7 +108,7 @@ def test_parse_query_and_sort():
         "flag": {"neq": "x"},
     }
     assert parse_query({"a": {"eq": 1}}) == {"a": {"eq": 1}}
-    with pytest.raises(ConfigError, match="bad --query"):
+    with pytest.raises(ConfigError, match="bad `query`"):
         parse_query(["eo:cloud_cover ~ 5"])
     assert parse_sort_by("eo:cloud_cover,-datetime") == [
         {"field": "eo:cloud_cover", "direction": "asc"},
@@ -464,7 +464,7 @@ def test_unknown_collection(stack, coll):
 
 @pytest.mark.parametrize("dt", ["2024-13-01", "last summer", "2024-06-01/2024-05-01x"])
 def test_bad_datetime(stack, coll, dt):
-    with pytest.raises(ConfigError, match="bad --datetime") as e:
+    with pytest.raises(ConfigError, match="bad `datetime`") as e:
         search(stack, coll, datetime=dt)
     one_line(e)
 
@@ -473,7 +473,7 @@ def test_bad_datetime(stack, coll, dt):
     "flt", ["eo:cloud_cover <<< 5", "eo:cloud_cover < 5 AND", {"op": "=", "args": [1]}]
 )
 def test_bad_cql2(stack, coll, flt):
-    with pytest.raises(ConfigError, match="bad CQL2 --filter") as e:
+    with pytest.raises(ConfigError, match="bad CQL2 `filter`") as e:
         search(stack, coll, filter=flt)
     one_line(e)
 
@@ -490,7 +490,7 @@ def test_missing_asset_key_everywhere(stack, coll):
         SourceError, match="asset key.s. nir not found .*available: blue, green, red"
     ):
         search(stack, coll, assets=("red", "nir"))
-    with pytest.raises(SourceError, match="--assets is required"):
+    with pytest.raises(SourceError, match="`assets` is required"):
         search(stack, coll, assets=())
 
 

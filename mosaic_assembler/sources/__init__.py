@@ -72,13 +72,13 @@ def open_source(
         SourceError: none or both given, or the file cannot be used.
     """
     if (mosaicjson is None) == (items is None):
-        raise SourceError("give exactly one source: --mosaicjson FILE or --items FILE")
+        raise SourceError("give exactly one source: `mosaicjson` FILE or `items` FILE")
     from mosaic_assembler.sources.mosaicjson import open_mosaicjson
     from mosaic_assembler.sources.stac_items import open_stac_items
 
     if mosaicjson is not None:
         if assets:
-            raise SourceError("--assets applies to STAC items (--items), not to a mosaicJSON")
+            raise SourceError("`assets` applies to STAC items (`items`), not to a mosaicJSON")
         return open_mosaicjson(mosaicjson)
     assert items is not None
     return open_stac_items(items, assets, extra_assets)

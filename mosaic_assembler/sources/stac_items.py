@@ -149,7 +149,7 @@ def items_from_features(
     available = sorted({k for f in features for k in (f.get("assets") or {})})
     if not assets:
         raise SourceError(
-            f"--assets is required with STAC items; the items have: {', '.join(available)}"
+            f"`assets` is required with STAC items; the items have: {', '.join(available)}"
         )
     missing = [a for a in wanted if a not in available]
     if missing:

@@ -80,9 +80,9 @@ class StacSearch:
 
     def __post_init__(self) -> None:
         if not self.collections:
-            raise ConfigError("--stac needs --collections")
+            raise ConfigError("`stac` needs `collections`")
         if self.max_items is not None and self.max_items < 1:
-            raise ConfigError(f"--max-items must be >= 1, got {self.max_items}")
+            raise ConfigError(f"`max_items` must be >= 1, got {self.max_items}")
 
 
 # --------------------------------------------------------------------------- parameters
@@ -110,7 +110,7 @@ def parse_query(query: Sequence[str] | Mapping[str, Any] | str | None) -> dict[s
         m = _QUERY_RE.match(str(cond))
         if not m:
             raise ConfigError(
-                f"bad --query {cond!r}: expected PROPERTY OP VALUE with OP one of "
+                f"bad `query` {cond!r}: expected PROPERTY OP VALUE with OP one of "
                 "<, <=, >, >=, =, != (e.g. 'eo:cloud_cover<5')"
             )
         prop, op, raw = m.groups()
@@ -135,10 +135,10 @@ def parse_sort_by(sort_by: str | Sequence[str] | None) -> list[dict[str, str]] |
         desc = p.startswith("-")
         field = p.lstrip("+-").strip()
         if not field:
-            raise ConfigError(f"bad --sort-by {sort_by!r}: empty field name")
+            raise ConfigError(f"bad `sort_by` {sort_by!r}: empty field name")
         out.append({"field": field, "direction": "desc" if desc else "asc"})
     if not out:
-        raise ConfigError(f"bad --sort-by {sort_by!r}: no field")
+        raise ConfigError(f"bad `sort_by` {sort_by!r}: no field")
     return out
 
 
@@ -156,7 +156,7 @@ def parse_seasons(seasons: Sequence[str] | str | None) -> tuple[str, ...] | None
             )
         out.append(key)
     if not out:
-        raise ConfigError("--seasons is empty")
+        raise ConfigError("`seasons` is empty")
     return tuple(dict.fromkeys(out))
 
 
@@ -167,7 +167,7 @@ def parse_filter(flt: Mapping[str, Any] | str | None) -> dict[str, Any] | None:
     try:
         import cql2
     except ImportError as e:  # pragma: no cover - a declared dependency
-        raise ConfigError("--filter needs the 'cql2' package: pip install cql2") from e
+        raise ConfigError("`filter` needs the 'cql2' package: pip install cql2") from e
     try:
         if isinstance(flt, Mapping):
             expr = cql2.parse_json(json.dumps(flt))
@@ -178,7 +178,7 @@ def parse_filter(flt: Mapping[str, Any] | str | None) -> dict[str, Any] | None:
         return dict(expr.to_json())
     except Exception as e:
         msg = " ".join(str(e).split())
-        raise ConfigError(f"bad CQL2 --filter {_short(flt)}: {msg[:300]}") from e
+        raise ConfigError(f"bad CQL2 `filter` {_short(flt)}: {msg[:300]}") from e
 
 
 def validate_datetime(value: str | None) -> str | None:
@@ -197,7 +197,7 @@ def validate_datetime(value: str | None) -> str | None:
     except Exception as e:
         msg = " ".join(str(e).split())
         raise ConfigError(
-            f"bad --datetime {value!r}: {msg[:200]} (use RFC 3339: '2024-06-01', "
+            f"bad `datetime` {value!r}: {msg[:200]} (use RFC 3339: '2024-06-01', "
             "'2024-03/2024-09', '2024-01-01T00:00:00Z/..')"
         ) from e
 

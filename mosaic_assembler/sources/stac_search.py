@@ -112,11 +112,11 @@ def _parse(
     collections = [c for c in cols.split(",") if c.strip()] if isinstance(cols, str) else cols
     collections = [str(c).strip() for c in collections]
     if not collections:
-        raise ConfigError("give at least one STAC collection (--collections)")
+        raise ConfigError("give at least one STAC collection (`collections`)")
     if geometry is not None and bbox is not None:
         raise ConfigError("give either a geometry or a bbox to search, not both")
     if search.max_items is not None and search.max_items < 1:
-        raise ConfigError(f"--max-items must be >= 1, got {search.max_items}")
+        raise ConfigError(f"`max_items` must be >= 1, got {search.max_items}")
     if not 1 <= page_size <= 10000:
         raise ConfigError(f"page size must be within 1..10000, got {page_size}")
     return _Params(
@@ -142,12 +142,12 @@ def _check_api(client: Any, p: _Params) -> list[dict[str, str]] | None:
     if p.query is not None and not conforms(client, "item-search#query"):
         raise ConfigError(
             f"the STAC API at {url} does not support the query extension "
-            "(--query); use --filter if it supports CQL2"
+            "(`query`); use `filter` if it supports CQL2"
         )
     if p.filter is not None and not conforms(client, "item-search#filter"):
         raise ConfigError(
             f"the STAC API at {url} does not support the filter extension "
-            "(--filter, CQL2); use --query if it supports that"
+            "(`filter`, CQL2); use `query` if it supports that"
         )
     if p.sortby is not None and not conforms(client, "item-search#sort"):
         logger.warning(

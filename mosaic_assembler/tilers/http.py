@@ -52,7 +52,7 @@ def expand_env(value: str) -> str:
     def sub(m: re.Match) -> str:
         name = m.group(1)
         if name not in os.environ:
-            raise ConfigError(f"environment variable {name} (used in --header) is not set")
+            raise ConfigError(f"environment variable {name} (used in `headers`) is not set")
         return os.environ[name]
 
     return _ENV_VAR.sub(sub, value)
@@ -96,16 +96,16 @@ class HttpOptions:
         parts = urlsplit(self.template)
         if parts.scheme not in ("http", "https") or not parts.netloc:
             raise ConfigError(
-                f"--tiler must be an http(s) URL template, got {web.redact(self.template)!r}"
+                f"`tiler` must be an http(s) URL template, got {web.redact(self.template)!r}"
             )
         missing = [p for p in _PLACEHOLDERS if p not in self.template]
         if missing:
             raise ConfigError(
-                f"--tiler template lacks {', '.join(missing)}: it needs {{z}}, {{x}} and {{y}}"
+                f"`tiler` template lacks {', '.join(missing)}: it needs {{z}}, {{x}} and {{y}}"
             )
         if "@2x" in self.template or "@1x" in self.template:
             raise ConfigError(
-                "--tiler template uses '@2x'/'@1x', which TiTiler 2.x no longer accepts; the "
+                "`tiler` template uses '@2x'/'@1x', which TiTiler 2.x no longer accepts; the "
                 "tool sends tilesize=512 (or 256) instead: remove the '@2x'"
             )
         if self.retries < 0:

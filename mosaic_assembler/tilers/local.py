@@ -68,13 +68,13 @@ def _read_qa(
             href = asset.item["assets"][qa_mask.band]["href"]
         except KeyError as e:
             raise SourceError(
-                f"item {asset.id!r} has no asset {qa_mask.band!r} (the --mask-band)"
+                f"item {asset.id!r} has no asset {qa_mask.band!r} (the `mask_band`)"
             ) from e
         img = reader_tile(href, x, y, z, tilesize=tilesize, indexes=1, resampling_method="nearest")
     else:
         bidx = qa_mask.bidx
         if bidx is None:
-            raise SourceError("with a mosaicJSON, --mask-band is a band index of each COG")
+            raise SourceError("with a mosaicJSON, `mask_band` is a band index of each COG")
         img = reader_tile(
             asset, x, y, z, tilesize=tilesize, indexes=bidx, resampling_method="nearest"
         )

@@ -92,7 +92,7 @@ def pgstac_search_body(
     if isinstance(collections, str):
         collections = [c for c in collections.split(",") if c.strip()]
     if not collections:
-        raise ConfigError("give at least one STAC collection (--collections)")
+        raise ConfigError("give at least one STAC collection (`collections`)")
     if geometry is not None and bbox is not None:
         raise ConfigError("give either a geometry or a bbox to search, not both")
     body: dict[str, Any] = {"collections": [str(c).strip() for c in collections]}
@@ -241,7 +241,7 @@ def pgstac_http_options(
     """
     base = _base(base_url)
     if not assets:
-        raise ConfigError("titiler-pgstac needs --assets (the STAC asset keys to read)")
+        raise ConfigError("titiler-pgstac needs `assets` (the STAC asset keys to read)")
     if not search_id or "/" in search_id:
         raise ConfigError(f"bad pgstac search id {search_id!r}")
     limits = {"items_limit": items_limit, "scan_limit": scan_limit, "time_limit": time_limit}

@@ -103,13 +103,13 @@ class COGOptions:
         if self.profile in _LOSSY_8BIT:
             if bands.dtype != "uint8":
                 raise ConfigError(
-                    f"--cog-profile {self.profile} needs uint8 data, the output is {bands.dtype}; "
+                    f"`cog_profile` {self.profile} needs uint8 data, the output is {bands.dtype}; "
                     "use deflate, zstd or lzw for analytic data"
                 )
             allowed = (1, 3) if self.profile == "jpeg" else (3, 4)
             if bands.count not in allowed:
                 raise ConfigError(
-                    f"--cog-profile {self.profile} needs {' or '.join(map(str, allowed))} bands, "
+                    f"`cog_profile` {self.profile} needs {' or '.join(map(str, allowed))} bands, "
                     f"the output has {bands.count}"
                 )
 
@@ -325,10 +325,12 @@ def check_creation_options(creation_options: Mapping[str, str]) -> None:
         if known is not None:
             if key not in known:
                 raise ConfigError(
-                    f"--co {name}: the GDAL COG driver has no creation option {key!r}"
+                    f"`creation_options` {name}: the GDAL COG driver has no creation option {key!r}"
                 )
             why = _bad_value(known[key], value)
             if why is not None:
-                raise ConfigError(f"--co {name}={value}: not a valid value ({why})")
+                raise ConfigError(f"`creation_options` {name}={value}: not a valid value ({why})")
         if key == "BLOCKSIZE" and (not value.isdigit() or int(value) % 16 or int(value) < 16):
-            raise ConfigError(f"--co {name}={value}: the block size must be a multiple of 16")
+            raise ConfigError(
+                f"`creation_options` {name}={value}: the block size must be a multiple of 16"
+            )

@@ -83,7 +83,7 @@ class OutputTarget:
         if p.exists() and not p.is_dir() and self.directory:
             raise OutputError(f"output {str(p)!r} is a file; split outputs need a directory")
         if p.exists() and not self.overwrite:
-            raise OutputError(f"output {str(p)!r} exists; use --overwrite to replace it")
+            raise OutputError(f"output {str(p)!r} exists; use `overwrite` to replace it")
         parent = p.absolute().parent
         if not parent.is_dir():
             raise OutputError(f"output directory {str(parent)!r} does not exist")
