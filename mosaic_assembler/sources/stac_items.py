@@ -115,6 +115,28 @@ def open_stac_items(
     )
 
 
+def _check_keys(
+    features: Sequence[Mapping[str, Any]],
+    assets: tuple[str, ...],
+    wanted: tuple[str, ...],
+    origin: str,
+) -> None:
+    """Refuse no items, no `assets`, or a key that no item has."""
+    if not features:
+        raise SourceError(f"{origin} contains no items")
+    available = sorted({k for f in features for k in (f.get("assets") or {})})
+    if not assets:
+        raise SourceError(
+            f"`assets` is required with STAC items; the items have: {', '.join(available)}"
+        )
+    missing = [a for a in wanted if a not in available]
+    if missing:
+        raise SourceError(
+            f"asset key(s) {', '.join(missing)} not found in any item of {origin}; "
+            f"available: {', '.join(available)}"
+        )
+
+
 def items_from_features(
     features: Sequence[Mapping[str, Any]],
     assets: Sequence[str],
@@ -144,19 +166,7 @@ def items_from_features(
     """
     assets, extra_assets = tuple(assets), tuple(extra_assets)
     wanted = tuple(dict.fromkeys((*assets, *extra_assets)))
-    if not features:
-        raise SourceError(f"{origin} contains no items")
-    available = sorted({k for f in features for k in (f.get("assets") or {})})
-    if not assets:
-        raise SourceError(
-            f"`assets` is required with STAC items; the items have: {', '.join(available)}"
-        )
-    missing = [a for a in wanted if a not in available]
-    if missing:
-        raise SourceError(
-            f"asset key(s) {', '.join(missing)} not found in any item of {origin}; "
-            f"available: {', '.join(available)}"
-        )
+    _check_keys(features, assets, wanted, origin)
     items: list[ItemAssets] = []
     footprints: list[str] = []
     lacking: list[str] = []
