@@ -269,6 +269,9 @@ class _RedactingFilter(logging.Filter):
 
 
 _FILTER = _RedactingFilter()
+#: For a log handler: redacts every record it emits, whichever logger made it (a filter on a
+#: logger only sees the records logged on that very logger, not its children's).
+REDACTING_FILTER = _FILTER
 
 
 def redact_logs(secrets: Iterable[str] = ()) -> None:

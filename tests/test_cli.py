@@ -373,3 +373,23 @@ def test_library_info_logs_stay_quiet_and_vv_shows_tracebacks(monkeypatch, capsy
     assert "INFO: our own info" in err and "Traceback" not in err
     code, err = _main([*args, "-vv"], capsys)
     assert code == 1 and "Traceback (most recent call last)" in err and "boom" in err
+
+
+def test_every_log_record_is_redacted(monkeypatch, capsys, tmp_path):
+    """Credential query parameters are redacted from every log line, whichever logger logs."""
+    import logging
+
+    import mosaic_assembler.api as api
+
+    def leaky_run(*args, **kwargs):
+        url = "http://127.0.0.1:9/t/1/2/3.tif?token=planted-s3cret&x=1"
+        logging.getLogger("mosaic_assembler.some.new.module").warning("fetching %s", url)
+        logging.getLogger("a.library").warning("GET %s", url)
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(api, "run", leaky_run)
+    args = ["--bbox", "5", "45", "6", "46", "-z", "9", "--mosaicjson", "m.json",
+            str(tmp_path / "o.tif"), "-vv"]  # fmt: skip
+    code, err = _main(args, capsys)
+    assert "fetching http://127.0.0.1:9/t/1/2/3.tif?token=" in err and "GET " in err
+    assert "planted-s3cret" not in err

@@ -161,3 +161,30 @@ def test_a_fifo_is_read_up_to_the_limit(tmp_path):
     with pytest.raises(SourceError, match="larger than 1000 bytes"):
         read_json(fifo, "AOI", limit=1000)
     t.join()
+
+
+def test_written_documents_hold_no_signed_hrefs(tmp_path):
+    """A signed href (a credential in its query) never reaches a document the tool writes."""
+    from mosaic_assembler.sources.stac_api import save_items, save_mosaicjson
+    from mosaic_assembler.sources.stac_items import items_from_features
+
+    secret = "s3cr3t-signature-value"
+    feature = {
+        "type": "Feature", "stac_version": "1.0.0", "id": "a",
+        "geometry": {"type": "Polygon",
+                     "coordinates": [[[5, 45], [6, 45], [6, 46], [5, 46], [5, 45]]]},
+        "bbox": [5, 45, 6, 46], "properties": {"datetime": "2024-01-01T00:00:00Z"},
+        "assets": {"red": {"href": f"https://example.test/a/red.tif?se=2030&sig={secret}"}},
+    }  # fmt: skip
+    source = items_from_features([feature], ["red"], "test", "test", lambda h, _: h)
+    save_items(source, tmp_path / "pinned.json")
+    save_mosaicjson(source, tmp_path / "m.json", minzoom=5, maxzoom=8)
+    save_mosaicjson(source, tmp_path / "v.json", minzoom=5, maxzoom=8, asset="red")
+    written = [p for p in tmp_path.rglob("*") if p.is_file()]
+    assert len(written) >= 4
+    for p in written:
+        text = p.read_text()
+        assert secret not in text, p
+    pinned = json.loads((tmp_path / "pinned.json").read_text())
+    href = pinned["features"][0]["assets"]["red"]["href"]
+    assert href.startswith("https://example.test/a/red.tif?") and "se=2030" in href

@@ -11,6 +11,7 @@ from typing import Any
 import click
 
 from mosaic_assembler.options import AssembleResult
+from mosaic_assembler.web import REDACTING_FILTER
 
 EXIT_USAGE = 2
 EXIT_FAILED = 1
@@ -75,6 +76,7 @@ def setup_logging(verbose: int, quiet: int) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
     handler.addFilter(_LevelFilter(ours, others))
+    handler.addFilter(REDACTING_FILTER)  # secrets never reach stderr, whoever logs them
     root = logging.getLogger()
     root.handlers = [handler]
     root.setLevel(min(ours, others))

@@ -8,12 +8,14 @@ items) so that a run can be repeated without the STAC API.
 from __future__ import annotations
 
 import json
+import logging
 import re
 from pathlib import Path
 from typing import Any
 
 from shapely.geometry import box, mapping, shape
 
+from mosaic_assembler import web
 from mosaic_assembler.errors import SourceError
 from mosaic_assembler.sources.stac_items import StacItemsSource
 
@@ -21,6 +23,26 @@ __all__ = ["save_items", "save_mosaicjson"]
 
 
 # --------------------------------------------------------------------------- mosaicJSON
+
+
+logger = logging.getLogger(__name__)
+
+
+def public_item(item: dict[str, Any]) -> dict[str, Any]:
+    """The item as written to a document: credential query parameters of hrefs redacted.
+
+    A signed href (`?sig=…`, `X-Amz-Signature=…`) is a secret: documents the tool writes
+    never hold one (the href must be signed again to be read).
+    """
+    assets = item.get("assets") or {}
+    hrefs = {k: web.redact(str(a.get("href", ""))) for k, a in assets.items()}
+    if all(hrefs[k] == str(a.get("href", "")) for k, a in assets.items()):
+        return item
+    logger.warning(
+        "item %s: credential query parameters removed from its hrefs in the written document",
+        item.get("id"),
+    )
+    return {**item, "assets": {k: {**a, "href": hrefs[k]} for k, a in assets.items()}}
 
 
 def _safe_name(item_id: str) -> str:
@@ -37,7 +59,9 @@ def save_items(source: StacItemsSource, path: str | Path) -> Path:
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp")
     tmp.write_text(
-        json.dumps({"type": "FeatureCollection", "features": [i.item for i in source.items]})
+        json.dumps(
+            {"type": "FeatureCollection", "features": [public_item(i.item) for i in source.items]}
+        )
     )
     tmp.replace(out)
     return out
@@ -102,7 +126,7 @@ def _mosaic_features(
     features = []
     dup = len({i.id for i in source.items}) < len(source.items)  # same id, other collections
     for it, fp in zip(source.items, source.footprints, strict=True):
-        item = it.item
+        item = public_item(it.item)
         geom = shape(json.loads(fp))
         if geom.geom_type != "Polygon":
             geom = box(*geom.bounds)
