@@ -42,8 +42,6 @@ class MosaicJSONSource:
     bounds: tuple[float, float, float, float]
     tiles: dict[str, tuple[str, ...]]
 
-    kind = "mosaicjson"
-
     @cached_property
     def _sorted_quadkeys(self) -> tuple[str, ...]:
         return tuple(sorted(self.tiles))

@@ -51,8 +51,6 @@ class StacItemsSource:
     footprints: tuple[str, ...]  # GeoJSON geometry strings, lon/lat
     skipped: tuple[str, ...]  # ids of items lacking a selected asset
 
-    kind = "stac-items"
-
     @cached_property
     def _tree(self) -> STRtree:
         return STRtree([shape(json.loads(f)) for f in self.footprints])
