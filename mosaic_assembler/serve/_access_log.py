@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import re
 
-_TOKEN = re.compile(r"((?:^|[?&;])(?:access_)?token=)[^&;\s\"]*", re.IGNORECASE)
+_TOKEN = re.compile(r"((?:access_)?token(?:=|%3D))[^&;\s\"]*", re.IGNORECASE)
 
 
 def redact_tokens(text: str) -> str:
