@@ -12,8 +12,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy
+import rasterio
+import rasterio.shutil  # noqa: F401  (conftest.write_cog uses it)
 from conftest import make_mosaicjson, write_cog
 from rasterio.transform import from_origin
+from rasterio.warp import transform_bounds
+from rasterio.windows import Window, from_bounds
 from servers import free_port, wait_http
 
 RED, BLUE, GREEN, YELLOW = (220, 40, 40), (40, 60, 220), (40, 200, 60), (230, 210, 30)
@@ -92,3 +96,27 @@ def run_serve(args: list[str], log: Path) -> Iterator[str]:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+
+
+def centre(path):
+    with rasterio.open(path) as src:
+        w, s, e, n = transform_bounds(src.crs, "EPSG:4326", *src.bounds)
+    return (w + e) / 2, (s + n) / 2
+
+
+def expected_window(path, bbox):
+    with rasterio.open(path) as src:
+        left, bottom, right, top = transform_bounds("EPSG:4326", src.crs, *bbox, densify_pts=21)
+        w = from_bounds(left, bottom, right, top, src.transform)
+        eps = 1e-9  # whole pixels; a float error of an edge on a pixel boundary is no pixel
+        c0, r0 = int(numpy.floor(w.col_off + eps)), int(numpy.floor(w.row_off + eps))
+        c1 = int(numpy.ceil(w.col_off + w.width - eps))
+        r1 = int(numpy.ceil(w.row_off + w.height - eps))
+        c0, r0, c1, r1 = max(c0, 0), max(r0, 0), min(c1, src.width), min(r1, src.height)
+        win = Window(c0, r0, c1 - c0, r1 - r0)
+        return (
+            src.read(window=win),
+            src.dataset_mask(window=win),
+            src.window_transform(win),
+            src.crs,
+        )

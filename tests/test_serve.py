@@ -12,9 +12,16 @@ import requests
 from pyproj import Geod
 from rasterio.io import MemoryFile
 from rasterio.warp import transform, transform_bounds
-from rasterio.windows import Window, from_bounds
 from rio_tiler.io import Reader
-from serve_fixtures import GOOD, GRANTS, OTHER, make_serve_inputs, run_serve
+from serve_fixtures import (
+    GOOD,
+    GRANTS,
+    OTHER,
+    centre,
+    expected_window,
+    make_serve_inputs,
+    run_serve,
+)
 
 from mosaic_assembler.cli import main
 from mosaic_assembler.serve import create_app, grants_from_dict, open_layers
@@ -39,12 +46,6 @@ def layers(inputs):
 def client(layers):
     app = create_app(layers, grants_from_dict(GRANTS, layers), max_cutout_pixels=200 * 200)
     return TestClient(app)
-
-
-def centre(path):
-    with rasterio.open(path) as src:
-        w, s, e, n = transform_bounds(src.crs, "EPSG:4326", *src.bounds)
-    return (w + e) / 2, (s + n) / 2
 
 
 def decode(body: bytes) -> numpy.ndarray:
@@ -115,24 +116,6 @@ def test_point_equals_rasterio(client, inputs):
         xs, ys = transform("EPSG:4326", src.crs, [lon], [lat])
         expect = next(src.sample([(xs[0], ys[0])]))
     assert got["values"] == [float(v) for v in expect] == [220.0, 40.0, 40.0]
-
-
-def expected_window(path, bbox):
-    with rasterio.open(path) as src:
-        left, bottom, right, top = transform_bounds("EPSG:4326", src.crs, *bbox, densify_pts=21)
-        w = from_bounds(left, bottom, right, top, src.transform)
-        eps = 1e-9  # whole pixels; a float error of an edge on a pixel boundary is no pixel
-        c0, r0 = int(numpy.floor(w.col_off + eps)), int(numpy.floor(w.row_off + eps))
-        c1 = int(numpy.ceil(w.col_off + w.width - eps))
-        r1 = int(numpy.ceil(w.row_off + w.height - eps))
-        c0, r0, c1, r1 = max(c0, 0), max(r0, 0), min(c1, src.width), min(r1, src.height)
-        win = Window(c0, r0, c1 - c0, r1 - r0)
-        return (
-            src.read(window=win),
-            src.dataset_mask(window=win),
-            src.window_transform(win),
-            src.crs,
-        )
 
 
 @pytest.mark.parametrize("name", ["rgb", "green"])
