@@ -108,6 +108,29 @@ def test_typed_box_downloads_the_cog_window(server, tmp_path):
     bbox = (lon - 0.012, lat - 0.008, lon + 0.01, lat + 0.009)
     with browser_page() as (page, log):
         open_viewer(page, base + "/", "rgb")
+        box = page.eval_on_selector("#map", "e => e.getBoundingClientRect().toJSON()")
+        x0, y0 = box["left"] + box["width"] * 0.4, box["top"] + box["height"] * 0.4
+        page.keyboard.down("Shift")  # shift-drag draws a box into the W,S,E,N inputs
+        page.mouse.move(x0, y0)
+        page.mouse.down()
+        page.mouse.move(x0 + 80, y0 + 60, steps=5)
+        page.mouse.up()
+        page.keyboard.up("Shift")
+        drawn = [float(page.input_value(f"#box-{k}")) for k in "wsen"]
+        assert drawn[0] < drawn[2] and drawn[1] < drawn[3]
+        assert drawn[0] == pytest.approx(lon, abs=0.1) and drawn[1] == pytest.approx(lat, abs=0.1)
+        px, py = page.evaluate(
+            """([lon, lat]) => {
+                const p = viewer.map.latLngToContainerPoint([lat, lon]);
+                const r = document.getElementById('map').getBoundingClientRect();
+                return [r.left + p.x, r.top + p.y];
+            }""",
+            [lon - 0.03, lat],
+        )
+        assert page.text_content("#point") == "click the map"  # the drag was no click
+        page.mouse.click(px, py)  # a click: the pixel values under it (the red half)
+        page.wait_for_function("document.getElementById('point').textContent.includes('b1')")
+        assert "b1: 220" in page.text_content("#point")
         for key, value in zip("wsen", bbox, strict=True):
             page.fill(f"#box-{key}", repr(value))
         with page.expect_download() as info:

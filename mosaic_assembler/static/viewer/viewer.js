@@ -132,7 +132,9 @@
     showHistogram();
   }
 
+  let justDrew = false;  // the mouseup that ends a box also fires a click: not a point query
   map.on("click", async (ev) => {
+    if (justDrew) { justDrew = false; return; }
     if (!current) return;
     const { lat, lng } = ev.latlng;
     try {
@@ -157,7 +159,8 @@
     if (!drawing) return;
     const b = L.latLngBounds(drawing.start, ev.latlng);
     map.dragging.enable();
-    const rect = drawing.rect; drawing = null;
+    const rect = drawing.rect; drawing = null; justDrew = true;
+    setTimeout(() => { justDrew = false; }, 300);
     setTimeout(() => map.removeLayer(rect), 1500);
     $("box-w").value = b.getWest().toFixed(6); $("box-s").value = b.getSouth().toFixed(6);
     $("box-e").value = b.getEast().toFixed(6); $("box-n").value = b.getNorth().toFixed(6);
