@@ -221,7 +221,7 @@ def test_empty_aoi_is_an_error_unless_allowed(scenes, tmp_path):
         (dict(mosaicjson="/nonexistent/m.json"), SourceError, "does not exist"),
         (dict(cog_profile="jpeg"), ConfigError, "needs uint8"),
         (dict(cog_profile="png"), ConfigError, "unknown COG profile"),
-        (dict(max_pixels=1000), ConfigError, "max-pixels"),
+        (dict(max_pixels=1000), ConfigError, "`max_pixels`"),
         (dict(bidx=(1,), expression="b1"), ConfigError, "together"),
         (dict(colour="red"), ConfigError, "unknown option"),
     ],
