@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import numpy
 import pytest
 from browser import browser_page, require_browser
@@ -73,7 +76,9 @@ def test_viewer_shows_the_mosaic_and_switches_layers(server, tmp_path):
         map_box = page.eval_on_selector("#map", "e => e.getBoundingClientRect().toJSON()")
         region = shot[:3, int(map_box["top"]) :, int(map_box["left"]) :]
         assert (region.reshape(3, -1).T != 255).any(axis=1).mean() > 0.05  # not blank
-        page.screenshot(path=str(tmp_path / "viewer.png"))
+        # MOSAIC_SCREENSHOTS=docs/img refreshes the README's picture of the viewer
+        shots = Path(os.environ.get("MOSAIC_SCREENSHOTS") or tmp_path)
+        page.screenshot(path=str(shots / "viewer.png"))
         assert page.locator("body[data-histogram='rgb']").count() == 1
 
         page.select_option("#layer", "green")
