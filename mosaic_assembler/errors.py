@@ -97,6 +97,21 @@ class StateMismatchError(ConfigError):
     """A run directory holds a run of another configuration."""
 
 
+class AccessDeniedError(MosaicAssemblerError, PermissionError):
+    """A request may not read a layer (`serve --grants`).
+
+    `status` is 401 (no or unknown token) or 403 (a token without the grant).
+    """
+
+    def __init__(self, message: str, status: int):
+        super().__init__(message)
+        self.status = status
+
+
+class OutsideLayerError(ConfigError):
+    """A requested cutout box or circle does not overlap the layer."""
+
+
 class TilesFailedError(MosaicAssemblerError):
     """Some tiles could not be read; carries them as ((z, x, y), message) pairs."""
 

@@ -6,6 +6,7 @@ come with the `server` extra; they are imported when an app is made, not with th
 
 from __future__ import annotations
 
+from mosaic_assembler.errors import AccessDeniedError
 from mosaic_assembler.serve._access_log import RedactTokensFilter, redact_tokens
 from mosaic_assembler.serve._app import (
     DEFAULT_CACHE_BYTES,
@@ -13,7 +14,7 @@ from mosaic_assembler.serve._app import (
     create_app,
 )
 from mosaic_assembler.serve._cache import TileCache
-from mosaic_assembler.serve._grants import AccessDeniedError, Grants, grants_from_dict, load_grants
+from mosaic_assembler.serve._grants import Grants, grants_from_dict, load_grants
 from mosaic_assembler.serve._layers import Layer, open_layer, open_layers, parse_layer_spec
 
 __all__ = [

@@ -22,10 +22,14 @@ from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 
-from mosaic_assembler.errors import ConfigError, PlanTooLargeError
+from mosaic_assembler.errors import (
+    AccessDeniedError,
+    ConfigError,
+    OutsideLayerError,
+    PlanTooLargeError,
+)
 from mosaic_assembler.serve._cache import TileCache
 from mosaic_assembler.serve._cutout import (
-    OutsideLayerError,
     circle_bbox,
     mask_circle,
     parse_bbox,
@@ -33,7 +37,7 @@ from mosaic_assembler.serve._cutout import (
     read_cutout,
     write_geotiff,
 )
-from mosaic_assembler.serve._grants import AccessDeniedError, Grants
+from mosaic_assembler.serve._grants import Grants
 from mosaic_assembler.serve._layers import COG, MOSAIC, Layer
 
 logger = logging.getLogger(__name__)

@@ -19,14 +19,10 @@ from rasterio.transform import Affine
 from rasterio.warp import transform, transform_bounds
 from rasterio.windows import Window, from_bounds
 
-from mosaic_assembler.errors import ConfigError, PlanTooLargeError
+from mosaic_assembler.errors import ConfigError, OutsideLayerError, PlanTooLargeError
 
 EARTH_RADIUS_M = 6_371_008.8  # mean radius (IUGG): the circle's metres are on this sphere
 WGS84 = CRS.from_epsg(4326)
-
-
-class OutsideLayerError(ConfigError):
-    """The requested box or circle does not overlap the layer."""
 
 
 def parse_bbox(text: str) -> tuple[float, float, float, float]:

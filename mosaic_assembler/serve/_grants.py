@@ -12,15 +12,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mosaic_assembler.errors import ConfigError
-
-
-class AccessDeniedError(PermissionError):
-    """A request may not read a layer; `status` is 401 (no or unknown token) or 403."""
-
-    def __init__(self, message: str, status: int):
-        super().__init__(message)
-        self.status = status
+from mosaic_assembler.errors import AccessDeniedError, ConfigError
 
 
 @dataclass(frozen=True)
