@@ -41,6 +41,7 @@ import rasterio
 from mosaic_assembler.chunks import ChunkResult
 from mosaic_assembler.errors import OutputError, StateMismatchError
 from mosaic_assembler.grid import Chunk
+from mosaic_assembler.ledger import append_line, read_lines
 from mosaic_assembler.types import ChunkStatus
 
 logger = logging.getLogger(__name__)
@@ -84,19 +85,7 @@ def asset_token(asset: Any) -> str:
 
 def read_manifest(run_dir: Path) -> list[dict[str, Any]]:
     """Every complete line of the manifest (a torn last line from a kill is ignored)."""
-    path = run_dir / MANIFEST
-    if not path.exists():
-        return []
-    entries = []
-    with path.open("rb") as f:
-        for line in f:
-            if not line.endswith(b"\n"):
-                break
-            try:
-                entries.append(json.loads(line))
-            except json.JSONDecodeError:
-                logger.warning("ignoring a corrupt manifest line in %s", path)
-    return entries
+    return read_lines(run_dir / MANIFEST)
 
 
 @dataclass
@@ -160,13 +149,7 @@ class RunState:
 
     def record(self, entry: dict[str, Any]) -> None:
         """Append one event to the manifest, durably (one write, then fsync)."""
-        line = (json.dumps({**entry, "t": round(time.time(), 3)}) + "\n").encode()
-        fd = os.open(self.run_dir / MANIFEST, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        try:
-            os.write(fd, line)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        append_line(self.run_dir / MANIFEST, entry)
 
     def record_result(self, result: ChunkResult) -> None:
         """Record a finished chunk."""
