@@ -17,6 +17,7 @@ from mosaic_assembler.cli import _common
 from mosaic_assembler.cli._common import EXIT_FAILED, RunError
 from mosaic_assembler.cli.assemble import assemble_command
 from mosaic_assembler.cli.status import demo_command, status_command
+from mosaic_assembler.cli.tiles import tiles_command
 
 __all__ = ["RunError", "cli", "main"]
 
@@ -47,6 +48,7 @@ def cli() -> None:
 cli.add_command(assemble_command)
 cli.add_command(status_command)
 cli.add_command(demo_command)
+cli.add_command(tiles_command)
 
 
 def _return_freed_memory() -> None:
