@@ -45,8 +45,9 @@ def tiles_command(
 
     \b
     OUT is a directory ({z}/{x}/{y}.png, index.html opens from the file system) or a
-    .pmtiles file (PMTiles v3, previewed by NAME.html through any static server, e.g.
-    `python -m http.server`). A rerun skips the tiles already there.
+    .pmtiles file (PMTiles v3, previewed by NAME.html through a static server with range
+    requests: python -m mosaic_assembler.render.rangeserver DIR). A rerun skips the tiles
+    already there.
     """
     from mosaic_assembler.render import render_tiles
 
@@ -77,8 +78,8 @@ def tiles_command(
     if result.path.suffix.lower() == ".pmtiles":
         folder = result.previewer.parent
         click.echo(
-            f"preview: python -m http.server -d {folder} --bind 127.0.0.1, then open "
-            f"http://127.0.0.1:8000/{result.previewer.name}",
+            f"preview: python -m mosaic_assembler.render.rangeserver {folder} (or any static "
+            f"server with range requests), then open http://127.0.0.1:8000/{result.previewer.name}",
             err=True,
         )
     else:

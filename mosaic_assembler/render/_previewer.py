@@ -3,7 +3,8 @@
 A folder's page is `OUT/index.html`, its scripts in `OUT/preview/`; it opens from file://
 (the page lists the tiles written, so it never asks for a missing one). An archive
 `NAME.pmtiles` gets `NAME.html` and `NAME.preview/` beside it; pmtiles.js reads the archive
-with HTTP range requests, so that page needs a static server (`python -m http.server`).
+with HTTP range requests, so that page needs a static server that answers them
+(`python -m mosaic_assembler.render.rangeserver DIR`; Python's `http.server` does not).
 """
 
 from __future__ import annotations

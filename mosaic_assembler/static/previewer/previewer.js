@@ -47,6 +47,7 @@
     });
     layer = new Pyramid(cfg.url, options);
   }
+  layer.on("load", function () { window.previewLoaded = true; });
   layer.addTo(map);
   map.fitBounds(bounds);
   var info = L.control({ position: "bottomleft" });
