@@ -90,7 +90,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--bind", default="127.0.0.1")
     args = parser.parse_args(argv)
     server = make_server(args.directory, args.bind, args.port)
-    host, port = server.server_address[:2]
+    host, port = str(args.bind), server.server_address[1]
     print(f"serving {args.directory} at http://{host}:{port}/ (Ctrl-C stops)")  # noqa: T201
     try:
         server.serve_forever()
