@@ -18,6 +18,7 @@ from mosaic_assembler.cli._common import EXIT_FAILED, RunError
 from mosaic_assembler.cli.assemble import assemble_command
 from mosaic_assembler.cli.serve import serve_command
 from mosaic_assembler.cli.status import demo_command, status_command
+from mosaic_assembler.cli.tiles import tiles_command
 
 __all__ = ["RunError", "cli", "main"]
 
@@ -49,6 +50,7 @@ cli.add_command(assemble_command)
 cli.add_command(status_command)
 cli.add_command(demo_command)
 cli.add_command(serve_command)
+cli.add_command(tiles_command)
 
 
 def _return_freed_memory() -> None:

@@ -42,6 +42,73 @@ class BidxParamType(click.ParamType):
         return out
 
 
+class RescaleType(click.ParamType):
+    """MIN,MAX → (min, max), e.g. `0,3000`."""
+
+    name = "MIN,MAX"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> tuple[float, float]:  # noqa: D102
+        if isinstance(value, tuple):
+            return value
+        try:
+            lo, hi = (float(v) for v in str(value).split(","))
+        except ValueError:
+            self.fail(f"{value!r} is not MIN,MAX", param, ctx)
+        if not lo < hi:
+            self.fail(f"{value!r}: MIN must be below MAX", param, ctx)
+        return lo, hi
+
+
+class ZoomRangeType(click.ParamType):
+    """MIN-MAX zooms (`5-12`) or one zoom (`7`) → (min, max)."""
+
+    name = "MIN-MAX"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> tuple[int, int]:  # noqa: D102
+        if isinstance(value, tuple):
+            return value
+        lo, sep, hi = str(value).partition("-")
+        try:
+            zmin, zmax = (int(lo), int(hi)) if sep else (int(lo), int(lo))
+        except ValueError:
+            self.fail(f"{value!r} is not MIN-MAX (e.g. 5-12) or one zoom", param, ctx)
+        if not 0 <= zmin <= zmax:
+            self.fail(f"{value!r}: zooms must be 0 <= MIN <= MAX", param, ctx)
+        return zmin, zmax
+
+
+class TmsType(click.ParamType):
+    """A morecantile TileMatrixSet id (checked when parsed: morecantile loads lazily)."""
+
+    name = "ID"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> str:  # noqa: D102
+        import morecantile
+
+        ids = morecantile.tms.list()
+        if value not in ids:
+            self.fail(f"unknown TileMatrixSet {value!r}: use one of {', '.join(ids)}", param, ctx)
+        return str(value)
+
+
+class ColormapType(click.ParamType):
+    """A rio-tiler colour map name (viridis, magma, terrain …)."""
+
+    name = "NAME"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> str:  # noqa: D102
+        from rio_tiler.colormap import cmap
+
+        if value not in cmap.list():
+            self.fail(
+                f"unknown colour map {value!r}: use one of rio-tiler's, e.g. viridis, magma, "
+                "terrain, rdylgn",
+                param,
+                ctx,
+            )
+        return str(value)
+
+
 class MethodType(click.ParamType):
     """A pixel-selection method name (a registry name or p1..p99)."""
 
@@ -132,13 +199,34 @@ area = group(bbox_opt, aoi_opt)
 zoom_opt = click.option(
     "--zoom", "-z", type=int, required=True, help="WebMercatorQuad zoom (0-24)."
 )
-tilesize_opt = click.option(
-    "--tilesize",
-    type=click.Choice(["256", "512"]),
-    default="512",
-    show_default=True,
-    callback=lambda ctx, param, value: int(value),
+zooms_opt = click.option(
+    "--zooms",
+    type=ZoomRangeType(),
+    required=True,
+    help="Zoom levels of a pyramid, MIN-MAX (e.g. 5-12) or one zoom.",
 )
+tms_opt = click.option(
+    "--tms",
+    type=TmsType(),
+    default="WebMercatorQuad",
+    show_default=True,
+    help="TileMatrixSet id (morecantile's), e.g. WorldCRS84Quad.",
+)
+
+
+def tilesize_choice(default: int = 512) -> Decorator:
+    """--tilesize 256|512 with a default of the command's."""
+    return click.option(
+        "--tilesize",
+        type=click.Choice(["256", "512"]),
+        default=str(default),
+        show_default=True,
+        callback=lambda ctx, param, value: int(value),
+        help="Tile side in pixels.",
+    )
+
+
+tilesize_opt = tilesize_choice(512)
 grid = group(zoom_opt, tilesize_opt)
 
 # ------------------------------------------------------------------------------- sources
@@ -238,6 +326,7 @@ def pixel_selection_opt(default: str = "first", template_may_decide: bool = True
     )
 
 
+bidx_opt = click.option("--bidx", type=BidxParamType(), help="Band indexes, e.g. 1,2,3.")
 pixels = group(
     pixel_selection_opt(),
     click.option(
@@ -259,7 +348,7 @@ pixels = group(
         metavar="EXPR",
         help="Raw exclusion test on the quality band `qa`, e.g. '(qa & 0b11000) > 0'.",
     ),
-    click.option("--bidx", type=BidxParamType(), help="Band indexes, e.g. 1,2,3."),
+    bidx_opt,
     click.option("--expression", help="rio-tiler band math, e.g. 'b1,b2,(b4-b3)/(b4+b3)'."),
     click.option(
         "--resampling",
@@ -270,6 +359,18 @@ pixels = group(
 )
 
 # -------------------------------------------------------------------------------- visual
+rescale_opt = click.option(
+    "--rescale",
+    multiple=True,
+    type=RescaleType(),
+    callback=lambda ctx, param, value: tuple(value) or None,
+    help="Map MIN..MAX to 0..255 (once for all bands, or once per band).",
+)
+colormap_opt = click.option(
+    "--colormap",
+    type=ColormapType(),
+    help="rio-tiler colour map for a single band, e.g. viridis.",
+)
 visual = group(
     click.option(
         "--rescale",

@@ -1,0 +1,86 @@
+"""`assemble-mosaic tiles SRC OUT --zooms 5-12`: a static tile pyramid and its previewer."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+
+from mosaic_assembler.cli import options as o
+from mosaic_assembler.cli._common import RunError, flag_message, progress_bar, setup_logging
+from mosaic_assembler.errors import MosaicAssemblerError
+
+
+@click.command("tiles", context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("src", type=click.Path(dir_okay=False))
+@click.argument("out", type=click.Path())
+@o.zooms_opt
+@click.option(
+    "--format",
+    "img_format",
+    type=click.Choice(["png", "webp", "jpeg"]),
+    default="png",
+    show_default=True,
+    help="Tile image format.",
+)
+@o.bidx_opt
+@o.rescale_opt
+@o.colormap_opt
+@o.tms_opt
+@o.tilesize_choice(256)
+@click.option(
+    "--concurrency",
+    type=click.IntRange(min=1),
+    help="Tiles rendered at once by threads [default: CPUs].",
+)
+@o.dask
+@click.option("--overwrite", is_flag=True, help="Render every tile again, even those there.")
+@o.report
+def tiles_command(
+    src: str, out: str, as_json: bool, verbose: int, quiet: int, **options: Any
+) -> None:
+    """Render a tile pyramid of SRC (a COG or a split output's mosaic.json) into OUT.
+
+    \b
+    OUT is a directory ({z}/{x}/{y}.png, index.html opens from the file system) or a
+    .pmtiles file (PMTiles v3, previewed by NAME.html through a static server with range
+    requests: python -m mosaic_assembler.render.rangeserver DIR). A rerun skips the tiles
+    already there.
+    """
+    from mosaic_assembler.render import render_tiles
+
+    setup_logging(verbose, quiet)
+    bar = progress_bar(bool(quiet) or as_json)
+    try:
+        result = render_tiles(src, out, progress=bar, **options)
+    except MosaicAssemblerError as e:
+        raise RunError(flag_message(str(e))) from e
+    finally:
+        if bar is not None:
+            bar.close()
+    if as_json:
+        doc = {k: str(v) if isinstance(v, Path) else v for k, v in vars(result).items()}
+        click.echo(json.dumps(doc))
+        return
+    if quiet:
+        return
+    zmin, zmax = result.zooms
+    click.echo(
+        f"wrote {result.path}: {result.tiles_written} tiles written, {result.tiles_skipped} "
+        f"skipped (already there), {result.tiles_empty} empty, zooms {zmin}-{zmax}; "
+        f"{result.seconds:.1f} s",
+        err=True,
+    )
+    if result.previewer is None:
+        return
+    if result.path.suffix.lower() == ".pmtiles":
+        folder = result.previewer.parent
+        click.echo(
+            f"preview: python -m mosaic_assembler.render.rangeserver {folder} (or any static "
+            f"server with range requests), then open http://127.0.0.1:8000/{result.previewer.name}",
+            err=True,
+        )
+    else:
+        click.echo(f"preview: open {result.previewer} (no server needed)", err=True)

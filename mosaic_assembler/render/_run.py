@@ -1,0 +1,257 @@
+"""`render_tiles`: plan the pyramid, skip what is there, render the rest, finish, preview."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import morecantile
+
+from mosaic_assembler.chunks import bounded_map
+from mosaic_assembler.errors import EmptyPlanError
+from mosaic_assembler.executors import ExecutorOptions, dask_client
+from mosaic_assembler.render._previewer import write_previewer
+from mosaic_assembler.render._sinks import check_out, open_sink
+from mosaic_assembler.render._spec import (
+    FORMATS,
+    RenderSpec,
+    Tile,
+    TileRenderer,
+    TilesOptions,
+    open_spec,
+    plan_pyramid,
+    render_batch,
+)
+from mosaic_assembler.results import Progress
+
+logger = logging.getLogger(__name__)
+
+#: Tiles per Dask task: a task opens the COG once, and ~64 tiles keep the scheduler's
+#: overhead (~1 ms a task) small next to the rendering (~5-20 ms a tile).
+DASK_BATCH = 64
+
+
+@dataclass(frozen=True)
+class TilesResult:
+    """What a `render_tiles` run did.
+
+    Attributes:
+        path: the pyramid (folder or .pmtiles).
+        previewer: its index.html (None for a TMS Leaflet cannot show).
+        tiles_total: tiles of the TMS touching the data over the zooms.
+        tiles_written: tiles rendered and written by this run.
+        tiles_skipped: tiles already there (a resumed or repeated run).
+        tiles_empty: tiles without data (not written).
+        zooms: (min, max).
+        bounds: the data's bounds in lon/lat.
+        seconds: wall time.
+    """
+
+    path: Path
+    previewer: Path | None
+    tiles_total: int
+    tiles_written: int
+    tiles_skipped: int
+    tiles_empty: int
+    zooms: tuple[int, int]
+    bounds: tuple[float, float, float, float]
+    seconds: float
+
+
+def render_tiles(
+    src: str | Path,
+    out: str | Path,
+    *,
+    zooms: tuple[int, int] | str,
+    img_format: str = "png",
+    bidx: Sequence[int] | None = None,
+    rescale: Sequence[tuple[float, float]] | tuple[float, float] | None = None,
+    colormap: str | None = None,
+    tms: str = "WebMercatorQuad",
+    tilesize: int = 256,
+    concurrency: int | None = None,
+    dask_scheduler: str | None = None,
+    dask_local: int | None = None,
+    overwrite: bool = False,
+    progress: Callable[[Progress], None] | None = None,
+) -> TilesResult:
+    """Render a tile pyramid of a COG (or a split output's mosaic.json) with rio-tiler.
+
+    Args:
+        src: a COG, or the `mosaic.json` of a split output (`split_zoom`).
+        out: a directory (`{z}/{x}/{y}.{ext}`) or a `.pmtiles` file (PMTiles v3).
+        zooms: (min, max) or "MIN-MAX".
+        img_format: png, webp or jpeg.
+        bidx: 1-based band indexes (default: every band).
+        rescale: (min, max) for all bands, or one pair per band; maps to 0..255.
+        colormap: a rio-tiler colour map name, for a single band.
+        tms: a morecantile TileMatrixSet id.
+        tilesize: 256 or 512.
+        concurrency: tiles rendered at once by threads (default: CPUs).
+        dask_scheduler: render on this Dask cluster instead (tcp://host:port).
+        dask_local: render on a local Dask cluster of this many processes.
+        overwrite: render every tile again, even those already there.
+        progress: called with a `Progress` after each tile (done counts skipped ones).
+
+    Returns:
+        TilesResult.
+
+    Raises:
+        ConfigError: invalid options, or options that do not fit the source.
+        SourceError: SRC is missing or unreadable.
+        OutputError: OUT cannot hold the pyramid (a file, another pyramid).
+        EmptyPlanError: no tile of the zooms holds data.
+    """
+    t0 = time.monotonic()
+    options = TilesOptions(
+        zooms=_zooms(zooms),
+        img_format=img_format,
+        bidx=tuple(bidx) if bidx else None,
+        rescale=_rescale(rescale),
+        colormap=colormap,
+        tms=tms,
+        tilesize=int(tilesize),
+    )
+    executor = ExecutorOptions(dask_scheduler=dask_scheduler, dask_local=dask_local)
+    check_out(out)
+    out = Path(out)
+    spec = open_spec(src, options)
+    sink = open_sink(out, options.ext, FORMATS[img_format][2], tms, spec.fingerprint(), overwrite)
+    planned = list(plan_pyramid(spec))
+    todo = [t for t in planned if not sink.has(t)]
+    skipped = len(planned) - len(todo)
+    logger.info("%d tiles planned, %d already there", len(planned), skipped)
+    counts = {"written": 0, "empty": 0}
+
+    def report() -> None:
+        if progress is not None:
+            done = counts["written"] + skipped
+            progress(Progress(done, counts["empty"], 0, len(planned)))
+
+    report()
+    workers = concurrency or os.cpu_count() or 1
+    results = (
+        _render_dask(spec, todo, executor)
+        if executor.uses_dask
+        else _render_threads(spec, todo, workers)
+    )
+    for tile, data in results:
+        if data is None:
+            counts["empty"] += 1
+        else:
+            sink.put(tile, data)
+            counts["written"] += 1
+        report()
+    if counts["written"] + skipped == 0:
+        raise EmptyPlanError(f"no tile of zooms {options.zooms[0]}-{options.zooms[1]} holds data")
+    meta = _metadata(spec, out)
+    sink.finish(meta)
+    page = write_previewer(out, meta, tms, sink.present() if _is_folder(out) else ())
+    return TilesResult(
+        path=out,
+        previewer=page,
+        tiles_total=len(planned),
+        tiles_written=counts["written"],
+        tiles_skipped=skipped,
+        tiles_empty=counts["empty"],
+        zooms=options.zooms,
+        bounds=meta["bounds"],
+        seconds=time.monotonic() - t0,
+    )
+
+
+def _is_folder(out: str | Path) -> bool:
+    return Path(out).suffix.lower() != ".pmtiles"
+
+
+def _zooms(zooms: tuple[int, int] | str) -> tuple[int, int]:
+    from mosaic_assembler.render._spec import parse_zooms
+
+    if isinstance(zooms, str):
+        return parse_zooms(zooms)
+    zmin, zmax = zooms
+    return int(zmin), int(zmax)
+
+
+def _rescale(
+    rescale: Sequence[tuple[float, float]] | tuple[float, float] | None,
+) -> tuple[tuple[float, float], ...] | None:
+    if not rescale:
+        return None
+    pairs: Any = rescale
+    if len(pairs) == 2 and all(isinstance(v, int | float) for v in pairs):
+        pairs = (pairs,)  # one (min, max) for every band
+    return tuple((float(lo), float(hi)) for lo, hi in pairs)
+
+
+def _render_threads(
+    spec: RenderSpec, todo: list[Tile], workers: int
+) -> Iterator[tuple[Tile, bytes | None]]:
+    """Tiles on a bounded thread pool, one renderer (open datasets) per thread.
+
+    A renderer is never closed from another thread (rasterio keeps its GDAL environment per
+    thread); its datasets close when the thread's local storage goes, as the pool ends.
+    """
+    import threading
+
+    local = threading.local()
+
+    def render(tile: Tile) -> bytes | None:
+        r = getattr(local, "renderer", None)
+        if r is None:
+            r = local.renderer = TileRenderer(spec)
+        return r.render(tile)
+
+    for (tile,), fut in bounded_map(render, ((t,) for t in todo), workers, 4 * workers, "tile"):
+        yield tile, fut.result()
+
+
+def _render_dask(
+    spec: RenderSpec, todo: list[Tile], executor: ExecutorOptions
+) -> Iterator[tuple[Tile, bytes | None]]:
+    """Batches of tiles as Dask tasks; the images come back to the driver, which writes them."""
+    from distributed import as_completed
+
+    client = dask_client(executor)
+    try:
+        batches = [todo[i : i + DASK_BATCH] for i in range(0, len(todo), DASK_BATCH)]
+        futures = [
+            client.submit(render_batch, spec, batch, key=f"tiles-{spec.fingerprint()}-{i}")
+            for i, batch in enumerate(batches)
+        ]
+        for fut in as_completed(futures):
+            yield from fut.result()
+            fut.release()
+    finally:
+        cluster: Any = getattr(client, "cluster", None)
+        client.close()
+        if executor.dask_local and cluster is not None:
+            cluster.close()
+
+
+def _metadata(spec: RenderSpec, out: Path) -> dict[str, Any]:
+    """The pyramid's description (tiles.json, PMTiles metadata, the previewer's config)."""
+    o = spec.options
+    tms = morecantile.tms.get(o.tms)
+    w, s, e, n = (float(v) for v in spec.bounds)
+    if tms.rasterio_geographic_crs != "EPSG:4326":
+        from rasterio.warp import transform_bounds
+
+        w, s, e, n = transform_bounds(tms.rasterio_geographic_crs, "EPSG:4326", w, s, e, n)
+    cz = max(o.zooms[0], min(o.zooms[1], o.zooms[0] + 2))
+    return {
+        "name": out.stem if out.suffix else out.name,
+        "format": o.img_format,
+        "ext": o.ext,
+        "tms": o.tms,
+        "tilesize": o.tilesize,
+        "minzoom": o.zooms[0],
+        "maxzoom": o.zooms[1],
+        "bounds": [w, s, e, n],
+        "center": [(w + e) / 2, (s + n) / 2, cz],
+    }

@@ -1,0 +1,331 @@
+"""`assemble-mosaic tiles` / `render_tiles`: pyramids against morecantile and rio-tiler."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import morecantile
+import numpy
+import pytest
+import rasterio
+from click.testing import CliRunner
+from conftest import write_cog
+from pmtiles.reader import MmapSource, Reader, all_tiles
+from pmtiles.tile import TileType
+from rasterio.io import MemoryFile
+from rasterio.transform import from_origin
+from rio_tiler.colormap import cmap
+from rio_tiler.errors import TileOutsideBounds
+from rio_tiler.io import Reader as TileReader
+
+from mosaic_assembler.cli import cli, main
+from mosaic_assembler.errors import OutputError
+from mosaic_assembler.render import render_tiles
+
+RED = (200, 30, 30)
+#: The fixture COG: EPSG:3857, 100 m pixels, 512 x 512, its west half solid RED, the rest a
+#: gradient, its south-east quadrant nodata (0), so some tiles in the bounds are empty.
+ORIGIN = (600_000.0, 5_700_000.0)
+RES = 100.0
+SIZE = 512
+ZOOMS = (6, 11)
+
+
+def _rgb() -> numpy.ndarray:
+    data = numpy.zeros((3, SIZE, SIZE), "uint8")
+    rows, cols = numpy.mgrid[0:SIZE, 0:SIZE]
+    data[0] = 40 + (cols % 200)
+    data[1] = 60 + (rows % 180)
+    data[2] = 90
+    for b, v in enumerate(RED):
+        data[b, :, : SIZE // 2] = v
+    data[:, SIZE // 2 :, SIZE // 2 :] = 0
+    return data
+
+
+@pytest.fixture(scope="module")
+def rgb_cog(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("tiles") / "rgb.tif"
+    return write_cog(path, _rgb(), "EPSG:3857", from_origin(*ORIGIN, RES, RES), nodata=0)
+
+
+def red_lonlat() -> tuple[float, float]:
+    """A point in the middle of the solid red half."""
+    x = ORIGIN[0] + RES * SIZE / 4
+    y = ORIGIN[1] - RES * SIZE / 2
+    return morecantile.tms.get("WebMercatorQuad").lnglat(x, y)
+
+
+def gradient_lonlat() -> tuple[float, float]:
+    x = ORIGIN[0] + RES * SIZE * 0.75
+    y = ORIGIN[1] - RES * SIZE * 0.25
+    return morecantile.tms.get("WebMercatorQuad").lnglat(x, y)
+
+
+@pytest.fixture(scope="module")
+def folder(rgb_cog, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("pyr") / "pyr"
+    render_tiles(rgb_cog, out, zooms=ZOOMS)
+    return out
+
+
+def _files(root: Path, ext: str = "png") -> dict[tuple[int, int, int], Path]:
+    found = {}
+    for p in root.glob(f"[0-9]*/[0-9]*/[0-9]*.{ext}"):
+        z, x, y = int(p.parts[-3]), int(p.parts[-2]), int(p.stem)
+        found[(x, y, z)] = p
+    return found
+
+
+def _decode(data: bytes) -> numpy.ndarray:
+    with MemoryFile(data) as mem, mem.open() as ds:
+        return ds.read()
+
+
+def expected_tiles(cog: Path, zooms: tuple[int, int], tms_id: str = "WebMercatorQuad") -> set:
+    """Brute force: every tile whose bounds meet the COG's, minus those rio-tiler finds empty.
+
+    Every tile of the matrix is tested, except far away: a window of the corner tiles
+    widened by 2 on each side (the full matrix has 4 M tiles at zoom 11).
+    """
+    tms = morecantile.tms.get(tms_id)
+    out = set()
+    with TileReader(str(cog), tms=tms) as r:
+        w, s, e, n = r.get_geographic_bounds(tms.rasterio_geographic_crs)
+        for z in range(zooms[0], zooms[1] + 1):
+            m = tms.matrix(z)
+            ul, lr = tms.tile(w, n, z), tms.tile(e, s, z)
+            xs = range(max(0, ul.x - 2), min(m.matrixWidth, lr.x + 3))
+            ys = range(max(0, ul.y - 2), min(m.matrixHeight, lr.y + 3))
+            for x in xs:
+                for y in ys:
+                    tw, ts, te, tn = tms.bounds(morecantile.Tile(x, y, z))
+                    if not (tw < e and te > w and ts < n and tn > s):
+                        continue
+                    try:
+                        img = r.tile(x, y, z)
+                    except TileOutsideBounds:
+                        continue
+                    if img.mask.any():
+                        out.add((x, y, z))
+    return out
+
+
+def test_pyramid_holds_the_tiles_of_the_tms_that_touch_the_data(rgb_cog, folder):
+    found = set(_files(folder))
+    expected = expected_tiles(rgb_cog, ZOOMS)
+    assert found == expected
+    assert {z for _, _, z in found} == set(range(ZOOMS[0], ZOOMS[1] + 1))
+    meta = json.loads((folder / "tiles.json").read_text())
+    assert (meta["minzoom"], meta["maxzoom"], meta["format"]) == (*ZOOMS, "png")
+
+
+def test_pyramid_of_another_tms(rgb_cog, tmp_path):
+    out = tmp_path / "crs84"
+    r = render_tiles(rgb_cog, out, zooms=(5, 9), tms="WorldCRS84Quad")
+    assert set(_files(out)) == expected_tiles(rgb_cog, (5, 9), "WorldCRS84Quad")
+    assert r.previewer == out / "index.html"
+    assert '"crs": "EPSG4326"' in r.previewer.read_text()
+
+
+def test_a_tile_equals_rio_tilers_render(rgb_cog, folder):
+    files = _files(folder)
+    for tile in sorted(files)[:: max(1, len(files) // 6)]:
+        with TileReader(str(rgb_cog)) as r:
+            ref = r.tile(*tile, tilesize=256).render(img_format="PNG")
+        numpy.testing.assert_array_equal(_decode(files[tile].read_bytes()), _decode(ref))
+
+
+def test_rescale_bidx_colormap_and_formats(rgb_cog, tmp_path):
+    out = tmp_path / "grey"
+    render_tiles(rgb_cog, out, zooms=(11, 11), bidx=[2], rescale=(60, 240), colormap="viridis")
+    files = _files(out)
+    tile = sorted(files)[0]
+    with TileReader(str(rgb_cog)) as r:
+        img = r.tile(*tile, tilesize=256, indexes=(2,))
+    img.rescale(in_range=((60, 240),))
+    ref = img.render(img_format="PNG", colormap=cmap.get("viridis"))
+    numpy.testing.assert_array_equal(_decode(files[tile].read_bytes()), _decode(ref))
+    for fmt, ext, magic in (("webp", "webp", b"RIFF"), ("jpeg", "jpg", b"\xff\xd8")):
+        o = tmp_path / fmt
+        render_tiles(rgb_cog, o, zooms=(10, 10), img_format=fmt, tilesize=512)
+        tiles = _files(o, ext)
+        assert tiles and all(p.read_bytes().startswith(magic) for p in tiles.values())
+        with rasterio.open(next(iter(tiles.values()))) as ds:
+            assert ds.width == 512
+
+
+def test_pmtiles_archive_holds_the_same_tiles_as_the_folder(rgb_cog, folder, tmp_path):
+    archive = tmp_path / "pyr.pmtiles"
+    r = render_tiles(rgb_cog, archive, zooms=ZOOMS)
+    assert r.previewer == tmp_path / "pyr.html"
+    assert (tmp_path / "pyr.preview" / "pmtiles" / "pmtiles.js").is_file()
+    assert not (tmp_path / "pyr.pmtiles.parts").exists()
+    with archive.open("rb") as f:
+        source = MmapSource(f)
+        header = Reader(source).header()
+        tiles = {(x, y, z): bytes(data) for (z, x, y), data in all_tiles(source)}
+    files = _files(folder)
+    assert set(tiles) == set(files)
+    for tile, data in tiles.items():
+        assert data == files[tile].read_bytes()
+    assert header["tile_type"] == TileType.PNG
+    assert (header["min_zoom"], header["max_zoom"]) == ZOOMS
+    lon, lat = red_lonlat()
+    assert header["min_lon_e7"] / 1e7 < lon < header["max_lon_e7"] / 1e7
+    assert header["min_lat_e7"] / 1e7 < lat < header["max_lat_e7"] / 1e7
+    assert ZOOMS[0] <= header["center_zoom"] <= ZOOMS[1]
+
+
+def _stamps(root: Path) -> dict[str, tuple[int, int]]:
+    return {str(p): (p.stat().st_ino, p.stat().st_mtime_ns) for p in root.rglob("*") if p.is_file()}
+
+
+def test_rerun_writes_nothing(rgb_cog, tmp_path):
+    runner = CliRunner()
+    out = tmp_path / "pyr"
+    archive = tmp_path / "pyr.pmtiles"
+    for target in (out, archive):
+        args = ["tiles", str(rgb_cog), str(target), "--zooms", "6-11", "--json"]
+        first = runner.invoke(cli, args)
+        assert first.exit_code == 0, first.output
+        before = _stamps(tmp_path)
+        again = runner.invoke(cli, args)
+        assert again.exit_code == 0, again.output
+        doc = json.loads(again.output)
+        assert doc["tiles_written"] == 0
+        assert doc["tiles_skipped"] == json.loads(first.output)["tiles_written"] > 0
+        assert _stamps(tmp_path) == before
+
+
+def test_an_interrupted_run_resumes_where_it_stopped(rgb_cog, folder, tmp_path):
+    archive = tmp_path / "pyr.pmtiles"
+    total = len(_files(folder))
+
+    class Stop(Exception):
+        pass
+
+    def stop_after_ten(p):
+        if p.done >= 10:
+            raise Stop
+
+    with pytest.raises(Stop):
+        render_tiles(rgb_cog, archive, zooms=ZOOMS, progress=stop_after_ten, concurrency=1)
+    assert not archive.exists()
+    assert len(_files(tmp_path / "pyr.pmtiles.parts")) == 10
+    r = render_tiles(rgb_cog, archive, zooms=ZOOMS)
+    assert (r.tiles_skipped, r.tiles_written) == (10, total - 10)
+    with archive.open("rb") as f:
+        assert len(list(all_tiles(MmapSource(f)))) == total
+    # more zooms: only the new ones are rendered, the archive is rewritten with all
+    r = render_tiles(rgb_cog, archive, zooms=(ZOOMS[0], ZOOMS[1] + 1))
+    assert r.tiles_skipped == total and r.tiles_written > 0
+    with archive.open("rb") as f:
+        assert len(list(all_tiles(MmapSource(f)))) == total + r.tiles_written
+    # a folder: deleted tiles come back, the others are left alone
+    out = tmp_path / "copy"
+    render_tiles(rgb_cog, out, zooms=ZOOMS)
+    gone = sorted(_files(out).values())[:3]
+    for p in gone:
+        p.unlink()
+    r = render_tiles(rgb_cog, out, zooms=ZOOMS)
+    assert (r.tiles_written, r.tiles_skipped) == (3, total - 3)
+
+
+def test_other_options_refuse_an_existing_pyramid(rgb_cog, folder, tmp_path):
+    out = tmp_path / "pyr"
+    render_tiles(rgb_cog, out, zooms=(8, 9))
+    with pytest.raises(OutputError, match="--overwrite"):
+        render_tiles(rgb_cog, out, zooms=(8, 9), rescale=(0, 100))
+    r = render_tiles(rgb_cog, out, zooms=(8, 9), rescale=(0, 100), overwrite=True)
+    assert r.tiles_skipped == 0 and r.tiles_written > 0
+
+
+def test_a_split_outputs_mosaicjson(rgb_cog, folder, tmp_path):
+    """Two COGs (the west and east halves) and a mosaic.json listing them: same tiles."""
+    with rasterio.open(rgb_cog) as ds:
+        data = ds.read()
+    half = SIZE // 2
+    west = write_cog(
+        tmp_path / "0.tif", data[:, :, :half], "EPSG:3857", from_origin(*ORIGIN, RES, RES)
+    )
+    east = write_cog(
+        tmp_path / "1.tif",
+        numpy.ascontiguousarray(data[:, :, half:]),
+        "EPSG:3857",
+        from_origin(ORIGIN[0] + half * RES, ORIGIN[1], RES, RES),
+    )
+    qk = morecantile.tms.get("WebMercatorQuad").tile(*red_lonlat(), 6)
+    doc = {
+        "mosaicjson": "0.0.3",
+        "minzoom": 6,
+        "maxzoom": 11,
+        "quadkey_zoom": 6,
+        "bounds": [-180, -85, 180, 85],
+        "tiles": {morecantile.tms.get("WebMercatorQuad").quadkey(qk): [str(west), str(east)]},
+    }
+    mosaic = tmp_path / "mosaic.json"
+    mosaic.write_text(json.dumps(doc))
+    out = tmp_path / "pyr"
+    render_tiles(mosaic, out, zooms=(10, 11))
+    files = _files(out)
+    ref = {t: p for t, p in _files(folder).items() if t[2] >= 10}
+    assert set(files) == set(ref)
+    for tile in ref:
+        if tile[2] == 11:
+            a, b = _decode(files[tile].read_bytes()), _decode(ref[tile].read_bytes())
+            numpy.testing.assert_array_equal(a, b)
+
+
+def test_dask_renders_the_same_tiles(rgb_cog, folder, tmp_path):
+    pytest.importorskip("distributed")
+    out = tmp_path / "pyr"
+    r = render_tiles(rgb_cog, out, zooms=ZOOMS, dask_local=1)
+    files, ref = _files(out), _files(folder)
+    assert set(files) == set(ref) and r.tiles_written == len(ref)
+    assert all(files[t].read_bytes() == ref[t].read_bytes() for t in ref)
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--zooms", "12-5"], "--zooms"),
+        (["--zooms", "5-30"], "--zooms must be MIN-MAX"),
+        (["--zooms", "5-6", "--format", "gif"], "--format"),
+        (["--zooms", "5-6", "--colormap", "nope"], "colour map"),
+        (["--zooms", "5-6", "--colormap", "viridis"], "--colormap needs one band"),
+        (["--zooms", "5-6", "--tms", "Nope"], "TileMatrixSet"),
+        (["--zooms", "5-6", "--bidx", "4"], "--bidx 4"),
+        (["--zooms", "5-6", "--rescale", "9,1"], "MIN must be below MAX"),
+    ],
+)
+def test_bad_input_is_one_error_line_and_exit_2(rgb_cog, tmp_path, capsys, args, message):
+    code, err = _main(["tiles", str(rgb_cog), str(tmp_path / "out"), *args], capsys)
+    assert code == 2, err
+    assert err.startswith("Error: ") and err.count("\n") == 1
+    assert message in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_bad_paths_are_one_error_line_and_exit_2(rgb_cog, tmp_path, capsys):
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    cases = [
+        ([str(tmp_path / "missing.tif"), str(tmp_path / "o")], "does not exist"),
+        ([str(rgb_cog), str(afile)], "not a directory"),
+        ([str(rgb_cog), "s3://bucket/pyr"], "object storage is not supported yet"),
+        ([str(rgb_cog), str(tmp_path / "x.pmtiles"), "--tms", "WorldCRS84Quad"], "PMTiles"),
+        ([str(rgb_cog), str(tmp_path)], "holds no pyramid"),
+    ]
+    for paths, message in cases:
+        code, err = _main(["tiles", *paths, "--zooms", "6-7"], capsys)
+        assert code == 2, (paths, err)
+        assert err.startswith("Error: ") and message in err, err
+
+
+def _main(argv: list[str], capsys) -> tuple[int, str]:
+    """The real entry point (one-line errors, exit codes), in this process."""
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    return e.value.code, capsys.readouterr().err
