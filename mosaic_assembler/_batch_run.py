@@ -26,7 +26,7 @@ from mosaic_assembler.options import AssembleOptions
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["FeatureJob", "run_feature", "run_jobs"]
+__all__ = ["FeatureJob", "failed_entry", "run_feature", "run_jobs"]
 
 _ALLOW_EMPTY = re.compile(r" \(use `allow_empty`[^)]*\)")
 
@@ -70,32 +70,38 @@ def _run_dask(
     client = dask_client(executor)
     prefix = f"feature-{os.getpid()}-{int(time.time())}"
     try:
-        futures = []
+        futures = {}
         for job in jobs:
             append_line(ledger, {"event": "start", "feature": job.feature.id})
             task = dataclasses.replace(
                 job, options=dataclasses.replace(job.options, executor=local)
             )
-            futures.append(
-                client.submit(
-                    run_feature,
-                    task,
-                    key=f"{prefix}-{job.feature.id}",
-                    retries=executor.dask_retries,
-                    pure=False,
-                )  # fmt: skip
-            )
+            fut = client.submit(
+                run_feature, task, key=f"{prefix}-{job.feature.id}",
+                retries=executor.dask_retries, pure=False,
+            )  # fmt: skip
+            futures[fut] = job
         try:
-            for fut in as_completed(futures):
-                yield fut.result()
+            for fut in as_completed(list(futures)):
+                try:
+                    yield fut.result()
+                except Exception as e:  # the task itself died (a killed worker, retries spent)
+                    yield failed_entry(futures[fut], f"Dask task failed: {type(e).__name__}: {e}")
         except BaseException:
-            client.cancel(futures)
+            client.cancel(list(futures))
             raise
     finally:
         cluster = client.cluster if executor.dask_local else None
         client.close()
         if cluster is not None:
             cluster.close()
+
+
+def failed_entry(job: FeatureJob, message: str, seconds: float = 0.0) -> dict[str, Any]:
+    """The ledger entry of a feature that failed."""
+    f = job.feature
+    return {"feature": f.id, "value": f.value, "g": f.token, "event": "failed",
+            "message": message, "seconds": seconds}  # fmt: skip
 
 
 def run_feature(job: FeatureJob) -> dict[str, Any]:
@@ -109,11 +115,10 @@ def run_feature(job: FeatureJob) -> dict[str, Any]:
         message = _ALLOW_EMPTY.sub("", str(e))
         return {**base, "event": "empty", "message": message, "seconds": _since(t0)}
     except MosaicAssemblerError as e:
-        return {**base, "event": "failed", "message": str(e), "seconds": _since(t0)}
+        return failed_entry(job, str(e), _since(t0))
     except Exception as e:  # one feature's bug or broken file must not stop the others
         logger.debug("feature %s failed", f.id, exc_info=True)
-        message = f"unexpected {type(e).__name__}: {e}"
-        return {**base, "event": "failed", "message": message, "seconds": _since(t0)}
+        return failed_entry(job, f"unexpected {type(e).__name__}: {e}", _since(t0))
     return {
         **base, "event": "done", "path": Path(job.output).name, "width": r.width,
         "height": r.height, "count": r.count, "dtype": r.dtype, "zoom": r.zoom,

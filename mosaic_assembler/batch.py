@@ -35,7 +35,7 @@ from typing import Any, Literal
 from typing_extensions import Unpack
 
 from mosaic_assembler._batch_index import write_index, write_mosaicjson
-from mosaic_assembler._batch_run import FeatureJob, run_jobs
+from mosaic_assembler._batch_run import FeatureJob, failed_entry, run_jobs
 from mosaic_assembler._features import Feature, read_features
 from mosaic_assembler.errors import (
     ConfigError,
@@ -61,10 +61,11 @@ INDEX = "index.json"
 MOSAICJSON = "mosaic.json"
 RUNS = ".runs"
 
-#: Features computed at once by default. Two: a feature's run is partly sequential (plan,
-#: then the COG finalize and its overviews on one core), so a second feature fills the other
-#: core meanwhile; bench_batch measured 2 faster than 1 and no slower than 3 on 2 cores.
-DEFAULT_FEATURE_WORKERS = 2
+#: Features computed at once by default. One: each feature's run already uses every core for
+#: its tiles, and bench_batch (20 regions, 2 cores) measured 1, 2 and 3 workers within noise
+#: (medians 21.1, 22.2, 20.3 s); more workers only add the memory of more runs at once.
+#: Raise it for small features over remote assets, whose reads mostly wait on the network.
+DEFAULT_FEATURE_WORKERS = 1
 
 #: Options a batch decides itself (the features are the AOIs; one COG per feature).
 _REFUSED = {
@@ -190,7 +191,7 @@ def assemble_batch(
         id_field: the attribute naming each feature's COG (sanitised, made unique).
         wkt_field: a CSV's WKT column (default `WKT`, then `geometry`).
         layer: the layer of a multi-layer file (default: the first).
-        feature_workers: features computed at once in threads (default 2); with
+        feature_workers: features computed at once in threads (default 1); with
             `dask_local`/`dask_scheduler`, every feature is a Dask task instead.
         progress: a callback given a `BatchProgress` after each feature.
         **kwargs: the options of every feature's `assemble()` (`AssembleKwargs`), but not
@@ -243,7 +244,7 @@ def assemble_batch(
         counts[entry["event"]] += 1
         report(entry["feature"])
     last = last_by(_since_restart(read_lines(ledger)), "feature")  # with their times `t`
-    entries = {f.id: last[f.id] for f in feats}
+    entries = {f.id: _final(last.get(f.id), jobs[f.id]) for f in feats}
     index = write_index(out / INDEX, feats, entries)
     mosaicjson = write_mosaicjson(out / MOSAICJSON, entries)
     _remove_if_empty(runs)
@@ -318,6 +319,13 @@ def _since_restart(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The ledger's entries from the last batch started with `restart` on."""
     starts = [n for n, e in enumerate(entries) if e.get("event") == "batch" and e.get("restart")]
     return entries[starts[-1] :] if starts else entries
+
+
+def _final(entry: dict[str, Any] | None, job: FeatureJob) -> dict[str, Any]:
+    """A feature's last entry, which ends it (a feature the driver lost is failed)."""
+    if entry is not None and entry.get("event") in ("done", "empty", "failed"):
+        return entry
+    return failed_entry(job, "the feature did not finish (its task was lost)")
 
 
 def _feature_result(f: Feature, e: dict[str, Any], out: Path, skipped: bool) -> FeatureResult:

@@ -322,3 +322,17 @@ def test_cli_bad_inputs_are_one_error_line_and_exit_2(
     assert len(lines) == 1 and lines[0].startswith("Error: "), r.stderr
     assert needle in lines[0]
     assert not (bad_files / "o").exists()
+
+
+def test_features_as_dask_tasks_equal_the_threaded_batch(batch, demo, tmp_path):
+    pytest.importorskip("distributed")
+    _, reference, _ = batch
+    subset = [_polygons(demo)[k] for k in (0, 1, 6)]  # two cells and the empty one
+    features = _write_geojson(tmp_path / "f.geojson", subset)
+    res = assemble_batch(
+        features, tmp_path / "out", id_field="name", clip=True, dask_local=1, **_options(demo)
+    )
+    assert [f.id for f in res.done] == ["cell_1_a", "cell_2_a"]
+    assert [f.id for f in res.empty] == ["far_away"]
+    for f in res.done:
+        _same_cog(f.path, reference / f"{f.id}.tif")
