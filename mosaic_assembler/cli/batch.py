@@ -71,7 +71,7 @@ def feature_bar(quiet: bool) -> Any:
 @click.option(
     "--feature-workers",
     type=click.IntRange(min=1),
-    help="Features computed at once, in threads [default: 2]. With --dask-local or "
+    help="Features computed at once, in threads [default: 1]. With --dask-local or "
     "--dask-scheduler each feature is a Dask task instead.",
 )
 @o.grid
