@@ -1,0 +1,130 @@
+"""mosaic_assembler._batch_index: a batch's outputs as a STAC ItemCollection and a mosaicJSON.
+
+Both are written from the ledger's entries alone (a rerun that skips every feature rewrites
+the same documents), each atomically (a temporary file renamed into place).
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import math
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import mercantile
+from shapely.geometry import box, mapping, shape
+
+from mosaic_assembler._features import Feature
+from mosaic_assembler.grid import MAX_LAT
+
+__all__ = ["stac_item", "write_index", "write_mosaicjson"]
+
+COG_TYPE = "image/tiff; application=geotiff; profile=cloud-optimized"
+STAC_VERSION = "1.1.0"  # the core schemas pystac ships: the index validates offline
+PROJECTION = "https://stac-extensions.github.io/projection/v2.0.0/schema.json"
+
+#: Every output is on this grid today (WebMercatorQuad).
+EPSG = 3857
+
+
+def write_index(
+    path: Path, features: Sequence[Feature], entries: Mapping[str, Mapping[str, Any]]
+) -> Path:
+    """Write `index.json`: one STAC Item per COG (done features), in file order."""
+    items = [stac_item(f, entries[f.id]) for f in features if entries[f.id].get("event") == "done"]
+    _write_json(path, {"type": "FeatureCollection", "features": items})
+    return path
+
+
+def stac_item(feature: Feature, entry: Mapping[str, Any]) -> dict[str, Any]:
+    """The STAC Item of one COG: the feature's polygon, the COG (relative href), its grid.
+
+    `datetime` is when the feature was finished (from the ledger), so a rerun that skips it
+    writes the same Item.
+    """
+    geom = feature.geometry
+    when = _iso(float(entry["t"]))
+    left, bottom, right, top = entry["bounds"]
+    width, height = int(entry["width"]), int(entry["height"])
+    res_x, res_y = (right - left) / width, (top - bottom) / height
+    return {
+        "type": "Feature",
+        "stac_version": STAC_VERSION,
+        "stac_extensions": [PROJECTION],
+        "id": feature.id,
+        "geometry": geom,
+        "bbox": list(shape(geom).bounds),
+        "properties": {
+            "datetime": when,
+            "created": when,
+            "mosaic:feature": feature.value,
+            "proj:code": f"EPSG:{EPSG}",
+            "proj:shape": [height, width],
+            "proj:transform": [res_x, 0.0, left, 0.0, -res_y, top],
+            "proj:bbox": [left, bottom, right, top],
+        },
+        "assets": {
+            "data": {
+                "href": f"./{entry['path']}",
+                "type": COG_TYPE,
+                "roles": ["data"],
+            }
+        },
+        "links": [],
+    }
+
+
+def write_mosaicjson(path: Path, entries: Mapping[str, Mapping[str, Any]]) -> Path | None:
+    """Write `mosaic.json` over the COGs when they share a grid; else remove a stale one.
+
+    The COGs are listed by absolute path (cogeo-mosaic resolves relative paths against the
+    working directory, not the document). `minzoom` is where the largest COG fits one tile.
+    """
+    done = [e for e in entries.values() if e.get("event") == "done"]
+    grids = {(e["zoom"], e["tilesize"]) for e in done}
+    if len(grids) != 1:
+        path.unlink(missing_ok=True)
+        return None
+    from cogeo_mosaic.mosaic import MosaicJSON
+
+    ((zoom, tilesize),) = grids
+    side = max(max(e["width"], e["height"]) for e in done)
+    minzoom = max(0, zoom - math.ceil(math.log2(max(1.0, side / tilesize))))
+    root = path.parent.absolute()
+    footprints = [
+        {
+            "type": "Feature",
+            "geometry": _footprint(e["bounds"]),
+            "properties": {"path": str(root / e["path"])},
+        }
+        for e in done
+    ]
+    mosaic = MosaicJSON.from_features(footprints, minzoom=minzoom, maxzoom=zoom, quiet=True)
+    _write_text(path, mosaic.model_dump_json(exclude_none=True))
+    return path
+
+
+def _footprint(bounds: Sequence[float]) -> dict[str, Any]:
+    """A Web Mercator box as a lon/lat polygon (latitudes clamped to the grid's)."""
+    left, bottom, right, top = bounds
+    west, north = mercantile.lnglat(left, top)
+    east, south = mercantile.lnglat(right, bottom)
+    return dict(mapping(box(west, max(south, -MAX_LAT), east, min(north, MAX_LAT))))
+
+
+def _iso(t: float) -> str:
+    when = datetime.datetime.fromtimestamp(t, datetime.UTC)
+    return when.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _write_json(path: Path, doc: Any) -> None:
+    _write_text(path, json.dumps(doc, indent=1))
+
+
+def _write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
