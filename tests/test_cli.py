@@ -349,6 +349,7 @@ def test_library_info_logs_stay_quiet_and_vv_shows_tracebacks(monkeypatch, capsy
     -vv shows the traceback of an unexpected error.
     """
     import logging
+    import warnings
 
     import mosaic_assembler.api as api
 
@@ -357,6 +358,7 @@ def test_library_info_logs_stay_quiet_and_vv_shows_tracebacks(monkeypatch, capsy
 
         logging.getLogger("rasterio._err").info("GDAL signalled an error: chatter")
         logging.getLogger("mosaic_assembler.pipeline").info("our own info")
+        warnings.warn("a library's warning", UserWarning, stacklevel=1)
         raise RuntimeError("boom")
 
     monkeypatch.setattr(api, "run", chatty_run)
@@ -364,11 +366,14 @@ def test_library_info_logs_stay_quiet_and_vv_shows_tracebacks(monkeypatch, capsy
             str(tmp_path / "o.tif")]  # fmt: skip
     code, err = _main(args, capsys)
     assert code == 1
-    assert err.splitlines() == [
+    assert err.splitlines()[-1] == (
         "Error: unexpected RuntimeError: boom (run with -vv for a traceback)"
-    ]
+    )
+    assert "chatter" not in err and "our own info" not in err  # INFO: neither ours nor theirs
+    assert "WARNING: " in err and "a library's warning" in err  # a real warning is shown
     code, err = _main([*args, "-q"], capsys)
     assert "chatter" not in err and "our own info" not in err
+    assert "a library's warning" not in err
     code, err = _main([*args, "-v"], capsys)
     assert "INFO: our own info" in err and "Traceback" not in err
     code, err = _main([*args, "-vv"], capsys)

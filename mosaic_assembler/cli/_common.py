@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import re
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -83,6 +84,12 @@ def setup_logging(verbose: int, quiet: int) -> None:
     logging.getLogger("mosaic_assembler").setLevel(ours)
     if verbose < 2:  # retries are reported by our own messages; urllib3's are noise
         logging.getLogger("urllib3").setLevel(logging.ERROR)
+    # Python warnings go through the same gate (-q silences them too) ...
+    logging.captureWarnings(True)
+    # ... but not rio-tiler's false alarm on STAC items that carry no band statistics at all
+    warnings.filterwarnings(
+        "ignore", message="Some statistics data in STAC are invalid", category=UserWarning
+    )
 
 
 def progress_bar(quiet: bool) -> Any:
