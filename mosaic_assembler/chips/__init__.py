@@ -6,8 +6,8 @@ its mask), optional 8-bit composites (PNG) and one row of values.csv with the ce
 pixel's values. Reads are shared: the chips of neighbouring points are slices of one read.
 A ledger in OUT_DIR lets a rerun skip the finished points.
 
-Dependency order: _points, _composites <- _items <- _reading <- _warp, _outputs <- _extract
-<- _options <- _run <- chips.
+Dependency order: _points, _composites <- _spec, _items <- _reading <- _warp, _outputs
+<- _extract <- _options <- _run <- chips.
 """
 
 from __future__ import annotations

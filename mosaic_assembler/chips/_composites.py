@@ -128,7 +128,7 @@ def parse_composite(spec: str) -> Composite:
     if "=" not in spec:
         if spec not in COMPOSITES:
             raise ConfigError(
-                f"unknown `composite` {spec!r}; built-in: {', '.join(COMPOSITES)}, or "
+                f"unknown `composites` {spec!r}; built-in: {', '.join(COMPOSITES)}, or "
                 "NAME=EXPR,EXPR,EXPR:MIN-MAX,..."
             )
         return COMPOSITES[spec]
@@ -137,7 +137,7 @@ def parse_composite(spec: str) -> Composite:
     bands = tuple(_split_top(exprs))
     matches = [_RANGE.fullmatch(r) for r in _split_top(ranges)]
     if not sep or not all(bands) or not all(matches):
-        raise ConfigError(f"`composite` {spec!r} is not NAME=EXPR,EXPR,EXPR:MIN-MAX,...")
+        raise ConfigError(f"`composites` {spec!r} is not NAME=EXPR,EXPR,EXPR:MIN-MAX,...")
     parsed = tuple((float(m.group(1)), float(m.group(2))) for m in matches if m)
     if len(parsed) == 1:
         parsed = parsed * len(bands)

@@ -20,37 +20,16 @@ import numpy
 from rasterio.windows import Window
 from rasterio.windows import transform as window_transform
 
-from mosaic_assembler.chips._composites import Composite, rescale_values
+from mosaic_assembler.chips._composites import rescale_values
 from mosaic_assembler.chips._items import ItemRef, Observation
 from mosaic_assembler.chips._outputs import chip_name, value_row, write_chip, write_part
 from mosaic_assembler.chips._points import Point
 from mosaic_assembler.chips._reading import Grid, ItemReader, ReadStats, centred_window
-from mosaic_assembler.selection import QAMask
+from mosaic_assembler.chips._spec import ChipSpec
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["Batch", "ChipSpec", "PointOutcome", "process_batch"]
-
-
-@dataclass(frozen=True)
-class ChipSpec:
-    """What every batch of a run shares (see `ChipsOptions` for the meanings)."""
-
-    out_dir: str
-    size: int
-    assets: tuple[str, ...]
-    points_crs: str
-    mask: QAMask | None
-    composites: tuple[Composite, ...]
-    rescale: str
-    id_fields: tuple[str, ...]
-    gdal_config: tuple[tuple[str, str], ...] = ()
-
-    @property
-    def keys(self) -> tuple[str, ...]:
-        """Every asset read: the assets, then the mask band when it is not one of them."""
-        extra = (self.mask.band,) if self.mask and self.mask.band not in self.assets else ()
-        return (*self.assets, *extra)
 
 
 @dataclass(frozen=True)
@@ -227,7 +206,7 @@ def _write(spec: ChipSpec, p: Point, chip: _Chip) -> dict[str, Any]:
     transform = window_transform(chip.window, chip.grid.transform)
     name = chip_name(chip.ref)
     write_chip(spec, p, name, [chip.data[k] for k in spec.assets], valid, chip.grid.crs,
-               transform, pngs)  # fmt: skip
+               transform, chip.grid.nodata, pngs)  # fmt: skip
     qa = None
     if spec.mask is not None:
         qa_c = numpy.array([[chip.data[spec.mask.band][c, c]]])

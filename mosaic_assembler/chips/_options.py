@@ -88,7 +88,7 @@ class ChipsOptions:
             missing = [a for a in c.assets if a not in self.assets]
             if missing:
                 raise ConfigError(
-                    f"`composite` {c.name} reads {', '.join(missing)}, not in `assets`"
+                    f"`composites` {c.name} reads {', '.join(missing)}, not in `assets`"
                 )
 
     def fingerprint(self) -> str:

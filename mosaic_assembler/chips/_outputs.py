@@ -19,7 +19,7 @@ import os
 import warnings
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy
 from rasterio.errors import NotGeoreferencedWarning
@@ -27,9 +27,7 @@ from rasterio.errors import NotGeoreferencedWarning
 from mosaic_assembler.chips._composites import RESCALES
 from mosaic_assembler.chips._items import ItemRef
 from mosaic_assembler.chips._points import Point
-
-if TYPE_CHECKING:
-    from mosaic_assembler.chips._extract import ChipSpec
+from mosaic_assembler.chips._spec import ChipSpec
 
 __all__ = ["assemble_values", "chip_name", "columns", "value_row", "write_chip", "write_part"]
 
@@ -78,9 +76,10 @@ def write_chip(
     valid: numpy.ndarray,
     crs: Any,
     transform: Any,
+    nodata: float | None,
     pngs: dict[str, numpy.ndarray],
 ) -> None:
-    """The chip GeoTIFF (source dtype, nodata of the source kept, internal mask) and PNGs."""
+    """The chip GeoTIFF (source dtype and nodata, an internal mask) and the PNGs."""
     import rasterio
 
     root = Path(spec.out_dir)
@@ -90,7 +89,7 @@ def write_chip(
     tmp = path.with_name(path.name + ".tmp")
     profile = dict(driver="GTiff", width=data.shape[2], height=data.shape[1], count=len(bands),
                    dtype=data.dtype, crs=crs, transform=transform, compress="deflate",
-                   tiled=data.shape[1] >= 256)  # fmt: skip
+                   tiled=data.shape[1] >= 256, nodata=nodata)  # fmt: skip
     with rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True):
         with rasterio.open(tmp, "w", **profile) as dst:
             dst.write(data)

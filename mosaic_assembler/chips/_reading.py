@@ -60,6 +60,7 @@ class Grid:
     width: int
     height: int
     block: tuple[int, int]
+    nodata: float | None = None
 
     def aligned_with(self, other: Grid) -> bool:
         """Same CRS and pixel size, origins a whole number of pixels apart."""
@@ -119,7 +120,7 @@ class ItemReader:
             ds = self.dataset(keys[0])
             bh, bw = ds.block_shapes[0]
             cell = (max(1, -(-REGION_PX // bh)) * bh, max(1, -(-REGION_PX // bw)) * bw)
-            self._grid = Grid(ds.crs, ds.transform, ds.width, ds.height, cell)
+            self._grid = Grid(ds.crs, ds.transform, ds.width, ds.height, cell, ds.nodata)
             for k in keys[1:]:
                 o = self.dataset(k)
                 if (o.crs, o.transform, o.shape) != (ds.crs, ds.transform, ds.shape):

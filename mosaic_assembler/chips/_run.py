@@ -14,11 +14,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mosaic_assembler.chips._extract import Batch, ChipSpec, PointOutcome, process_batch
+from mosaic_assembler.chips._extract import Batch, PointOutcome, process_batch
 from mosaic_assembler.chips._items import ItemRef, Observation, observations_for, to_refs
 from mosaic_assembler.chips._options import ChipsOptions
 from mosaic_assembler.chips._outputs import assemble_values
 from mosaic_assembler.chips._points import Point, PointSet, load_points
+from mosaic_assembler.chips._spec import ChipSpec
 from mosaic_assembler.errors import ConfigError, OutputError
 from mosaic_assembler.ledger import append_line, last_by, read_lines
 from mosaic_assembler.results import Progress

@@ -16,6 +16,7 @@ from mosaic_assembler import __version__
 from mosaic_assembler.cli import _common
 from mosaic_assembler.cli._common import EXIT_FAILED, RunError
 from mosaic_assembler.cli.assemble import assemble_command
+from mosaic_assembler.cli.chips import chips_command
 from mosaic_assembler.cli.serve import serve_command
 from mosaic_assembler.cli.status import demo_command, status_command
 from mosaic_assembler.cli.tiles import tiles_command
@@ -51,6 +52,7 @@ cli.add_command(status_command)
 cli.add_command(demo_command)
 cli.add_command(serve_command)
 cli.add_command(tiles_command)
+cli.add_command(chips_command)
 
 
 def _return_freed_memory() -> None:
