@@ -32,6 +32,12 @@ from mosaic_assembler.chips._spec import ChipSpec
 __all__ = ["assemble_values", "chip_name", "columns", "value_row", "write_chip", "write_part"]
 
 FIXED_COLUMNS = ("item_id", "collection", "datetime", "date", "year", "doy")
+#: Encoding of the files written per chip: writing them is most of a run's time. zlib level 1
+#: writes a 255-px PNG in 10.6 ms instead of 17.8 (level 6, GDAL's default) for 10 % more
+#: bytes; ZSTD level 1 with the predictor writes a 4-band chip in 8.8 ms instead of 17.7
+#: (DEFLATE 6) for 4 % more (scripts/bench_chips.py machine, 2026-12). Pixels are the same.
+PNG_OPTIONS = {"ZLEVEL": 1}
+TIFF_OPTIONS = {"compress": "zstd", "zstd_level": 1, "predictor": 2}
 
 
 def chip_name(ref: ItemRef) -> str:
@@ -88,7 +94,7 @@ def write_chip(
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     profile = dict(driver="GTiff", width=data.shape[2], height=data.shape[1], count=len(bands),
-                   dtype=data.dtype, crs=crs, transform=transform, compress="deflate",
+                   dtype=data.dtype, crs=crs, transform=transform, **TIFF_OPTIONS,
                    tiled=data.shape[1] >= 256, nodata=nodata)  # fmt: skip
     with rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True):
         with rasterio.open(tmp, "w", **profile) as dst:
@@ -109,7 +115,7 @@ def _write_png(path: Path, rgb: numpy.ndarray) -> None:
     import rasterio
 
     profile = dict(driver="PNG", width=rgb.shape[2], height=rgb.shape[1], count=rgb.shape[0],
-                   dtype="uint8")  # fmt: skip
+                   dtype="uint8", **PNG_OPTIONS)  # fmt: skip
     with rasterio.open(path, "w", **profile) as dst:
         dst.write(rgb)
 
