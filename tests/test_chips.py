@@ -422,3 +422,15 @@ def test_cli_bad_inputs(demo, tmp_path, capsys, monkeypatch, args, message):
     assert code == 2 and len(lines) == 1 and lines[0].startswith("Error:"), err
     assert message in lines[0], lines[0]
     assert not (tmp_path / "out").exists() or message == "nope"
+
+
+def test_dask_local_gives_the_threads_values(demo, tmp_path):
+    pytest.importorskip("distributed")
+    points = _write_points(tmp_path / "plots.csv", _random_points(demo, 8, seed=9))
+    kw = dict(items=demo["sample"].items_path, assets="red,nir08", size=15, batch_points=3)
+    on_dask = extract_chips(points, tmp_path / "dask", dask_local=1, **kw)
+    on_threads = extract_chips(points, tmp_path / "threads", **kw)
+    assert on_dask.rows == on_threads.rows > 0
+    assert (tmp_path / "dask" / "values.csv").read_text() == (
+        tmp_path / "threads" / "values.csv"
+    ).read_text()
