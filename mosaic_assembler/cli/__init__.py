@@ -17,6 +17,7 @@ from mosaic_assembler.cli import _common
 from mosaic_assembler.cli._common import EXIT_FAILED, RunError
 from mosaic_assembler.cli.assemble import assemble_command
 from mosaic_assembler.cli.batch import batch_command
+from mosaic_assembler.cli.chips import chips_command
 from mosaic_assembler.cli.serve import serve_command
 from mosaic_assembler.cli.status import demo_command, status_command
 from mosaic_assembler.cli.tiles import tiles_command
@@ -53,6 +54,7 @@ cli.add_command(demo_command)
 cli.add_command(serve_command)
 cli.add_command(tiles_command)
 cli.add_command(batch_command)
+cli.add_command(chips_command)
 
 
 def _return_freed_memory() -> None:

@@ -230,14 +230,16 @@ tilesize_opt = tilesize_choice(512)
 grid = group(zoom_opt, tilesize_opt)
 
 # ------------------------------------------------------------------------------- sources
-sources = group(
-    click.option("--mosaicjson", type=click.Path(dir_okay=False), help="mosaicJSON file."),
-    click.option(
-        "--items",
-        type=click.Path(dir_okay=False),
-        help="STAC ItemCollection / FeatureCollection JSON file.",
-    ),
-    click.option("--stac", metavar="URL", help="Search a STAC API (the AOI is the geometry)."),
+items_opt = click.option(
+    "--items",
+    type=click.Path(dir_okay=False),
+    help="STAC ItemCollection / FeatureCollection JSON file.",
+)
+stac_opt = click.option(
+    "--stac", metavar="URL", help="Search a STAC API (over the AOI, or the points for chips)."
+)
+#: the parameters of a --stac search
+stac_search = group(
     click.option("--collections", metavar="C[,C2]", help="STAC collections to search."),
     click.option("--datetime", metavar="INTERVAL", help="e.g. 2019-04-01/2019-09-30."),
     click.option(
@@ -259,6 +261,15 @@ sources = group(
         metavar="FIELD",
         help="Item order for the selection, '-' for descending (e.g. eo:cloud_cover).",
     ),
+)
+assets_opt = click.option(
+    "--assets", help="Asset keys to read from each STAC item, e.g. red,green,blue."
+)
+sources = group(
+    click.option("--mosaicjson", type=click.Path(dir_okay=False), help="mosaicJSON file."),
+    items_opt,
+    stac_opt,
+    stac_search,
     click.option(
         "--save-mosaicjson",
         type=click.Path(dir_okay=False),
@@ -269,8 +280,10 @@ sources = group(
         metavar="KEY",
         help="Asset whose href --save-mosaicjson lists (default: item files).",
     ),
-    click.option("--assets", help="Asset keys to read from each STAC item, e.g. red,green,blue."),
+    assets_opt,
 )
+#: STAC items only (a file or a search), for commands that read items' assets (chips)
+item_sources = group(items_opt, stac_opt, stac_search, assets_opt)
 
 # --------------------------------------------------------------------------------- tiler
 tiler = group(
@@ -327,8 +340,7 @@ def pixel_selection_opt(default: str = "first", template_may_decide: bool = True
 
 
 bidx_opt = click.option("--bidx", type=BidxParamType(), help="Band indexes, e.g. 1,2,3.")
-pixels = group(
-    pixel_selection_opt(),
+mask = group(
     click.option(
         "--mask-band",
         metavar="ASSET_OR_BIDX",
@@ -348,6 +360,10 @@ pixels = group(
         metavar="EXPR",
         help="Raw exclusion test on the quality band `qa`, e.g. '(qa & 0b11000) > 0'.",
     ),
+)
+pixels = group(
+    pixel_selection_opt(),
+    mask,
     bidx_opt,
     click.option("--expression", help="rio-tiler band math, e.g. 'b1,b2,(b4-b3)/(b4+b3)'."),
     click.option(

@@ -1,0 +1,167 @@
+"""What a run writes: chip GeoTIFFs, composite PNGs, per-point value parts and values.csv.
+
+Every file is written under a temporary name and renamed into place, so a file that exists
+is whole (a killed run leaves at most `.tmp` files, which the rerun overwrites)::
+
+    OUT_DIR/chips/<point>/<date>_<item>.tif     the chip: one band per asset, its mask
+    OUT_DIR/<composite>/<point>/<date>_<item>.png
+    OUT_DIR/values/<point>.csv                  the point's rows (values.csv is their union)
+    OUT_DIR/values.csv
+    OUT_DIR/ledger.jsonl                        per point: done / empty / failed
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import os
+import warnings
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy
+from rasterio.errors import NotGeoreferencedWarning
+
+from mosaic_assembler.chips._composites import RESCALES
+from mosaic_assembler.chips._items import ItemRef
+from mosaic_assembler.chips._points import Point
+from mosaic_assembler.chips._spec import ChipSpec
+
+__all__ = ["assemble_values", "chip_name", "columns", "value_row", "write_chip", "write_part"]
+
+FIXED_COLUMNS = ("item_id", "collection", "datetime", "date", "year", "doy")
+#: Encoding of the files written per chip: writing them is most of a run's time. zlib level 1
+#: writes a 255-px PNG in 10.6 ms instead of 17.8 (level 6, GDAL's default) for 10 % more
+#: bytes; ZSTD level 1 with the predictor writes a 4-band chip in 8.8 ms instead of 17.7
+#: (DEFLATE 6) for 4 % more (scripts/bench_chips.py machine, 2026-12). Pixels are the same.
+PNG_OPTIONS = {"ZLEVEL": 1}
+TIFF_OPTIONS = {"compress": "zstd", "zstd_level": 1, "predictor": 2}
+
+
+def chip_name(ref: ItemRef) -> str:
+    """`<date>_<item id>` (the item whose grid the chip is in)."""
+    return f"{ref.date}_{ref.id}"
+
+
+def columns(spec: ChipSpec) -> list[str]:
+    """The header of values.csv."""
+    qa = ["qa"] if spec.mask is not None else []
+    return [*spec.id_fields, *FIXED_COLUMNS, *spec.assets, *qa, "rescale"]
+
+
+def _scalar(v: Any) -> Any:
+    return v.item() if isinstance(v, numpy.generic) else v
+
+
+def value_row(
+    spec: ChipSpec, p: Point, ref: ItemRef, values: dict[str, Any], qa: int | None
+) -> dict[str, Any]:
+    """One row of values.csv."""
+    day = dt.date.fromisoformat(ref.date)
+    row: dict[str, Any] = dict(zip(spec.id_fields, p.ids, strict=True))
+    row.update(item_id=ref.id, collection=ref.collection, datetime=ref.datetime, date=ref.date,
+               year=day.year, doy=day.timetuple().tm_yday)  # fmt: skip
+    row.update({k: _scalar(values[k]) for k in spec.assets})
+    if qa is not None:
+        row["qa"] = qa
+    row["rescale"] = spec.rescale
+    return row
+
+
+def _replace_into(tmp: Path, final: Path) -> None:
+    os.replace(tmp, final)
+
+
+def write_chip(
+    spec: ChipSpec,
+    p: Point,
+    name: str,
+    bands: Sequence[numpy.ndarray],
+    valid: numpy.ndarray,
+    crs: Any,
+    transform: Any,
+    nodata: float | None,
+    pngs: dict[str, numpy.ndarray],
+) -> None:
+    """The chip GeoTIFF (source dtype and nodata, an internal mask) and the PNGs."""
+    import rasterio
+
+    root = Path(spec.out_dir)
+    data = numpy.stack(bands)
+    path = root / "chips" / p.key / f"{name}.tif"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    profile = dict(driver="GTiff", width=data.shape[2], height=data.shape[1], count=len(bands),
+                   dtype=data.dtype, crs=crs, transform=transform, **TIFF_OPTIONS,
+                   tiled=data.shape[1] >= 256, nodata=nodata)  # fmt: skip
+    with rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True):
+        with rasterio.open(tmp, "w", **profile) as dst:
+            dst.write(data)
+            dst.write_mask(valid.astype("uint8") * 255)
+    _replace_into(tmp, path)
+    for comp, rgb in pngs.items():
+        png = root / comp / p.key / f"{name}.png"
+        png.parent.mkdir(parents=True, exist_ok=True)
+        tmp = png.with_name(png.name + ".tmp")
+        with warnings.catch_warnings():  # a PNG chip carries no georeferencing (as the seed's)
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            _write_png(tmp, rgb)
+        _replace_into(tmp, png)
+
+
+def _write_png(path: Path, rgb: numpy.ndarray) -> None:
+    import rasterio
+
+    profile = dict(driver="PNG", width=rgb.shape[2], height=rgb.shape[1], count=rgb.shape[0],
+                   dtype="uint8", **PNG_OPTIONS)  # fmt: skip
+    with rasterio.open(path, "w", **profile) as dst:
+        dst.write(rgb)
+
+
+def _csv_text(header: Sequence[str], rows: Iterable[dict[str, Any]]) -> str:
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=list(header), lineterminator="\n")
+    w.writeheader()
+    w.writerows(rows)
+    return buf.getvalue()
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("w", encoding="utf-8", newline="") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    _replace_into(tmp, path)
+
+
+def part_path(out_dir: str | Path, key: str) -> Path:
+    """The point's part of values.csv."""
+    return Path(out_dir) / "values" / f"{key}.csv"
+
+
+def write_part(spec: ChipSpec, p: Point, rows: list[dict[str, Any]]) -> None:
+    """The point's rows, date order (a point with no row gets a header-only part)."""
+    rows = sorted(rows, key=lambda r: (r["date"], r["datetime"], r["item_id"]))
+    _write_atomic(part_path(spec.out_dir, p.key), _csv_text(columns(spec), rows))
+
+
+def assemble_values(spec: ChipSpec, keys: Sequence[str]) -> tuple[Path, int]:
+    """values.csv from the parts of `keys` (POINTS order), written atomically."""
+    header = columns(spec)
+    out: list[dict[str, Any]] = []
+    for key in keys:
+        part = part_path(spec.out_dir, key)
+        if part.exists():
+            out.extend(csv.DictReader(part.read_text(encoding="utf-8").splitlines()))
+    path = Path(spec.out_dir) / "values.csv"
+    _write_atomic(path, _csv_text(header, out))
+    return path, len(out)
+
+
+def rescale_note(rescale: str) -> str:
+    """What the `rescale` column's value means."""
+    return RESCALES[rescale]

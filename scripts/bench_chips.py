@@ -1,0 +1,214 @@
+"""chips vs the seed's per-plot loop (issue 15): points per second and peak RSS.
+
+The seed (`../shared/seeds/003_*`, TimeSync extraction) processes one plot at a time: for
+each observation it opens the QA band to test the centre pixel, then opens every band and
+reads its boundless window, rescales to Collection 1, and writes the PNG composites and a
+CSV row. `seed_loop` below re-implements that loop faithfully (one item per observation:
+the demo's scenes overlap, so the seed's same-day sum would not apply) with the b432
+composite (the demo has no SWIR bands for b743/tcap). Both write the same PNGs and values;
+the script asserts that the values are identical (and a sample of PNGs). chips also writes
+the GeoTIFF chips, which the seed does not.
+
+Each run is its own process (peak RSS = its ru_maxrss); runs alternate seed, chips, ...;
+the figures are medians of `--repeat` runs.
+
+    python scripts/bench_chips.py [--points 1000] [--repeat 3] [--concurrency 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import numpy
+
+ASSETS = ("blue", "green", "red", "nir08")
+QA_EXPR = "(qa & 192) == 0"  # the seed's classify_qa: cloudy unless clear (6) or water (7)
+
+
+# ------------------------------------------------------------------ the seed's loop
+def convert_sr(data):
+    return ((data.astype(float) * 0.0000275 - 0.2) * 10000).astype(numpy.int16)
+
+
+def byte_scale(array, lo, hi):
+    out = (255 / (hi - lo)) * (array - lo)
+    return numpy.maximum(numpy.minimum(out, 255), 0).astype(numpy.uint8)
+
+
+def seed_loop(points: list[dict], items: list[dict], root: Path, out: Path, size: int) -> int:
+    """The seed's process_plot / process_group, one item per observation."""
+    import rasterio as rio
+    from pyproj import Transformer
+    from shapely.geometry import Point, shape
+
+    footprints = [shape(f["geometry"]) for f in items]
+    rows = []
+    for plot in points:
+        records = [f for f, fp in zip(items, footprints, strict=True)
+                   if fp.intersects(Point(plot["x"], plot["y"]))]  # fmt: skip
+        for record in records:
+            href = {k: str(root / v["href"]) for k, v in record["assets"].items()}
+            crs = f"EPSG:{record['properties']['proj:epsg']}"
+            x, y = Transformer.from_crs("EPSG:4326", crs, always_xy=True).transform(
+                plot["x"], plot["y"]
+            )
+            with rio.open(href["qa_pixel"]) as ds:  # read_qa_at_plot
+                row, col = ds.index(x, y)
+                qa = ds.read(1, window=rio.windows.Window(col, row, 1, 1), boundless=False)
+            if qa.size == 0 or int(qa.item()) & 1:
+                continue
+            data = {}
+            for band in (*ASSETS, "qa_pixel"):  # read_bands: every band opened per plot
+                with rio.open(href[band]) as ds:
+                    row, col = ds.index(x, y)
+                    win = rio.windows.Window(col - size // 2, row - size // 2, size, size)
+                    data[band] = ds.read(1, window=win, boundless=True, fill_value=0,
+                                         masked=True).filled()  # fmt: skip
+            combined = {k: convert_sr(v) if k != "qa_pixel" else v for k, v in data.items()}
+            mask = (numpy.stack([combined[k] for k in ASSETS]) == convert_sr(numpy.array(0))).any(0)
+            b432 = numpy.stack([combined[k] for k in ("nir08", "red", "green")])
+            rgb = numpy.stack([byte_scale(b432[i], *r) for i, r in
+                               enumerate([(151, 4951), (-300, 2500), (50, 1150)])])  # fmt: skip
+            rgb[:, mask] = 0
+            date = record["properties"]["datetime"][:10]
+            png = out / "b432" / plot["key"] / f"{date}_{record['id']}.png"
+            png.parent.mkdir(parents=True, exist_ok=True)
+            with rio.open(png, "w", driver="PNG", width=size, height=size, count=3,
+                          dtype="uint8") as dst:  # fmt: skip
+                dst.write(rgb)
+            c = size // 2
+            qa_c = int(combined["qa_pixel"][c, c])
+            rows.append({"plot_id": plot["plot_id"], "item_id": record["id"],
+                         **{k: int(combined[k][c, c]) for k in ASSETS},
+                         "qa": 0 if qa_c & (1 << 6) or qa_c & (1 << 7) else 1})  # fmt: skip
+            # the seed writes one CSV per observation
+            with (out / "csv").open("a", newline="") as f:
+                csv.writer(f).writerow(rows[-1].values())
+    (out / "values.json").write_text(json.dumps(rows))
+    return len(rows)
+
+
+# ------------------------------------------------------------------ chips
+def chips_run(points_csv: Path, items_path: Path, out: Path, size: int, concurrency: int) -> int:
+    from mosaic_assembler.chips import extract_chips
+
+    r = extract_chips(points_csv, out, items=items_path, assets=",".join(ASSETS), size=size,
+                      mask_band="qa_pixel", mask_expression=QA_EXPR, composites=("b432",),
+                      rescale="c1", concurrency=concurrency)  # fmt: skip
+    assert r.failed == 0, r.failures
+    (out / "reads.json").write_text(json.dumps(r.reads))
+    return r.rows
+
+
+def child(kind: str, work: Path, out: Path, size: int, concurrency: int) -> None:
+    """One measured run in this process; prints a JSON line."""
+    pts = json.loads((work / "points.json").read_text())
+    t0 = time.perf_counter()
+    if kind == "seed":
+        items = json.loads((work / "demo" / "items.json").read_text())["features"]
+        with warnings.catch_warnings():  # the seed's PNGs carry no georeferencing either
+            warnings.simplefilter("ignore")
+            n = seed_loop(pts, items, work / "demo", out, size)
+    else:
+        n = chips_run(work / "points.csv", work / "demo" / "items.json", out, size, concurrency)
+    dt = time.perf_counter() - t0
+    rss = _peak_rss_mb()
+    print(json.dumps({"kind": kind, "seconds": dt, "rows": n, "pps": len(pts) / dt, "rss_mb": rss}))
+
+
+def _peak_rss_mb() -> float:
+    """This process's peak RSS (VmHWM: ru_maxrss would include the parent's from before exec)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _values(kind: str, out: Path) -> set[tuple]:
+    if kind == "seed":
+        rows = json.loads((out / "values.json").read_text())
+    else:
+        rows = list(csv.DictReader((out / "values.csv").read_text().splitlines()))
+    return {(str(r["plot_id"]), r["item_id"], *(int(r[k]) for k in ASSETS), int(r["qa"]))
+            for r in rows}  # fmt: skip
+
+
+def _make_points(work: Path, n: int, bbox: tuple[float, ...]) -> None:
+    rng = numpy.random.default_rng(42)
+    w, s, e, nn = bbox
+    pts = [{"key": f"prj_{i}", "plot_id": i, "x": round(float(rng.uniform(w, e)), 6),
+            "y": round(float(rng.uniform(s, nn)), 6)} for i in range(n)]  # fmt: skip
+    (work / "points.json").write_text(json.dumps(pts))
+    with (work / "points.csv").open("w") as f:
+        f.write("project_id,plot_id,x,y\n")
+        f.writelines(f"prj,{p['plot_id']},{p['x']},{p['y']}\n" for p in pts)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--points", type=int, default=1000)
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--size", type=int, default=255)
+    ap.add_argument("--concurrency", type=int, default=2)
+    ap.add_argument("--child", nargs=3, metavar=("KIND", "WORK", "OUT"), help=argparse.SUPPRESS)
+    a = ap.parse_args()
+    if a.child:
+        child(a.child[0], Path(a.child[1]), Path(a.child[2]), a.size, a.concurrency)
+        return
+    from mosaic_assembler.demo_data import make_demo_sample
+
+    with tempfile.TemporaryDirectory(prefix="bench_chips_") as tmp:
+        work = Path(tmp)
+        sample = make_demo_sample(work / "demo")
+        _make_points(work, a.points, sample.bbox)
+        results: dict[str, list[dict]] = {"seed": [], "chips": []}
+        for r in range(a.repeat):
+            for kind in ("seed", "chips"):
+                out = work / f"{kind}{r}"
+                cmd = [sys.executable, __file__, "--size", str(a.size), "--concurrency",
+                       str(a.concurrency), "--child", kind, str(work), str(out)]  # fmt: skip
+                line = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+                results[kind].append(json.loads(line.strip().splitlines()[-1]))
+                print(f"  run {r + 1} {kind:5s}: {results[kind][-1]}", flush=True)
+        seed_v, chips_v = _values("seed", work / "seed0"), _values("chips", work / "chips0")
+        assert seed_v == chips_v, (len(seed_v), len(chips_v), list(seed_v ^ chips_v)[:5])
+        _compare_pngs(work / "seed0", work / "chips0")
+        reads = json.loads((work / "chips0" / "reads.json").read_text())
+        _print_summary(a, results, len(seed_v), reads)
+
+
+def _compare_pngs(seed: Path, chips: Path, n: int = 50) -> None:
+    import rasterio
+
+    pngs = sorted((seed / "b432").rglob("*.png"))[:n]
+    for p in pngs:
+        with rasterio.open(p) as x, rasterio.open(chips / p.relative_to(seed)) as y:
+            assert (x.read() == y.read()).all(), p
+
+
+def _print_summary(a: argparse.Namespace, results: dict, rows: int, reads: dict) -> None:
+    med = {k: {m: statistics.median(r[m] for r in v) for m in ("pps", "rss_mb", "seconds")}
+           for k, v in results.items()}  # fmt: skip
+    print(f"\n{a.points} points, {rows} observations (values identical: yes; PNG sample "
+          f"identical: yes), chip {a.size} px, medians of {a.repeat} runs, "
+          f"chips --concurrency {a.concurrency}, {os.cpu_count()} CPUs")  # fmt: skip
+    for k in ("seed", "chips"):
+        print(f"  {k:5s}: {med[k]['pps']:7.1f} points/s  ({med[k]['seconds']:.1f} s)  "
+              f"peak RSS {med[k]['rss_mb']:.0f} MB")  # fmt: skip
+    print(f"  chips reads: {reads}; the seed opens {len(ASSETS) + 2} files per observation")
+    print(f"  speed-up: {med['chips']['pps'] / med['seed']['pps']:.1f}x (target >= 5x)")
+
+
+if __name__ == "__main__":
+    main()
