@@ -349,7 +349,6 @@ def test_library_info_logs_stay_quiet_and_vv_shows_tracebacks(monkeypatch, capsy
     -vv shows the traceback of an unexpected error.
     """
     import logging
-    import warnings
 
     import mosaic_assembler.api as api
 
@@ -358,7 +357,6 @@ def test_library_info_logs_stay_quiet_and_vv_shows_tracebacks(monkeypatch, capsy
 
         logging.getLogger("rasterio._err").info("GDAL signalled an error: chatter")
         logging.getLogger("mosaic_assembler.pipeline").info("our own info")
-        warnings.warn("a library's warning", UserWarning, stacklevel=1)
         raise RuntimeError("boom")
 
     monkeypatch.setattr(api, "run", chatty_run)
@@ -370,10 +368,8 @@ def test_library_info_logs_stay_quiet_and_vv_shows_tracebacks(monkeypatch, capsy
         "Error: unexpected RuntimeError: boom (run with -vv for a traceback)"
     )
     assert "chatter" not in err and "our own info" not in err  # INFO: neither ours nor theirs
-    assert "WARNING: " in err and "a library's warning" in err  # a real warning is shown
     code, err = _main([*args, "-q"], capsys)
     assert "chatter" not in err and "our own info" not in err
-    assert "a library's warning" not in err
     code, err = _main([*args, "-v"], capsys)
     assert "INFO: our own info" in err and "Traceback" not in err
     code, err = _main([*args, "-vv"], capsys)
@@ -398,3 +394,22 @@ def test_every_log_record_is_redacted(monkeypatch, capsys, tmp_path):
     code, err = _main(args, capsys)
     assert "fetching http://127.0.0.1:9/t/1/2/3.tif?token=" in err and "GET " in err
     assert "planted-s3cret" not in err
+
+
+@pytest.mark.parametrize("quiet", [0, 1])
+def test_python_warnings_pass_the_same_gate(quiet):
+    """A library's Python warning is shown as one WARNING line, and silenced by -q."""
+    code = (
+        "import sys, warnings\n"
+        "from mosaic_assembler.cli._common import setup_logging\n"
+        "setup_logging(0, int(sys.argv[1]))\n"
+        "warnings.warn('a library warning', UserWarning)\n"
+        "warnings.warn('Some statistics data in STAC are invalid, they will be ignored.')\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code, str(quiet)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    if quiet:
+        assert r.stderr == ""
+    else:
+        assert "WARNING: " in r.stderr and "a library warning" in r.stderr
+        assert "statistics data" not in r.stderr  # rio-tiler's false alarm
