@@ -237,18 +237,25 @@ def finalize_cog(
 
 
 def _libgdal() -> ctypes.CDLL | None:
-    """The GDAL library rasterio loaded (its wheel bundles one), or None if not found."""
+    """The GDAL library rasterio loaded (its wheel bundles one), or None if not found.
+
+    Other wheels bundle their own GDAL builds with other drivers (pyogrio's has a COG driver
+    without ZSTD or WEBP): rasterio's copy comes first, then one mapped from rasterio's
+    directory, and only then any libgdal this process has mapped or the system's.
+    """
     import rasterio
 
-    candidates = []
-    try:
-        with open("/proc/self/maps") as maps:
-            candidates += [line.split()[-1] for line in maps if "libgdal" in line]
-    except OSError:
-        pass
     here = os.path.dirname(rasterio.__file__)
+    candidates = []
     for libs in ("../rasterio.libs", ".dylibs"):
         candidates += sorted(glob.glob(os.path.join(here, libs, "libgdal*")))
+    try:
+        with open("/proc/self/maps") as maps:
+            mapped = [line.split()[-1] for line in maps if "libgdal" in line]
+    except OSError:
+        mapped = []
+    root = os.path.dirname(here)
+    candidates += sorted(set(mapped), key=lambda p: not p.startswith(root + os.sep + "rasterio"))
     candidates += [p for p in (ctypes.util.find_library("gdal"),) if p]
     for path in candidates:
         try:
