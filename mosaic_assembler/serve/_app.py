@@ -65,42 +65,71 @@ def create_app(
     Returns:
         The app; `app.state.tile_cache` is its `TileCache`.
     """
-    from titiler.core.errors import DEFAULT_STATUS_CODES, add_exception_handlers
-    from titiler.core.factory import TilerFactory
-    from titiler.mosaic.errors import MOSAIC_STATUS_CODES
-    from titiler.mosaic.factory import MosaicTilerFactory
-
     grants = grants or Grants()
-    cache = TileCache(cache_bytes)
     app = FastAPI(
         title="mosaic-assembler serve", docs_url="/api/docs", openapi_url="/api/openapi.json"
     )
-    app.state.tile_cache = cache
+    app.state.tile_cache = TileCache(cache_bytes)
     app.state.layers = dict(layers)
+    access = _Access(layers, grants)
+    _add_tilers(app, access)
+    _add_viewer_api(app, access, max_cutout_pixels)
+    _add_cutout(app, access, max_cutout_pixels)
+    _add_tile_cache(app, access, app.state.tile_cache)
 
-    def require(name: str, authorization: str | None, kind: str | None = None) -> Layer:
-        layer = layers.get(name)
+    @app.get("/", include_in_schema=False)
+    def viewer() -> FileResponse:
+        return FileResponse(STATIC / "viewer" / "index.html")
+
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    return app
+
+
+class _Access:
+    """The layers and who may read them: every route asks here first."""
+
+    def __init__(self, layers: Mapping[str, Layer], grants: Grants):
+        self.layers, self.grants = layers, grants
+
+    def require(self, name: str, authorization: str | None, kind: str | None = None) -> Layer:
+        """The layer, or the HTTP error (401/403 from the grants, 404 unknown)."""
+        layer = self.layers.get(name)
         try:
-            grants.check(name, authorization)
+            self.grants.check(name, authorization)
         except AccessDeniedError as e:
             raise _denied(e) from e
         if layer is None or (kind is not None and layer.kind != kind):
             raise HTTPException(404, f"no layer {name!r}")
         return layer
 
+    def visible(self, request: Request) -> list[dict[str, Any]]:
+        """The layers this request may see, described for the viewer."""
+        try:
+            names = self.grants.visible(self.layers, request.headers.get("authorization"))
+        except AccessDeniedError as e:
+            raise _denied(e) from e
+        return [_describe(self.layers[n]) for n in names]
+
+
+def _add_tilers(app: FastAPI, access: _Access) -> None:
+    """TiTiler's factories, over layer names (never paths) checked against the grants."""
+    from cogeo_mosaic.backends import MosaicBackend
+    from titiler.core.errors import DEFAULT_STATUS_CODES, add_exception_handlers
+    from titiler.core.factory import TilerFactory
+    from titiler.mosaic.errors import MOSAIC_STATUS_CODES
+    from titiler.mosaic.factory import MosaicTilerFactory
+
     def cog_path(request: Request, layer: Annotated[str, PathParam()]) -> str:
-        return str(require(layer, request.headers.get("authorization"), COG).path)
+        return str(access.require(layer, request.headers.get("authorization"), COG).path)
 
     def mosaic_path(request: Request, layer: Annotated[str, PathParam()]) -> str:
-        return str(require(layer, request.headers.get("authorization"), MOSAIC).path)
+        return str(access.require(layer, request.headers.get("authorization"), MOSAIC).path)
 
     cog = TilerFactory(
         path_dependency=cog_path, router_prefix="/cog/{layer}", add_viewer=False,
         add_preview=False,
     )  # fmt: skip
     app.include_router(cog.router, prefix="/cog/{layer}", tags=["COG layers"])
-    from cogeo_mosaic.backends import MosaicBackend
-
     mosaic = MosaicTilerFactory(
         backend=MosaicBackend,  # type: ignore[arg-type]  # a function that picks the class
         path_dependency=mosaic_path, router_prefix="/mosaicjson/{layer}", add_viewer=False,
@@ -109,23 +138,20 @@ def create_app(
     app.include_router(mosaic.router, prefix="/mosaicjson/{layer}", tags=["split outputs"])
     add_exception_handlers(app, {**DEFAULT_STATUS_CODES, **MOSAIC_STATUS_CODES})
 
-    def visible(request: Request) -> list[dict[str, Any]]:
-        try:
-            names = grants.visible(layers, request.headers.get("authorization"))
-        except AccessDeniedError as e:
-            raise _denied(e) from e
-        return [_describe(layers[n]) for n in names]
 
+def _add_viewer_api(app: FastAPI, access: _Access, max_cutout_pixels: int) -> None:
     @app.get("/api/layers", tags=["viewer"])
-    def list_layers(shown: Annotated[list[dict[str, Any]], Depends(visible)]) -> Any:
+    def list_layers(shown: Annotated[list[dict[str, Any]], Depends(access.visible)]) -> Any:
         """The layers this request may read."""
         return shown
 
     @app.get("/api/config", tags=["viewer"])
-    def viewer_config(shown: Annotated[list[dict[str, Any]], Depends(visible)]) -> Any:
+    def viewer_config(shown: Annotated[list[dict[str, Any]], Depends(access.visible)]) -> Any:
         """What the viewer needs: the layers it may show and the cutout limit."""
         return {"layers": shown, "max_cutout_pixels": max_cutout_pixels}
 
+
+def _add_cutout(app: FastAPI, access: _Access, max_cutout_pixels: int) -> None:
     @app.get("/cutout", tags=["cutouts"], response_class=Response)
     async def cutout(
         request: Request,
@@ -134,7 +160,7 @@ def create_app(
         circle: Annotated[str | None, Query(description="LON,LAT,RADIUS_M")] = None,
     ) -> Response:
         """A GeoTIFF of the layer's own pixels in a box, or in a circle (masked outside)."""
-        lyr = require(layer, request.headers.get("authorization"))
+        lyr = access.require(layer, request.headers.get("authorization"))
         if (bbox is None) == (circle is None):
             raise HTTPException(400, "give one of bbox=W,S,E,N or circle=LON,LAT,RADIUS_M")
         try:
@@ -151,15 +177,17 @@ def create_app(
             headers={"Content-Disposition": f'attachment; filename="{layer}_{shape}.tif"'},
         )  # fmt: skip
 
+
+def _add_tile_cache(app: FastAPI, access: _Access, cache: TileCache) -> None:
     @app.middleware("http")
     async def tile_cache(
         request: Request, call_next: Callable[[Request], Awaitable[Response]]
     ) -> Response:
         m = _TILE_PATH.match(request.url.path)
-        if request.method != "GET" or m is None or m.group(2) not in layers:
+        if request.method != "GET" or m is None or m.group(2) not in access.layers:
             return await call_next(request)
         try:  # the grants first: a cached tile is never a way around them
-            grants.check(m.group(2), request.headers.get("authorization"))
+            access.grants.check(m.group(2), request.headers.get("authorization"))
         except AccessDeniedError:
             return await call_next(request)
         key = f"{request.url.path}?{request.url.query}"
@@ -174,13 +202,6 @@ def create_app(
         cache.put(key, body, media)
         headers = {k: v for k, v in response.headers.items() if k.lower() != "content-length"}
         return Response(body, status_code=200, headers={**headers, "X-Tile-Cache": "miss"})
-
-    @app.get("/", include_in_schema=False)
-    def viewer() -> FileResponse:
-        return FileResponse(STATIC / "viewer" / "index.html")
-
-    app.mount("/static", StaticFiles(directory=STATIC), name="static")
-    return app
 
 
 def _denied(e: AccessDeniedError) -> HTTPException:
