@@ -137,6 +137,33 @@ def test_a_tile_equals_rio_tilers_render(rgb_cog, folder):
         numpy.testing.assert_array_equal(_decode(files[tile].read_bytes()), _decode(ref))
 
 
+def test_pillow_png_has_rio_tilers_pixels():
+    """encode_png against `ImageData.render`: 1 and 3 bands, a colour map, partial masks,
+    and the dtypes/band counts it leaves to rio-tiler."""
+    from rio_tiler.models import ImageData
+
+    from mosaic_assembler.render._spec import encode_png
+
+    rng = numpy.random.default_rng(7)
+    viridis = cmap.get("viridis")
+    for bands, dtype, colormap in (
+        (3, "uint8", None),
+        (1, "uint8", None),
+        (1, "uint8", viridis),
+        (2, "uint8", None),
+        (3, "uint16", None),
+    ):
+        hi = 255 if dtype == "uint8" else 3000
+        data = rng.integers(0, hi, (bands, 64, 64)).astype(dtype)
+        hole = numpy.zeros((64, 64), bool)
+        hole[10:30, 5:60] = True
+        img = ImageData(numpy.ma.MaskedArray(data, mask=numpy.broadcast_to(hole, data.shape)))
+        ours = _decode(encode_png(img, colormap))
+        ref = _decode(img.render(img_format="PNG", colormap=colormap))
+        assert ours.shape == ref.shape and (ours[-1] == 0).sum() == hole.sum()
+        numpy.testing.assert_array_equal(ours, ref)
+
+
 def test_rescale_bidx_colormap_and_formats(rgb_cog, tmp_path):
     out = tmp_path / "grey"
     render_tiles(rgb_cog, out, zooms=(11, 11), bidx=[2], rescale=(60, 240), colormap="viridis")

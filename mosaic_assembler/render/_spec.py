@@ -3,12 +3,16 @@
 `RenderSpec` is the frozen, picklable part a worker needs (threads or Dask processes);
 `TileRenderer` opens the source once per thread or task and renders tiles with rio-tiler:
 `Reader.tile` (a COG's overviews) or `mosaic_reader` (a split output's COGs), then
-`ImageData.render`. Nothing here writes a file.
+`ImageData.render`, except that 8-bit PNG tiles are encoded by Pillow (`encode_png`): same
+pixels, measured 2x faster than GDAL's PNG driver behind `rio_tiler.utils.render` (a
+MEM dataset and a CreateCopy per tile), whose encode also holds the GIL. Nothing here
+writes a file.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 from collections.abc import Iterator, Sequence
@@ -18,7 +22,8 @@ from typing import Any
 
 import morecantile
 import numpy
-from rio_tiler.colormap import cmap
+from PIL import Image
+from rio_tiler.colormap import apply_cmap, cmap
 from rio_tiler.errors import TileOutsideBounds
 from rio_tiler.io import Reader
 from rio_tiler.models import ImageData
@@ -36,6 +41,31 @@ TMS_IDS: tuple[str, ...] = tuple(morecantile.tms.list())
 TILESIZES = (256, 512)
 
 Tile = tuple[int, int, int]  # (x, y, z), as morecantile and rio-tiler order them
+
+
+def encode_png(img: ImageData, colormap: Any = None) -> bytes:
+    """`img.render(img_format="PNG", colormap=colormap)`'s pixels, encoded by Pillow.
+
+    The same steps as rio-tiler's `render` for 8-bit data (the colour map applied to one
+    band, its alpha kept where the tile has data; the mask as the alpha band), then one
+    zlib pass at level 6 (GDAL's PNG default). Other dtypes and band counts go through
+    rio-tiler unchanged.
+    """
+    array = img.array
+    bands = array.shape[0]
+    if array.dtype != numpy.uint8 or bands not in ((1,) if colormap else (1, 3)):
+        return img.render(img_format="PNG", colormap=colormap)
+    data = array.data
+    mask = img.mask
+    if colormap:
+        data, alpha = apply_cmap(data, colormap)
+        mask = numpy.where(mask != 0, alpha, 0).astype(numpy.uint8)
+    pixels = numpy.ascontiguousarray(numpy.concatenate([data, mask[None]]).transpose(1, 2, 0))
+    out = io.BytesIO()
+    Image.fromarray(pixels, "LA" if pixels.shape[2] == 2 else "RGBA").save(
+        out, "PNG", compress_level=6
+    )
+    return out.getvalue()
 
 
 def colormap_names() -> list[str]:
@@ -264,6 +294,8 @@ class TileRenderer:
         if o.rescale:
             ranges = o.rescale if len(o.rescale) == img.count else o.rescale * img.count
             img.rescale(in_range=ranges)
+        if o.img_format == "png":
+            return encode_png(img, self._colormap)
         return img.render(img_format=FORMATS[o.img_format][0], colormap=self._colormap)
 
     def _assets_for(self, tile: Tile) -> Sequence[str]:
