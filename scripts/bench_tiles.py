@@ -2,7 +2,8 @@
 
 The same COG (the demo median, rescaled to uint8 RGB), zooms, tile size (256), format (PNG)
 and nearest resampling for every tool, on 2 cores (`taskset -c 0,1` where there is one):
-    assemble-mosaic tiles --concurrency 2         (threads)
+    assemble-mosaic tiles --concurrency 2         (2 worker processes, the default)
+    render_tiles(..., parallel="threads")         ("ours threads": the thread pool, for scale)
     gdal2tiles.py --processes=2 --xyz -r near    (Debian: apt-get install gdal-bin python3-gdal)
     rio pmtiles -j 2 --resampling nearest        (pip install rio-pmtiles)
 Runs alternate between the tools, each into a fresh output; the medians of --repeat runs
@@ -80,9 +81,19 @@ def main() -> None:
     os.environ["PYTHONPATH"] = f"{ROOT}{os.pathsep}{env_path}" if env_path else str(ROOT)
     ours = [python, "-m", "mosaic_assembler.cli", "tiles", str(cog)]
     ours_args = ["--zooms", args.zooms, "--concurrency", "2", "-q"]
+    threads = (
+        "from mosaic_assembler.render import render_tiles; import sys; "
+        "render_tiles(sys.argv[1], sys.argv[2], zooms=sys.argv[3], concurrency=2, "
+        "parallel='threads')"
+    )
     tools: dict[str, tuple[list[str], Path, str]] = {
         "ours folder": ([*ours, str(out / "folder"), *ours_args], out / "folder", "png"),
         "ours pmtiles": ([*ours, str(out / "a.pmtiles"), *ours_args], out / "a.pmtiles", "pm"),
+        "ours threads": (
+            [python, "-c", threads, str(cog), str(out / "threads"), args.zooms],
+            out / "threads",
+            "png",
+        ),
     }
     gdal2tiles = shutil.which("gdal2tiles.py") or shutil.which("gdal2tiles")
     if gdal2tiles:
@@ -101,6 +112,7 @@ def main() -> None:
         print("rio-pmtiles: not installed (pip install rio-pmtiles); skipped")
 
     walls: dict[str, list[float]] = {name: [] for name in tools}
+    cpus: dict[str, list[float]] = {name: [] for name in tools}
     counts: dict[str, int] = {}
     names = list(tools)
     for rep in range(args.repeat):
@@ -111,6 +123,7 @@ def main() -> None:
             out.mkdir(parents=True)
             wall, rss, cpu, _, _ = measure([*pin, *cmd])
             walls[name].append(wall)
+            cpus[name].append(cpu)
             counts[name] = count_pmtiles(target) if kind == "pm" else count_files(target, "png")
             print(f"  run {rep + 1} {name:13s} {wall:6.2f} s  {counts[name]} tiles  "
                   f"cpu {cpu:5.1f} s  rss {rss:5.0f} MB", flush=True)  # fmt: skip
@@ -118,7 +131,9 @@ def main() -> None:
     med = {name: statistics.median(w) for name, w in walls.items()}
     for name in names:
         rate = counts[name] / med[name]
-        print(f"{name:13s} {med[name]:6.2f} s  {counts[name]:6d} tiles  {rate:7.1f} tiles/s")
+        cpu = statistics.median(cpus[name])
+        print(f"{name:13s} {med[name]:6.2f} s  {counts[name]:6d} tiles  {rate:7.1f} tiles/s"
+              f"  cpu {cpu:5.1f} s")  # fmt: skip
     for ref in ("gdal2tiles", "rio-pmtiles"):
         if ref not in med:
             continue

@@ -413,3 +413,24 @@ def test_python_warnings_pass_the_same_gate(quiet):
     else:
         assert "WARNING: " in r.stderr and "a library warning" in r.stderr
         assert "statistics data" not in r.stderr  # rio-tiler's false alarm
+
+
+def test_the_cli_loads_rio_tiler_without_xarray():
+    """main()'s import hook: rio-tiler's readers load, xarray does not, and can still be
+    imported afterwards (it is installed in the test environment: odc-stac needs it)."""
+    code = (
+        "import sys\n"
+        "from mosaic_assembler.cli import main\n"
+        "try:\n"
+        "    main(['status', '/nonexistent-run-dir'])\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "import rio_tiler.io\n"
+        "from rio_tiler.io import Reader\n"
+        "assert 'xarray' not in sys.modules and 'rioxarray' not in sys.modules\n"
+        "import xarray\n"
+        "assert xarray.DataArray\n"
+        "print('ok')\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr

@@ -66,7 +66,7 @@ def gradient_lonlat() -> tuple[float, float]:
 @pytest.fixture(scope="module")
 def folder(rgb_cog, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("pyr") / "pyr"
-    render_tiles(rgb_cog, out, zooms=ZOOMS)
+    render_tiles(rgb_cog, out, zooms=ZOOMS, parallel="threads")
     return out
 
 
@@ -312,6 +312,57 @@ def test_dask_renders_the_same_tiles(rgb_cog, folder, tmp_path):
     files, ref = _files(out), _files(folder)
     assert set(files) == set(ref) and r.tiles_written == len(ref)
     assert all(files[t].read_bytes() == ref[t].read_bytes() for t in ref)
+
+
+@pytest.mark.parametrize("start", ["default", "forkserver", "spawn"])
+def test_processes_render_the_same_bytes_as_threads(rgb_cog, folder, tmp_path, monkeypatch, start):
+    import multiprocessing
+
+    from mosaic_assembler.render import _run
+
+    if start != "default":
+        if start not in multiprocessing.get_all_start_methods():
+            pytest.skip(f"no {start} here")
+        monkeypatch.setattr(_run, "_mp_context", lambda: multiprocessing.get_context(start))
+    out = tmp_path / "pyr"
+    calls = []
+    r = render_tiles(
+        rgb_cog, out, zooms=ZOOMS, parallel="processes", concurrency=2, progress=calls.append
+    )
+    files, ref = _files(out), _files(folder)
+    assert set(files) == set(ref) and r.tiles_written == len(ref)
+    assert all(files[t].read_bytes() == ref[t].read_bytes() for t in ref)
+    assert calls[-1].done + calls[-1].empty == r.tiles_total == len(ref) + r.tiles_empty
+
+
+def test_processes_fill_a_pmtiles_archive_and_report_empty_tiles(rgb_cog, folder, tmp_path):
+    from mosaic_assembler.render import TileRenderer, _run, plan_pyramid
+
+    archive = tmp_path / "a.pmtiles"
+    spec = _spec_of(rgb_cog)
+    tiles = [(0, 0, 10), *list(plan_pyramid(spec))[:5]]  # the first one is far from the data
+    parts = dict(_run._render_processes(spec, tiles, 2, batch=2))
+    with TileRenderer(spec) as renderer:
+        assert parts == {t: renderer.render(t) for t in tiles} and parts[(0, 0, 10)] is None
+    r = render_tiles(rgb_cog, archive, zooms=ZOOMS, parallel="processes", concurrency=2)
+    with archive.open("rb") as f:
+        tiles = {(x, y, z): bytes(d) for (z, x, y), d in all_tiles(MmapSource(f))}
+    ref = _files(folder)
+    assert r.tiles_written == len(ref) and set(tiles) == set(ref)
+    assert all(tiles[t] == ref[t].read_bytes() for t in ref)
+
+
+def _spec_of(cog: Path):
+    from mosaic_assembler.render import TilesOptions, open_spec
+
+    return open_spec(cog, TilesOptions(zooms=ZOOMS))
+
+
+def test_parallel_must_be_known(rgb_cog, tmp_path):
+    from mosaic_assembler.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="parallel"):
+        render_tiles(rgb_cog, tmp_path / "p", zooms=ZOOMS, parallel="gpus")
 
 
 @pytest.mark.parametrize(

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import os
+import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -13,7 +15,7 @@ from typing import Any
 import morecantile
 
 from mosaic_assembler.chunks import bounded_map
-from mosaic_assembler.errors import EmptyPlanError
+from mosaic_assembler.errors import ConfigError, EmptyPlanError
 from mosaic_assembler.executors import ExecutorOptions, dask_client
 from mosaic_assembler.render._previewer import write_previewer
 from mosaic_assembler.render._sinks import check_out, open_sink
@@ -23,9 +25,11 @@ from mosaic_assembler.render._spec import (
     Tile,
     TileRenderer,
     TilesOptions,
+    init_worker,
     open_spec,
     plan_pyramid,
     render_batch,
+    render_in_worker,
 )
 from mosaic_assembler.results import Progress
 
@@ -34,6 +38,19 @@ logger = logging.getLogger(__name__)
 #: Tiles per Dask task: a task opens the COG once, and ~64 tiles keep the scheduler's
 #: overhead (~1 ms a task) small next to the rendering (~5-20 ms a tile).
 DASK_BATCH = 64
+
+#: How tiles are rendered without Dask: "processes", "threads", or "auto" (processes when
+#: there are PROCESS_MIN_TILES tiles or more to render and more than one worker).
+PARALLEL = ("auto", "processes", "threads")
+
+#: Below this many tiles to render, "auto" uses threads: a worker process starts in ~1-2 s
+#: (importing rio-tiler), the time of ~100-200 tiles.
+PROCESS_MIN_TILES = 256
+
+#: At most this many tiles per process task: batches keep the pickling and scheduling
+#: overhead small and let a worker read neighbouring tiles (GDAL's block cache), while
+#: small batches keep the progress bar moving and the last batches short.
+PROCESS_BATCH = 32
 
 
 @dataclass(frozen=True)
@@ -75,6 +92,7 @@ def render_tiles(
     tms: str = "WebMercatorQuad",
     tilesize: int = 256,
     concurrency: int | None = None,
+    parallel: str = "auto",
     dask_scheduler: str | None = None,
     dask_local: int | None = None,
     overwrite: bool = False,
@@ -92,7 +110,12 @@ def render_tiles(
         colormap: a rio-tiler colour map name, for a single band.
         tms: a morecantile TileMatrixSet id.
         tilesize: 256 or 512.
-        concurrency: tiles rendered at once by threads (default: CPUs).
+        concurrency: tiles rendered at once, by processes or threads (default: CPUs).
+        parallel: "processes" (a pool of worker processes, each with its own open reader;
+            the images come back to this process, which writes them), "threads" (a thread
+            pool in this process; rio-tiler's rendering holds the GIL, so threads use about
+            one core), or "auto": processes for a pyramid of 256 tiles or more to render and
+            more than one worker, else threads. Ignored with the Dask options.
         dask_scheduler: render on this Dask cluster instead (tcp://host:port).
         dask_local: render on a local Dask cluster of this many processes.
         overwrite: render every tile again, even those already there.
@@ -108,6 +131,8 @@ def render_tiles(
         EmptyPlanError: no tile of the zooms holds data.
     """
     t0 = time.monotonic()
+    if parallel not in PARALLEL:
+        raise ConfigError(f"`parallel` must be one of {', '.join(PARALLEL)}, got {parallel!r}")
     options = TilesOptions(
         zooms=_zooms(zooms),
         img_format=img_format,
@@ -135,11 +160,14 @@ def render_tiles(
 
     report()
     workers = concurrency or os.cpu_count() or 1
-    results = (
-        _render_dask(spec, todo, executor)
-        if executor.uses_dask
-        else _render_threads(spec, todo, workers)
-    )
+    if parallel == "auto":
+        parallel = "processes" if workers > 1 and len(todo) >= PROCESS_MIN_TILES else "threads"
+    if executor.uses_dask:
+        results = _render_dask(spec, todo, executor)
+    elif parallel == "processes" and todo:
+        results = _render_processes(spec, todo, workers)
+    else:
+        results = _render_threads(spec, todo, workers)
     for tile, data in results:
         if data is None:
             counts["empty"] += 1
@@ -209,6 +237,66 @@ def _render_threads(
 
     for (tile,), fut in bounded_map(render, ((t,) for t in todo), workers, 4 * workers, "tile"):
         yield tile, fut.result()
+
+
+def _render_processes(
+    spec: RenderSpec, todo: list[Tile], workers: int, batch: int | None = None
+) -> Iterator[tuple[Tile, bytes | None]]:
+    """Batches of tiles on a pool of worker processes, each with its own renderer.
+
+    Workers are forked when that is safe, else come from a fork server (`_mp_context`).
+    A worker opens the source once
+    (`init_worker`) and renders whole batches; the encoded images come back here, where the
+    sink writes them. At most 2 batches a worker are in flight (bounded memory).
+    """
+    from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+
+    size = batch or max(1, min(PROCESS_BATCH, len(todo) // (4 * workers)))
+    batches = [todo[i : i + size] for i in range(0, len(todo), size)]
+    workers = max(1, min(workers, len(batches)))
+    pool = ProcessPoolExecutor(
+        workers, mp_context=_mp_context(), initializer=init_worker, initargs=(spec,)
+    )
+    pending: set[Future[list[tuple[Tile, bytes | None]]]] = set()
+    it = iter(batches)
+    try:
+        while True:
+            while len(pending) < 2 * workers:
+                b = next(it, None)
+                if b is None:
+                    break
+                pending.add(pool.submit(render_in_worker, b))
+            if not pending:
+                return
+            finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for fut in finished:
+                yield from fut.result()
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _mp_context() -> multiprocessing.context.BaseContext:
+    """How worker processes start: the cheapest way that is safe here.
+
+    - Linux, and no other Python thread runs: fork, as gdal2tiles' workers start. No Python
+      lock can be held at the fork, the datasets `open_spec` read are closed, and a worker
+      starts at once with rio-tiler already imported. (The native threads numpy's OpenBLAS
+      starts are stopped by its own fork handler.) The pool forks every worker before it
+      starts its own threads.
+    - Otherwise (a thread runs, e.g. a progress bar's monitor or a server's; not Linux): a
+      fork server that has imported the renderer (a clean single-threaded process; ~1-2 s
+      to start, once per Python process), or spawn where there is none (Windows).
+    """
+    import threading
+
+    methods = multiprocessing.get_all_start_methods()
+    if sys.platform.startswith("linux") and "fork" in methods and threading.active_count() == 1:
+        return multiprocessing.get_context("fork")
+    if "forkserver" in methods:
+        ctx = multiprocessing.get_context("forkserver")
+        ctx.set_forkserver_preload(["mosaic_assembler.render._spec"])
+        return ctx
+    return multiprocessing.get_context("spawn")
 
 
 def _render_dask(
