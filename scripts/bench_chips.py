@@ -5,12 +5,15 @@ each observation it opens the QA band to test the centre pixel, then opens every
 reads its boundless window, rescales to Collection 1, and writes the PNG composites and a
 CSV row. `seed_loop` below re-implements that loop faithfully (one item per observation:
 the demo's scenes overlap, so the seed's same-day sum would not apply) with the b432
-composite (the demo has no SWIR bands for b743/tcap). Both write the same PNGs and values;
-the script asserts that the values are identical (and a sample of PNGs). chips also writes
-the GeoTIFF chips, which the seed does not.
+composite (the demo has no SWIR bands for b743/tcap). So that the ratio compares the same
+work, the seed loop also writes what chips writes: the chip GeoTIFF of every observation
+(the source bands, their mask) besides the PNG and the values, with chips' encoder settings
+(`TIFF_OPTIONS`, `PNG_OPTIONS`). The script asserts identical values and, byte for byte,
+identical GeoTIFF and PNG files (same names, same bytes).
 
-Each run is its own process (peak RSS = its ru_maxrss); runs alternate seed, chips, ...;
-the figures are medians of `--repeat` runs.
+Each run is its own process (peak RSS = its VmHWM; CPU = user + system time of the process
+and of its worker processes); runs alternate seed, chips, ...; the figures are medians of
+`--repeat` runs.
 
     python scripts/bench_chips.py [--points 1000] [--repeat 3] [--concurrency 2]
 """
@@ -19,9 +22,11 @@ from __future__ import annotations
 
 import argparse
 import csv
+import hashlib
 import json
 import os
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -52,6 +57,8 @@ def seed_loop(points: list[dict], items: list[dict], root: Path, out: Path, size
     from pyproj import Transformer
     from shapely.geometry import Point, shape
 
+    from mosaic_assembler.chips._outputs import PNG_OPTIONS, TIFF_OPTIONS
+
     footprints = [shape(f["geometry"]) for f in items]
     rows = []
     for plot in points:
@@ -68,24 +75,39 @@ def seed_loop(points: list[dict], items: list[dict], root: Path, out: Path, size
                 qa = ds.read(1, window=rio.windows.Window(col, row, 1, 1), boundless=False)
             if qa.size == 0 or int(qa.item()) & 1:
                 continue
-            data = {}
+            data, valid, grid = {}, {}, {}
             for band in (*ASSETS, "qa_pixel"):  # read_bands: every band opened per plot
                 with rio.open(href[band]) as ds:
                     row, col = ds.index(x, y)
                     win = rio.windows.Window(col - size // 2, row - size // 2, size, size)
-                    data[band] = ds.read(1, window=win, boundless=True, fill_value=0,
-                                         masked=True).filled()  # fmt: skip
+                    arr = ds.read(1, window=win, boundless=True, fill_value=0, masked=True)
+                    data[band], valid[band] = arr.filled(), ~numpy.ma.getmaskarray(arr)
+                    grid.setdefault("crs", ds.crs)
+                    grid.setdefault("transform", ds.window_transform(win))
+                    grid.setdefault("nodata", ds.nodata)
+            date = record["properties"]["datetime"][:10]
+            name = f"{date}_{record['id']}"
+            tif = out / "chips" / plot["key"] / f"{name}.tif"  # the chip, as chips writes it
+            tif.parent.mkdir(parents=True, exist_ok=True)
+            bands = numpy.stack([data[k] for k in ASSETS])
+            mask = numpy.logical_and.reduce([valid[k] for k in ASSETS])
+            with rio.Env(GDAL_TIFF_INTERNAL_MASK=True), rio.open(
+                tif, "w", driver="GTiff", width=size, height=size, count=len(ASSETS),
+                dtype=bands.dtype, crs=grid["crs"], transform=grid["transform"],
+                **TIFF_OPTIONS, tiled=size >= 256, nodata=grid["nodata"],
+            ) as dst:  # fmt: skip
+                dst.write(bands)
+                dst.write_mask(mask.astype("uint8") * 255)
             combined = {k: convert_sr(v) if k != "qa_pixel" else v for k, v in data.items()}
             mask = (numpy.stack([combined[k] for k in ASSETS]) == convert_sr(numpy.array(0))).any(0)
             b432 = numpy.stack([combined[k] for k in ("nir08", "red", "green")])
             rgb = numpy.stack([byte_scale(b432[i], *r) for i, r in
                                enumerate([(151, 4951), (-300, 2500), (50, 1150)])])  # fmt: skip
             rgb[:, mask] = 0
-            date = record["properties"]["datetime"][:10]
-            png = out / "b432" / plot["key"] / f"{date}_{record['id']}.png"
+            png = out / "b432" / plot["key"] / f"{name}.png"
             png.parent.mkdir(parents=True, exist_ok=True)
             with rio.open(png, "w", driver="PNG", width=size, height=size, count=3,
-                          dtype="uint8") as dst:  # fmt: skip
+                          dtype="uint8", **PNG_OPTIONS) as dst:  # fmt: skip
                 dst.write(rgb)
             c = size // 2
             qa_c = int(combined["qa_pixel"][c, c])
@@ -113,18 +135,31 @@ def chips_run(points_csv: Path, items_path: Path, out: Path, size: int, concurre
 
 def child(kind: str, work: Path, out: Path, size: int, concurrency: int) -> None:
     """One measured run in this process; prints a JSON line."""
+    import rasterio
+
     pts = json.loads((work / "points.json").read_text())
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), _cpu_seconds()
     if kind == "seed":
         items = json.loads((work / "demo" / "items.json").read_text())["features"]
         with warnings.catch_warnings():  # the seed's PNGs carry no georeferencing either
             warnings.simplefilter("ignore")
-            n = seed_loop(pts, items, work / "demo", out, size)
+            with rasterio.Env(GDAL_PAM_ENABLED="NO"):  # no .aux.xml beside the PNGs (as chips)
+                n = seed_loop(pts, items, work / "demo", out, size)
     else:
         n = chips_run(work / "points.csv", work / "demo" / "items.json", out, size, concurrency)
-    dt = time.perf_counter() - t0
+    dt, cpu = time.perf_counter() - t0, _cpu_seconds() - c0
     rss = _peak_rss_mb()
-    print(json.dumps({"kind": kind, "seconds": dt, "rows": n, "pps": len(pts) / dt, "rss_mb": rss}))
+    workers = (
+        resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024 if kind == "chips" else 0.0
+    )
+    print(json.dumps({"kind": kind, "seconds": dt, "cpu_s": cpu, "rows": n,
+                      "pps": len(pts) / dt, "rss_mb": rss, "worker_rss_mb": workers}))  # fmt: skip
+
+
+def _cpu_seconds() -> float:
+    """User + system time of this process and of its (finished) worker processes."""
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
 
 
 def _peak_rss_mb() -> float:
@@ -173,6 +208,8 @@ def main() -> None:
         sample = make_demo_sample(work / "demo")
         _make_points(work, a.points, sample.bbox)
         results: dict[str, list[dict]] = {"seed": [], "chips": []}
+        files: dict[str, dict[str, str]] = {}
+        values: dict[str, set[tuple]] = {}
         for r in range(a.repeat):
             for kind in ("seed", "chips"):
                 out = work / f"{kind}{r}"
@@ -181,31 +218,51 @@ def main() -> None:
                 line = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
                 results[kind].append(json.loads(line.strip().splitlines()[-1]))
                 print(f"  run {r + 1} {kind:5s}: {results[kind][-1]}", flush=True)
-        seed_v, chips_v = _values("seed", work / "seed0"), _values("chips", work / "chips0")
-        assert seed_v == chips_v, (len(seed_v), len(chips_v), list(seed_v ^ chips_v)[:5])
-        _compare_pngs(work / "seed0", work / "chips0")
+                if r == 0:  # the outputs compared
+                    files[kind] = _output_files(out)
+                    values[kind] = _values(kind, out)
+                else:
+                    shutil.rmtree(out)
+        assert values["seed"] == values["chips"], (
+            len(values["seed"]), len(values["chips"]),
+            list(values["seed"] ^ values["chips"])[:5],
+        )  # fmt: skip
+        assert files["seed"] == files["chips"], _first_difference(files["seed"], files["chips"])
         reads = json.loads((work / "chips0" / "reads.json").read_text())
-        _print_summary(a, results, len(seed_v), reads)
+        _print_summary(a, results, len(values["seed"]), files["seed"], reads)
 
 
-def _compare_pngs(seed: Path, chips: Path, n: int = 50) -> None:
-    import rasterio
-
-    pngs = sorted((seed / "b432").rglob("*.png"))[:n]
-    for p in pngs:
-        with rasterio.open(p) as x, rasterio.open(chips / p.relative_to(seed)) as y:
-            assert (x.read() == y.read()).all(), p
+def _output_files(out: Path) -> dict[str, str]:
+    """Every chip GeoTIFF and PNG composite of a run: relative path → sha256 of its bytes."""
+    return {str(p.relative_to(out)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for sub in ("chips", "b432") for p in sorted((out / sub).rglob("*"))
+            if p.suffix in (".tif", ".png")}  # fmt: skip
 
 
-def _print_summary(a: argparse.Namespace, results: dict, rows: int, reads: dict) -> None:
-    med = {k: {m: statistics.median(r[m] for r in v) for m in ("pps", "rss_mb", "seconds")}
+def _first_difference(a: dict[str, str], b: dict[str, str]) -> str:
+    only = sorted(a.keys() ^ b.keys())
+    if only:
+        return f"{len(only)} files in one run only, e.g. {only[:3]}"
+    diff = sorted(k for k in a if a[k] != b[k])
+    return f"{len(diff)} files differ, e.g. {diff[:3]}"
+
+
+def _print_summary(
+    a: argparse.Namespace, results: dict, rows: int, files: dict, reads: dict
+) -> None:
+    metrics = ("pps", "rss_mb", "seconds", "cpu_s", "worker_rss_mb")
+    med = {k: {m: statistics.median(r[m] for r in v) for m in metrics}
            for k, v in results.items()}  # fmt: skip
-    print(f"\n{a.points} points, {rows} observations (values identical: yes; PNG sample "
-          f"identical: yes), chip {a.size} px, medians of {a.repeat} runs, "
-          f"chips --concurrency {a.concurrency}, {os.cpu_count()} CPUs")  # fmt: skip
+    n_tif = sum(f.endswith(".tif") for f in files)
+    print(f"\n{a.points} points, {rows} observations (values identical: yes; {n_tif} GeoTIFFs "
+          f"and {len(files) - n_tif} PNGs, byte-identical: yes), chip {a.size} px, medians of "
+          f"{a.repeat} runs, chips --concurrency {a.concurrency}, {os.cpu_count()} CPUs, "
+          f"load average {os.getloadavg()[0]:.1f}")  # fmt: skip
     for k in ("seed", "chips"):
-        print(f"  {k:5s}: {med[k]['pps']:7.1f} points/s  ({med[k]['seconds']:.1f} s)  "
-              f"peak RSS {med[k]['rss_mb']:.0f} MB")  # fmt: skip
+        print(f"  {k:5s}: {med[k]['pps']:7.1f} points/s  ({med[k]['seconds']:.1f} s, CPU "
+              f"{med[k]['cpu_s']:.1f} s)  peak RSS {med[k]['rss_mb']:.0f} MB"
+              + (f" (worker processes: {med[k]['worker_rss_mb']:.0f} MB each at most)"
+                 if med[k]["worker_rss_mb"] else ""))  # fmt: skip
     print(f"  chips reads: {reads}; the seed opens {len(ASSETS) + 2} files per observation")
     print(f"  speed-up: {med['chips']['pps'] / med['seed']['pps']:.1f}x (target >= 5x)")
 

@@ -39,7 +39,7 @@ class ChipsOptions:
         rescale: "none" or "c1" (Collection 2 → Collection 1 values, as the seed), applied to
             values.csv and the composites; the GeoTIFF chips keep the source values.
         batch_points: points per task (a thread's or a Dask worker's unit of work).
-        concurrency: batches run at once by the local thread pool.
+        concurrency: batches run at once by local worker processes (1: in this process).
         executor: the Dask options (`dask_scheduler`, `dask_local`).
         gdal_config: GDAL configuration for reads and writes.
         restart: forget the ledger of a previous run in `out_dir`.

@@ -29,7 +29,15 @@ from mosaic_assembler.chips._items import ItemRef
 from mosaic_assembler.chips._points import Point
 from mosaic_assembler.chips._spec import ChipSpec
 
-__all__ = ["assemble_values", "chip_name", "columns", "value_row", "write_chip", "write_part"]
+__all__ = [
+    "assemble_values",
+    "chip_name",
+    "columns",
+    "part_is_whole",
+    "value_row",
+    "write_chip",
+    "write_part",
+]
 
 FIXED_COLUMNS = ("item_id", "collection", "datetime", "date", "year", "doy")
 #: Encoding of the files written per chip: writing them is most of a run's time. zlib level 1
@@ -128,13 +136,14 @@ def _csv_text(header: Sequence[str], rows: Iterable[dict[str, Any]]) -> str:
     return buf.getvalue()
 
 
-def _write_atomic(path: Path, text: str) -> None:
+def _write_atomic(path: Path, text: str, durable: bool = True) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     with tmp.open("w", encoding="utf-8", newline="") as f:
         f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
+        if durable:
+            f.flush()
+            os.fsync(f.fileno())
     _replace_into(tmp, path)
 
 
@@ -144,9 +153,24 @@ def part_path(out_dir: str | Path, key: str) -> Path:
 
 
 def write_part(spec: ChipSpec, p: Point, rows: list[dict[str, Any]]) -> None:
-    """The point's rows, date order (a point with no row gets a header-only part)."""
+    """The point's rows, date order (a point with no row gets a header-only part).
+
+    Renamed into place whole but not fsync'ed: the ledger line that follows is the durable
+    record (one fsync per batch), and `part_is_whole` checks the part against it on resume.
+    """
     rows = sorted(rows, key=lambda r: (r["date"], r["datetime"], r["item_id"]))
-    _write_atomic(part_path(spec.out_dir, p.key), _csv_text(columns(spec), rows))
+    _write_atomic(part_path(spec.out_dir, p.key), _csv_text(columns(spec), rows), False)
+
+
+def part_is_whole(spec: ChipSpec, key: str, rows: int) -> bool:
+    """The point's part exists with the header and the `rows` rows its ledger line counts."""
+    try:
+        text = part_path(spec.out_dir, key).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return False
+    records = list(csv.reader(io.StringIO(text, newline="")))
+    return (text.endswith("\n") and len(records) == rows + 1
+            and records[0] == columns(spec))  # fmt: skip
 
 
 def assemble_values(spec: ChipSpec, keys: Sequence[str]) -> tuple[Path, int]:

@@ -2,7 +2,11 @@
 
 Load the points, open the items (a file or a search), find each point's observations, skip
 the points the ledger lists as finished, run spatially sorted batches on threads or Dask
-(a ledger line per point as each batch ends), then write values.csv from the points' parts.
+(a ledger line per point as each batch ends, one fsync per batch), then write values.csv
+from the points' parts.
+
+Local batches run in worker processes (`concurrency` > 1): a chip's time is numpy, GDAL's
+encoders and rasterio calls that hold the GIL, so threads do not scale.
 """
 
 from __future__ import annotations
@@ -17,11 +21,11 @@ from typing import Any
 from mosaic_assembler.chips._extract import Batch, PointOutcome, process_batch
 from mosaic_assembler.chips._items import ItemRef, Observation, observations_for, to_refs
 from mosaic_assembler.chips._options import ChipsOptions
-from mosaic_assembler.chips._outputs import assemble_values
+from mosaic_assembler.chips._outputs import assemble_values, part_is_whole
 from mosaic_assembler.chips._points import Point, PointSet, load_points
 from mosaic_assembler.chips._spec import ChipSpec
 from mosaic_assembler.errors import ConfigError, OutputError
-from mosaic_assembler.ledger import append_line, last_by, read_lines
+from mosaic_assembler.ledger import append_line, append_lines, last_by, read_lines
 from mosaic_assembler.results import Progress
 
 logger = logging.getLogger(__name__)
@@ -114,8 +118,15 @@ def _batches(
                     tuple(refs[i] for i in used))  # fmt: skip
 
 
-def _ledger(opts: ChipsOptions, out: Path) -> tuple[Path, dict[str, dict[str, Any]]]:
-    """The ledger and its finished points (refusing one written with other options)."""
+def _ledger(
+    opts: ChipsOptions, spec: ChipSpec, out: Path
+) -> tuple[Path, dict[str, dict[str, Any]]]:
+    """The ledger and its finished points (refusing one written with other options).
+
+    A point is finished when its last whole line says done or empty and its values part
+    holds the rows that line counts (the parts are not fsync'ed one by one: a part lost
+    with the machine is recomputed).
+    """
     path = out / "ledger.jsonl"
     if opts.restart and path.exists():
         path.unlink()
@@ -128,7 +139,11 @@ def _ledger(opts: ChipsOptions, out: Path) -> tuple[Path, dict[str, dict[str, An
         )
     append_line(path, {"event": "run", "config": opts.fingerprint()})
     last = last_by(entries, "point", "point")
-    return path, {k: e for k, e in last.items() if e.get("status") in FINISHED}
+    return path, {
+        k: e
+        for k, e in last.items()
+        if e.get("status") in FINISHED and part_is_whole(spec, k, int(e.get("rows") or 0))
+    }
 
 
 def run_chips(
@@ -146,7 +161,7 @@ def run_chips(
     source = _open_source(opts, spec, pts)
     refs, footprints = to_refs(source, spec.keys, opts.group_by)
     half_m = opts.size / 2 * _pixel_size(source) * 1.5
-    ledger, finished = _ledger(opts, out)
+    ledger, finished = _ledger(opts, spec, out)
     todo = [k for k, p in enumerate(pts.points) if p.key not in finished]
     todo_pts = [pts.points[k] for k in todo]
     obs = observations_for(todo_pts, refs, footprints, opts.group_by, half_m)
@@ -158,10 +173,9 @@ def run_chips(
     rows = 0
 
     def on_result(outcomes: list[PointOutcome], stats: dict[str, int]) -> None:
-        nonlocal rows
+        append_lines(ledger, [{"event": "point", "point": o.key, "status": o.status,
+                               "rows": o.rows, "error": o.error} for o in outcomes])  # fmt: skip
         for o in outcomes:
-            append_line(ledger, {"event": "point", "point": o.key, "status": o.status,
-                                 "rows": o.rows, "error": o.error})  # fmt: skip
             counts[o.status] += 1
             if o.status == "failed":
                 failures.append((o.key, o.error))
@@ -190,13 +204,53 @@ def _execute(
     if opts.executor.uses_dask:
         _execute_dask(spec, batches, opts, on_result)
         return
-    from mosaic_assembler.chunks import bounded_map
-
     workers = min(opts.concurrency, len(batches))
-    jobs = ((spec, b) for b in batches)
-    for _, fut in bounded_map(process_batch, jobs, workers, workers, "chips"):
-        outcomes, stats = fut.result()
-        on_result(outcomes, stats)
+    if workers == 1:
+        for b in batches:
+            outcomes, stats = process_batch(spec, b)
+            on_result(outcomes, stats)
+        return
+    _execute_processes(spec, batches, workers, on_result)
+
+
+def _process_pool(workers: int) -> Any:
+    """A pool of `workers` processes, forked on Linux, spawned elsewhere.
+
+    Fork has no start-up cost and does not re-import the caller's `__main__` (spawn and
+    forkserver need it guarded by `if __name__ == "__main__"`).
+    """
+    import multiprocessing
+    import sys
+    from concurrent.futures import ProcessPoolExecutor
+
+    method = "fork" if sys.platform.startswith("linux") else "spawn"
+    return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context(method))
+
+
+def _execute_processes(
+    spec: ChipSpec,
+    batches: list[Batch],
+    workers: int,
+    on_result: Callable[[list[PointOutcome], dict[str, int]], None],
+) -> None:
+    """The batches on `workers` processes, at most two each in flight, as they finish."""
+    from concurrent.futures import FIRST_COMPLETED, wait
+
+    todo = iter(batches)
+    pool = _process_pool(workers)
+    pending: set[Any] = set()
+    try:
+        while True:
+            while len(pending) < 2 * workers and (b := next(todo, None)) is not None:
+                pending.add(pool.submit(process_batch, spec, b))
+            if not pending:
+                return
+            finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for fut in finished:
+                outcomes, stats = fut.result()
+                on_result(outcomes, stats)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _execute_dask(
