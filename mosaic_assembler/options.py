@@ -481,7 +481,7 @@ def build_options(**options: Any) -> AssembleOptions:
     groups = _group(options)
     run = groups.get("run", {})
     if "zoom" not in run and "crs" not in run:
-        raise ConfigError("zoom is required")
+        raise ConfigError("`zoom` is required (or `crs` with `resolution`)")
     run.setdefault("zoom", None)
     if "bbox" in run and len(run["bbox"]) != 4:
         raise ConfigError(f"bbox needs 4 numbers W S E N, got {len(run['bbox'])}")

@@ -119,7 +119,9 @@ def plan(r: Resolved, t0: float) -> Planned:
     if opts.split_zoom is not None:
         check_split(r.grid, opts.split_zoom, r.zoom)
     if r.source is not None:
-        on = {} if r.grid.is_default else {"tms": r.grid.tms}  # the source's lookup in the TMS
+        # the source's lookup in the run's TMS (a mosaicJSON may have its own)
+        own = r.grid.is_default and not getattr(r.source, "tms_json", "")
+        on = {} if own else {"tms": r.grid.tms}
         jobs = [(t, tuple(r.source.assets_for_tile(*t, **on))) for t in tiles.tiles]
         jobs = [(t, a) for t, a in jobs if a]
     else:

@@ -340,29 +340,47 @@ def test_split_output_on_a_non_mercator_tms(scenes, tmp_path):
 def test_fiji_on_utm_zone_60_is_continuous(tmp_path):
     """Across 180° on UTM zone 60 (auto-utm): one continuous output, both sides' pixels."""
     west = make_scene(tmp_path / "w.tif", "EPSG:32760", (178.8, -17.5), 300, 500.0, seed=7)
-    east = make_scene(tmp_path / "e.tif", "EPSG:32701", (-179.3, -17.2), 300, 500.0, seed=8)
-    keys = ("red",)
-    items = make_items([west, east], tmp_path / "items.json", keys)
-    bbox = (178.0, -18.5, -178.5, -16.3)
+    east = make_scene(tmp_path / "e.tif", "EPSG:32701", (-179.0, -17.2), 300, 500.0, seed=8)
+    mj = make_mosaicjson([west, east], tmp_path / "m.json", minzoom=6, maxzoom=9)
+    bbox = (178.0, -18.5, -178.2, -16.3)
     assert auto_utm(bbox) == "EPSG:32760"
     out = tmp_path / "fiji.tif"
     r = assemble(
-        out, bbox=bbox, crs="auto-utm", resolution=1000.0, items=items, assets="red",
-        progress=False, tilesize=256,
+        out, bbox=bbox, crs="auto-utm", resolution=1000.0, mosaicjson=mj, progress=False,
+        tilesize=256,
     )  # fmt: skip
     _valid(out)
+    from mosaic_assembler._native import resolve_custom_grid
+
+    aoi = AOI.from_bbox(*bbox)
+    grid, zoom, _ = resolve_custom_grid("auto-utm", 1000.0, None, aoi, 256, [west, east])
+    plan = plan_tiles(aoi, zoom, 256, grid=grid)
     with rasterio.open(out) as src:
         assert src.crs == rasterio.crs.CRS.from_epsg(32760)
-        # 3.5° of longitude at 17°S is ~370 km: no detour around the globe
-        assert 300 < src.width < 450, src.width
-        mask = src.dataset_mask() > 0
-        half = src.width // 2
-        assert mask[:, :half].any() and mask[:, half:].any()
+        # 3.8° of longitude at 17°S is ~400 km: no detour around the globe
+        assert 350 < src.width < 450, src.width
+        data, mask = src.read(), src.dataset_mask() > 0
+    # the oracle: rio-tiler per tile over both scenes (they do not overlap)
+    for tile in plan.tiles:
+        exp = expected_tile([str(west), str(east)], tile, "first", reader=_reader(grid.tms),
+                            tilesize=256)  # fmt: skip
+        r0, c0 = plan.offset(tile)
+        h, w = min(256, data.shape[1] - r0), min(256, data.shape[2] - c0)
+        got_mask = mask[r0 : r0 + h, c0 : c0 + w]
+        if exp is None:
+            assert not got_mask.any()
+            continue
+        exp_valid = ~numpy.ma.getmaskarray(exp).all(axis=0)[:h, :w]
+        numpy.testing.assert_array_equal(got_mask, exp_valid)
+        got = data[:, r0 : r0 + h, c0 : c0 + w]
+        numpy.testing.assert_array_equal(got[:, got_mask], exp.data[:, :h, :w][:, got_mask])
+    cols = numpy.nonzero(mask.any(axis=0))[0]
+    assert cols.min() < 150 and cols.max() > 250  # pixels from both sides of 180°
     assert r.tiles_done >= 2
     # a grid whose discontinuity is at 180° refuses the AOI with one clear message
     with pytest.raises(Exception, match="crosses the antimeridian"):
-        assemble(tmp_path / "g.tif", bbox=bbox, zoom=7, tms="WGS1984Quad", items=items,
-                 assets="red", progress=False)  # fmt: skip
+        assemble(tmp_path / "g.tif", bbox=bbox, zoom=7, tms="WGS1984Quad", mosaicjson=mj,
+                 progress=False)  # fmt: skip
 
 
 def test_tms_json_file_and_default_grid(scenes, tmp_path):

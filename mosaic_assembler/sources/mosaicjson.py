@@ -90,13 +90,18 @@ class MosaicJSONSource:
             xmin, ymin, xmax, ymax = transform_bounds(
                 tms.rasterio_geographic_crs, own.rasterio_geographic_crs, xmin, ymin, xmax, ymax
             )
-        tl = own.tile(xmin, ymax, self.quadkey_zoom)
-        br = own.tile(xmax, ymin, self.quadkey_zoom)
-        keys = [
-            own.quadkey(morecantile.Tile(tx, ty, self.quadkey_zoom))
-            for tx in range(tl.x, br.x + 1)
-            for ty in range(tl.y, br.y + 1)
-        ]
+        # a tile across 180° (UTM zone 60 over Fiji) has xmin > xmax: its two sides
+        # (cogeo-mosaic would find no quadkey)
+        parts = [(xmin, xmax)] if xmin <= xmax else [(xmin, 180.0), (-180.0, xmax)]
+        keys = []
+        for west, east in parts:
+            tl = own.tile(west, ymax, self.quadkey_zoom)
+            br = own.tile(east, ymin, self.quadkey_zoom)
+            keys += [
+                own.quadkey(morecantile.Tile(tx, ty, self.quadkey_zoom))
+                for tx in range(tl.x, br.x + 1)
+                for ty in range(tl.y, br.y + 1)
+            ]
         return list(
             dict.fromkeys(itertools.chain.from_iterable(self.tiles.get(k, ()) for k in keys))
         )
