@@ -460,3 +460,110 @@ def test_grid_options_in_build_options():
     assert opts.zoom is None and opts.crs == "auto-utm"
     assert auto_utm((5, 45, 6, 46)) == "EPSG:32631"
     assert auto_utm((-71, -34, -70, -33)) == "EPSG:32719"
+
+
+def test_polygon_aoi_is_burnt_and_clipped_in_the_tms(scenes, tmp_path):
+    """A polygon AOI on EuropeanETRS89_LAEAQuad: only the tiles it touches, `clip` in EPSG:3035."""
+    from rasterio.features import geometry_mask
+    from shapely.geometry import mapping, shape
+
+    from mosaic_assembler._tms import project_aoi
+
+    poly = {"type": "Polygon", "coordinates": [[[5.6, 45.3], [6.4, 45.35], [5.9, 45.72],
+                                                [5.6, 45.3]]]}  # fmt: skip
+    out = tmp_path / "clip.tif"
+    assemble(out, aoi=poly, zoom=8, tms="EuropeanETRS89_LAEAQuad", tilesize=256,
+             mosaicjson=scenes.mosaicjson, clip=True, progress=False)  # fmt: skip
+    _valid(out)
+    grid = load_grid("EuropeanETRS89_LAEAQuad")
+    plan = plan_tiles(AOI.from_geojson(poly), 8, 256, grid=grid)
+    full = plan_tiles(AOI.from_bbox(*shape(poly).bounds), 8, 256, grid=grid)
+    assert 0 < len(plan.tiles) < len(full.tiles)  # a burn, not the bbox's rectangle
+    projected = project_aoi(shape(poly), grid.crs)
+    with rasterio.open(out) as src:
+        inside = geometry_mask([mapping(projected)], src.shape, src.transform, invert=True)
+        mask = src.dataset_mask() > 0
+        assert mask.any()
+        assert not (mask & ~inside).any()  # nothing outside the polygon
+        # every planned tile lies where the polygon is (all_touched burn)
+        for tile in plan.tiles:
+            r0, c0 = plan.offset(tile)
+            assert inside[max(0, r0 - 1) : r0 + 257, max(0, c0 - 1) : c0 + 257].any()
+
+
+def _phase(a, b, res=30.0):
+    """Where a lies between pixel corners of a grid through b, in pixels, rounded."""
+    return round(((a - b) / res) % 1.0, 6) % 1.0
+
+
+def test_native_snap_from_items_proj_fields(tmp_path):
+    """`proj:epsg` + `proj:transform` of the items decide the native grid (no header read)."""
+    scene = make_scene(tmp_path / "s.tif", "EPSG:32631", (3.0, 45.0), 300, 30.0, seed=9)
+    items = make_items([scene], tmp_path / "items.json", ("red",))
+    doc = json.loads(items.read_text())
+    with rasterio.open(scene) as src:
+        t = src.transform
+        bbox = transform_bounds(src.crs, "EPSG:4326", *src.bounds, densify_pts=21)
+    inner = (bbox[0] + 0.01, bbox[1] + 0.01, bbox[2] - 0.01, bbox[3] - 0.01)
+    common = dict(bbox=inner, crs="EPSG:32631", resolution=30.0, assets="red", progress=False)
+    doc["features"][0]["properties"].update({"proj:epsg": 32631, "proj:transform": list(t)[:6]})
+    items.write_text(json.dumps(doc))
+    out = tmp_path / "native.tif"
+    assemble(out, items=items, snap="native", **common)
+    with rasterio.open(out) as o:
+        assert _phase(o.transform.c, t.c) == 0 and _phase(o.transform.f, t.f) == 0
+    # items saying another pixel phase (15 m off) than the header are believed, and refused
+    # under `snap` native only if they disagree with each other: here the grid moves with them
+    shifted = [t.a, 0.0, t.c + 15.0, 0.0, t.e, t.f]
+    doc["features"][0]["properties"]["proj:transform"] = shifted
+    items.write_text(json.dumps(doc))
+    moved = tmp_path / "moved.tif"
+    assemble(moved, items=items, **common)
+    with rasterio.open(moved) as o:
+        assert _phase(o.transform.c, t.c) == 0.5 and _phase(o.transform.f, t.f) == 0
+    # two items on grids of different phase: native is refused, the default falls back
+    other = make_scene(tmp_path / "o.tif", "EPSG:32631", (3.05, 45.0), 300, 30.0, seed=10)
+    items2 = make_items([scene, other], tmp_path / "items2.json", ("red",))
+    doc2 = json.loads(items2.read_text())
+    with rasterio.open(other) as src:
+        t2 = src.transform
+    doc2["features"][0]["properties"].update({"proj:epsg": 32631, "proj:transform": list(t)[:6]})
+    doc2["features"][1]["properties"].update(
+        {"proj:epsg": 32631, "proj:transform": [30.0, 0.0, t2.c + 7.0, 0.0, -30.0, t2.f]}
+    )
+    items2.write_text(json.dumps(doc2))
+    with pytest.raises(ConfigError, match="`snap` native needs every source"):
+        assemble(tmp_path / "x.tif", items=items2, snap="native", **common)
+    fallback = tmp_path / "fallback.tif"
+    assemble(fallback, items=items2, **common)
+    with rasterio.open(fallback) as o:
+        assert _phase(o.transform.c, 0) == 0 and _phase(o.transform.f, 0) == 0  # at k·R
+
+
+@pytest.mark.parametrize(("tms_id", "zoom"), GRIDS)
+def test_fast_reads_equal_rio_tiler_on_any_tms(scenes, tms_id, zoom):
+    """`_fastread.reader_tile(tms=)` (its own warp, not a fallback) == `Reader(tms=).tile`."""
+    from mosaic_assembler.tilers import _fastread
+
+    tms = morecantile.tms.get(tms_id)
+    plan = plan_tiles(AOI.from_bbox(*scenes.bbox), zoom, 512, grid=load_grid(tms_id))
+    fast_reads = 0
+    for path in scenes.paths:
+        href = str(path)
+        source = _fastread._open(href, tms)
+        with rasterio.open(href) as src:
+            expect_fast = src.nodata is not None and src.crs != tms.rasterio_crs
+        assert source.fast == expect_fast, href
+        for tile in plan.tiles:
+            with Reader(href, tms=tms) as r:
+                try:
+                    exp = r.tile(*tile, tilesize=512)
+                except Exception as e:  # TileOutsideBounds
+                    with pytest.raises(type(e)):
+                        _fastread.reader_tile(href, *tile, tilesize=512, tms=tms)
+                    continue
+            got = _fastread.reader_tile(href, *tile, tilesize=512, tms=tms)
+            numpy.testing.assert_array_equal(got.array.mask, exp.array.mask)
+            numpy.testing.assert_array_equal(got.array.data, exp.array.data)
+            fast_reads += int(source.fast)
+    assert fast_reads >= 3
