@@ -1,16 +1,23 @@
-"""mosaic_assembler.grid: area of interest, WebMercatorQuad tile grid and the output raster.
+"""mosaic_assembler.grid: area of interest, the tile grid and the output raster.
 
 The output raster is the rectangle of zoom-Z tiles that covers the AOI, each tile rendered
-at `tilesize` px (512 px = TiTiler's `tilesize=512`, the reference notebook's `@2x`).
+at `tilesize` px (512 px = TiTiler's `tilesize=512`, the reference notebook's `@2x`). The
+grid is WebMercatorQuad unless the run gives another TileMatrixSet (`_tms.Grid`: any
+morecantile TMS, or a custom one from `crs` + `resolution`, whose output is further cropped
+to the AOI's bounds snapped to the grid: `Plan.window`).
 
 Antimeridian: when the AOI crosses 180° (a bbox with W > E, or a polygon whose parts lie on
 both sides), the output is ONE continuous raster that runs east across 180°: tiles west of
 180° keep their place and the tiles east of it (x = 0, 1, …) follow them, so x coordinates
 of the output go past +20037508.34 m. Each tile is still read at its real (wrapped) x/y/z.
+Other grids do not wrap: over a grid continuous across 180° (UTM zone 60, a polar grid)
+the output is simply continuous; a grid with its discontinuity at 180° (WGS1984Quad,
+WorldCRS84Quad) refuses an AOI across it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from collections.abc import Iterable, Iterator
@@ -25,10 +32,21 @@ from shapely.geometry import box, mapping, shape
 from shapely.geometry.base import BaseGeometry
 from supermercado.burntiles import burn
 
+from mosaic_assembler._tms import WEB_MERCATOR, Grid, project_aoi, tms_tiles
 from mosaic_assembler.errors import AOIError, ConfigError, PlanTooLargeError
 from mosaic_assembler.types import Tile
 
-__all__ = ["AOI", "Plan", "Tile", "plan_tiles", "tile_bounds", "MAX_LAT", "TILESIZES"]
+__all__ = [
+    "AOI",
+    "Grid",
+    "Plan",
+    "Tile",
+    "WEB_MERCATOR",
+    "plan_tiles",
+    "tile_bounds",
+    "MAX_LAT",
+    "TILESIZES",
+]
 
 MAX_LAT = 85.0511287798066
 TILESIZES = (256, 512)
@@ -228,6 +246,9 @@ class Plan:
         y_start: the y of the output's first tile row.
         cols: output width in tiles.
         rows: output height in tiles.
+        grid: the TileMatrixSet (WebMercatorQuad by default).
+        window: (row_off, col_off, height, width) of the output within the tiles' raster
+            (a custom grid's AOI bounds snapped to its pixels); None: all of it.
     """
 
     zoom: int
@@ -237,6 +258,18 @@ class Plan:
     y_start: int
     cols: int
     rows: int
+    grid: Grid = WEB_MERCATOR
+    window: tuple[int, int, int, int] | None = None
+
+    @property
+    def wrap(self) -> int:
+        """Columns after which x wraps (the antimeridian of WebMercatorQuad; none elsewhere)."""
+        return 2**self.zoom if self.grid.is_default else 1 << 62
+
+    @property
+    def output_window(self) -> tuple[int, int, int, int]:
+        """(row_off, col_off, height, width) of the output in the tiles' raster."""
+        return self.window or (0, 0, self.height, self.width)
 
     @property
     def width(self) -> int:
@@ -250,30 +283,36 @@ class Plan:
 
     @property
     def resolution(self) -> float:
-        """Pixel size in metres (EPSG:3857)."""
-        return 2 * EARTH_HALF / 2**self.zoom / self.tilesize
+        """Pixel size in the grid's CRS units (metres of EPSG:3857 by default)."""
+        if self.grid.is_default:
+            return 2 * EARTH_HALF / 2**self.zoom / self.tilesize
+        return self.grid.resolution(self.zoom, self.tilesize)
 
     @property
     def transform(self) -> Affine:
-        """Affine transform of the output raster (EPSG:3857)."""
-        left, _, _, top = tile_bounds(self.x_start, self.y_start, self.zoom)
+        """Affine transform of the tiles' raster (in the grid's CRS)."""
+        if self.grid.is_default:
+            left, _, _, top = tile_bounds(self.x_start, self.y_start, self.zoom)
+        else:
+            left, _, _, top = self.grid.tile_bounds(self.x_start, self.y_start, self.zoom)
         return Affine(self.resolution, 0.0, left, 0.0, -self.resolution, top)
 
     @property
     def bounds(self) -> tuple[float, float, float, float]:
-        """Output bounds (left, bottom, right, top) in EPSG:3857; right may pass 180°."""
-        t = self.transform
-        return (t.c, t.f - self.height * self.resolution, t.c + self.width * t.a, t.f)
+        """Output bounds (left, bottom, right, top) in the grid's CRS; right may pass 180°."""
+        row0, col0, height, width = self.output_window
+        t = self.transform * Affine.translation(col0, row0)
+        return (t.c, t.f - height * self.resolution, t.c + width * t.a, t.f)
 
     @property
     def crosses_antimeridian(self) -> bool:
         """True when the output runs east across 180°."""
-        return self.x_start + self.cols > 2**self.zoom
+        return self.grid.is_default and self.x_start + self.cols > 2**self.zoom
 
     def offset(self, tile: Tile) -> tuple[int, int]:
         """(row_off, col_off) in output pixels of a tile."""
         x, y, _ = tile
-        col = (x - self.x_start) % 2**self.zoom
+        col = (x - self.x_start) % self.wrap
         return ((y - self.y_start) * self.tilesize, col * self.tilesize)
 
 
@@ -283,14 +322,21 @@ def check_zoom(zoom: int) -> None:
         raise ConfigError(f"zoom must be an integer between 0 and 24, got {zoom!r}")
 
 
-def plan_tiles(aoi: AOI, zoom: int, tilesize: int = 512, max_pixels: float = 1e10) -> Plan:
+def plan_tiles(
+    aoi: AOI,
+    zoom: int,
+    tilesize: int = 512,
+    max_pixels: float = 1e10,
+    grid: Grid = WEB_MERCATOR,
+) -> Plan:
     """Plan the tiles of `aoi` at `zoom` and the output raster they make.
 
     Args:
         aoi: area of interest.
-        zoom: WebMercatorQuad zoom (0–24).
-        tilesize: 256 or 512 px per tile.
+        zoom: the TMS level (WebMercatorQuad: 0–24).
+        tilesize: 256 or 512 px per tile (a custom grid: its tile width).
         max_pixels: refuse outputs larger than this many pixels (width × height).
+        grid: the TileMatrixSet (WebMercatorQuad by default).
 
     Returns:
         Plan with the tiles in row-major order.
@@ -299,6 +345,8 @@ def plan_tiles(aoi: AOI, zoom: int, tilesize: int = 512, max_pixels: float = 1e1
         ConfigError: bad zoom or tilesize.
         PlanTooLargeError: the output would exceed `max_pixels`.
     """
+    if not grid.is_default:
+        return _plan_tms(aoi, zoom, tilesize, max_pixels, grid)
     check_zoom(zoom)
     if tilesize not in TILESIZES:
         raise ConfigError(f"tilesize must be one of {TILESIZES}, got {tilesize!r}")
@@ -319,6 +367,72 @@ def plan_tiles(aoi: AOI, zoom: int, tilesize: int = 512, max_pixels: float = 1e1
     _check_size(cols * tilesize, rows * tilesize, zoom, max_pixels)
     tiles = sorted(xy, key=lambda t: (t[1], (t[0] - x_start) % n))
     return Plan(zoom, tilesize, tuple((x, y, zoom) for x, y in tiles), x_start, y_start, cols, rows)
+
+
+def _plan_tms(aoi: AOI, zoom: int, tilesize: int, max_pixels: float, grid: Grid) -> Plan:
+    """`plan_tiles` on a TMS other than WebMercatorQuad: a burn in its CRS, no wrap."""
+    if tilesize not in TILESIZES and not grid.custom:
+        raise ConfigError(f"tilesize must be one of {TILESIZES}, got {tilesize!r}")
+    grid.check_zoom(zoom)
+    crs = grid.crs
+    if crs.is_geographic and aoi.bbox[0] > aoi.bbox[2]:
+        raise AOIError(
+            f"the AOI crosses the antimeridian, where TileMatrixSet {grid.id} is discontinuous: "
+            "use WebMercatorQuad (the default, which wraps), a grid continuous over the AOI "
+            "(e.g. `crs` auto-utm), or two runs"
+        )
+    projected = project_aoi(aoi.geometry, crs)
+    from mosaic_assembler._tms import tile_ranges
+
+    col0, row0, col1, row1 = tile_ranges(grid, zoom, projected.bounds)
+    _check_size((col1 - col0 + 1) * tilesize, (row1 - row0 + 1) * tilesize, zoom, max_pixels)
+    xy = tms_tiles(grid, zoom, projected, aoi.is_bbox)
+    if not xy:
+        raise AOIError(f"AOI covers no tile at zoom {zoom}")
+    x_start, y_start = min(x for x, _ in xy), min(y for _, y in xy)
+    cols = max(x for x, _ in xy) - x_start + 1
+    rows = max(y for _, y in xy) - y_start + 1
+    tiles = sorted(xy, key=lambda t: (t[1], t[0]))
+    plan = Plan(
+        zoom, tilesize, tuple((x, y, zoom) for x, y in tiles), x_start, y_start, cols, rows,
+        grid,
+    )  # fmt: skip
+    if grid.custom:
+        plan = dataclasses.replace(plan, window=_snapped_window(plan, projected.bounds))
+    return plan
+
+
+def check_split(grid: Grid, split_zoom: int, zoom: int) -> None:
+    """Raise ConfigError unless level `split_zoom` of the grid is a parent level of `zoom`."""
+    if split_zoom > zoom:
+        raise ConfigError(f"`split_zoom` {split_zoom} must not be above the grid's level {zoom}")
+    if grid.is_default:
+        return
+    grid.check_zoom(split_zoom)
+    fine, coarse = grid.tms.matrix(zoom), grid.tms.matrix(split_zoom)
+    ratio = coarse.cellSize / fine.cellSize
+    if (
+        abs(ratio - 2 ** (zoom - split_zoom)) > 1e-9 * ratio
+        or grid.tile_bounds(0, 0, zoom)[::3] != grid.tile_bounds(0, 0, split_zoom)[::3]
+    ):
+        raise ConfigError(
+            f"level {split_zoom} of TileMatrixSet {grid.id} is not a parent of level {zoom} "
+            "(cell sizes do not halve or origins differ): choose another `split_zoom`"
+        )
+
+
+def _snapped_window(
+    plan: Plan, bounds: tuple[float, float, float, float]
+) -> tuple[int, int, int, int]:
+    """The AOI's bounds snapped outward to the plan's pixels, within its raster."""
+    t, eps = plan.transform, 1e-6
+    res = plan.resolution
+    minx, miny, maxx, maxy = bounds
+    col0 = max(0, math.floor((minx - t.c) / res + eps))
+    col1 = min(plan.width, math.ceil((maxx - t.c) / res - eps))
+    row0 = max(0, math.floor((t.f - maxy) / res + eps))
+    row1 = min(plan.height, math.ceil((t.f - miny) / res - eps))
+    return (row0, col0, max(1, row1 - row0), max(1, col1 - col0))
 
 
 def _check_size(width: int, height: int, zoom: int, max_pixels: float) -> None:
@@ -342,11 +456,14 @@ def _lonlat_to_mercator(coords: numpy.ndarray) -> numpy.ndarray:
 class Clipper:
     """Masks pixels outside the AOI polygon(s) for one tile at a time."""
 
-    geojson_3857: str
+    geojson_3857: str  # the AOI in the grid's CRS (EPSG:3857 by default)
+    grid: Grid = WEB_MERCATOR
 
     @classmethod
-    def from_aoi(cls, aoi: AOI) -> Clipper:
-        """Project the AOI to EPSG:3857 once."""
+    def from_aoi(cls, aoi: AOI, grid: Grid = WEB_MERCATOR) -> Clipper:
+        """Project the AOI to the grid's CRS once."""
+        if not grid.is_default:
+            return cls(json.dumps(mapping(project_aoi(aoi.geometry, grid.crs))), grid)
         from shapely import transform
 
         geom = transform(aoi.geometry, _lonlat_to_mercator)
@@ -354,7 +471,10 @@ class Clipper:
 
     def inside(self, tile: Tile, tilesize: int) -> numpy.ndarray:
         """Boolean array, True where a tile's pixel centre lies inside the AOI."""
-        left, bottom, right, top = tile_bounds(*tile)
+        if self.grid.is_default:
+            left, bottom, right, top = tile_bounds(*tile)
+        else:
+            left, bottom, right, top = self.grid.tile_bounds(*tile)
         res = (right - left) / tilesize
         transform = Affine(res, 0.0, left, 0.0, -res, top)
         return geometry_mask(
@@ -390,7 +510,7 @@ def plan_chunks(plan: Plan, chunk_tiles: int, tiles: Iterable[Tile] | None = Non
     if chunk_tiles < 1:
         raise ConfigError(f"chunk-tiles must be >= 1, got {chunk_tiles}")
     groups: dict[tuple[int, int], list[Tile]] = {}
-    n = 2**plan.zoom
+    n = plan.wrap
     for t in plan.tiles if tiles is None else tiles:
         col = (t[0] - plan.x_start) % n
         row = t[1] - plan.y_start

@@ -11,6 +11,7 @@ their typed, documented list.
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -97,14 +98,21 @@ class AssembleOptions:
     """Everything a run needs, validated on construction.
 
     Attributes:
-        zoom: the TileMatrixSet level of the output.
+        zoom: the TileMatrixSet level of the output (None with `crs`: `resolution` decides).
         source: where the imagery comes from (see `Source`).
         bbox: lon/lat W S E N (W > E crosses the antimeridian); or
         aoi: a GeoJSON mapping, string or file path. Neither: the source's bounds.
         assets: STAC asset keys, in band order (items sources).
+        tms: the output TileMatrixSet: a morecantile id or an OGC TMS 2.0 JSON file
+            (None: WebMercatorQuad).
+        crs: a custom grid's CRS (EPSG:XXXX, WKT, PROJ, or "auto-utm"), with `resolution`.
+        resolution: a custom grid's pixel size, in `crs` units.
+        snap: "native" (the custom grid is the sources' pixel grid; the default when they
+            all share `crs` and `resolution`) or "none" (pixel corners at multiples of
+            `resolution`).
     """
 
-    zoom: int
+    zoom: int | None
     source: Source
     bbox: tuple[float, float, float, float] | None = None
     aoi: Mapping[str, Any] | str | Path | None = None
@@ -124,9 +132,13 @@ class AssembleOptions:
     split_zoom: int | None = None
     executor: ExecutorOptions = field(default_factory=ExecutorOptions)
     visual: Visual | None = None
+    tms: str | Path | None = None
+    crs: str | None = None
+    resolution: float | None = None
+    snap: str | None = None
 
     def __post_init__(self) -> None:
-        check_zoom(self.zoom)
+        self._check_grid()
         if self.bbox is not None:
             AOI.from_bbox(*self.bbox)  # validates
             if self.aoi is not None:
@@ -144,11 +156,50 @@ class AssembleOptions:
             raise ConfigError("`tiler` without a local source needs `bbox` or `aoi`")
         if self.split_zoom is not None:
             check_zoom(self.split_zoom)
-            if self.split_zoom > self.zoom:
+            if self.zoom is not None and self.split_zoom > self.zoom:
                 raise ConfigError(
                     f"`split_zoom` {self.split_zoom} must not be above `zoom` {self.zoom}"
                 )
         self._check_method()
+
+    def _check_grid(self) -> None:
+        """The grid options: a TMS, or a CRS with a resolution (see `_tms`)."""
+        from mosaic_assembler._tms import load_grid, parse_crs
+
+        if self.crs is None:
+            if self.resolution is not None:
+                raise ConfigError("`resolution` needs `crs` (the custom grid's CRS)")
+            if self.snap is not None:
+                raise ConfigError("`snap` applies to a custom grid (`crs` with `resolution`)")
+            if self.zoom is None:
+                raise ConfigError("`zoom` is required (or `crs` with `resolution`)")
+            grid = load_grid(self.tms)  # validates an id or a TMS file
+            if grid.is_default:
+                check_zoom(self.zoom)
+            else:
+                grid.check_zoom(self.zoom)
+            return
+        if self.tms is not None:
+            raise ConfigError("give either `tms` or `crs` with `resolution`, not both")
+        if self.resolution is None:
+            raise ConfigError("`crs` needs `resolution` (the pixel size, in the CRS's units)")
+        if isinstance(self.resolution, bool) or not isinstance(self.resolution, int | float):
+            raise ConfigError(f"`resolution` must be a number, got {self.resolution!r}")
+        if not (math.isfinite(self.resolution) and self.resolution > 0):
+            raise ConfigError(f"`resolution` must be a positive number, got {self.resolution}")
+        if self.zoom is not None:
+            raise ConfigError(
+                "`zoom` is decided by `resolution` on a custom grid (`crs`): leave it out"
+            )
+        if self.snap not in (None, "native", "none"):
+            raise ConfigError(f"`snap` must be native or none, got {self.snap!r}")
+        if self.crs != "auto-utm":
+            parse_crs(self.crs)
+        if isinstance(self.source, Tiler | PgstacTiler):
+            raise ConfigError(
+                "a custom grid (`crs`) is known only in-process: a dynamic tiler (`tiler`) "
+                "serves named TileMatrixSets (`tms`)"
+            )
 
     def _check_method(self) -> None:
         """Refuse method/source combinations that cannot work, before anything is read."""
@@ -203,7 +254,11 @@ class AssembleKwargs(TypedDict, total=False):
     """
 
     # area and grid
-    zoom: int  # TileMatrixSet level (0-24)
+    zoom: int  # TileMatrixSet level (0-24 for WebMercatorQuad)
+    tms: str | Path  # morecantile TileMatrixSet id or OGC TMS 2.0 JSON file
+    crs: str  # custom grid: EPSG:XXXX, WKT, PROJ or "auto-utm" (with resolution)
+    resolution: float  # custom grid: pixel size in crs units
+    snap: str  # custom grid: native (the sources' pixel grid) or none
     bbox: Sequence[float]  # W S E N in lon/lat; W > E crosses the antimeridian
     aoi: Mapping[str, Any] | str | Path  # GeoJSON mapping, text or file
     clip: bool  # mask pixels outside the AOI polygon
@@ -425,8 +480,9 @@ def build_options(**options: Any) -> AssembleOptions:
     """
     groups = _group(options)
     run = groups.get("run", {})
-    if "zoom" not in run:
-        raise ConfigError("zoom is required")
+    if "zoom" not in run and "crs" not in run:
+        raise ConfigError("`zoom` is required (or `crs` with `resolution`)")
+    run.setdefault("zoom", None)
     if "bbox" in run and len(run["bbox"]) != 4:
         raise ConfigError(f"bbox needs 4 numbers W S E N, got {len(run['bbox'])}")
     visual = groups.get("visual")

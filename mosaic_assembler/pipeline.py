@@ -31,7 +31,7 @@ import rasterio
 from mosaic_assembler.chunks import ChunkJob, ChunkResult, RunSpec
 from mosaic_assembler.errors import ConfigError, EmptyPlanError, OutputError, TilesFailedError
 from mosaic_assembler.executors import run_chunks
-from mosaic_assembler.grid import Chunk, Clipper, Plan, plan_chunks, plan_tiles
+from mosaic_assembler.grid import Chunk, Clipper, Plan, check_split, plan_chunks, plan_tiles
 from mosaic_assembler.options import (
     AssembleOptions,
     AssembleResult,
@@ -115,15 +115,23 @@ class Planned:
 def plan(r: Resolved, t0: float) -> Planned:
     """Tiles of the AOI (with the assets of each) grouped into chunks."""
     opts = r.opts
-    tiles = plan_tiles(r.aoi, opts.zoom, r.read.tilesize, opts.max_pixels)
+    tiles = plan_tiles(r.aoi, r.zoom, r.read.tilesize, opts.max_pixels, r.grid)
+    if opts.split_zoom is not None:
+        check_split(r.grid, opts.split_zoom, r.zoom)
     if r.source is not None:
-        jobs = [(t, tuple(r.source.assets_for_tile(*t))) for t in tiles.tiles]
+        # the source's lookup in the run's TMS (a mosaicJSON may have its own)
+        own = r.grid.is_default and not getattr(r.source, "tms_json", "")
+        on = {} if own else {"tms": r.grid.tms}
+        jobs = [(t, tuple(r.source.assets_for_tile(*t, **on))) for t in tiles.tiles]
         jobs = [(t, a) for t, a in jobs if a]
     else:
         jobs = [(t, ()) for t in tiles.tiles]
     chunk_tiles = opts.chunk_tiles or max(1, 4096 // tiles.tilesize)
     chunks = plan_chunks(tiles, chunk_tiles, (t for t, _ in jobs))
     overviews = opts.cog.chunk_overviews(tiles.tilesize, chunk_tiles * tiles.tilesize)
+    if tiles.window is not None:
+        # a cropped output: the chunks' overviews do not align with its window, GDAL makes them
+        overviews = None
     seconds = {"plan": time.perf_counter() - t0}
     return Planned(tiles, jobs, chunks, chunk_tiles, overviews, seconds, t0)
 
@@ -257,7 +265,7 @@ def _run_spec(r: Resolved, p: Planned, prep: Prepared, state: RunState) -> RunSp
         or default_concurrency(first_assets)
     )
     return RunSpec(
-        p.plan, prep.tiler, Clipper.from_aoi(r.aoi) if opts.clip else None, prep.bands,
+        p.plan, prep.tiler, Clipper.from_aoi(r.aoi, r.grid) if opts.clip else None, prep.bands,
         concurrency, str(state.chunk_dir), opts.visual, tuple(gdal_config(opts).items()),
         p.overviews,
     )  # fmt: skip
@@ -270,9 +278,11 @@ def _hash_parts(r: Resolved, p: Planned, prep: Prepared) -> dict[str, Any]:
     for tile, assets in p.jobs:
         digest.update(f"{tile}:{'|'.join(asset_token(a) for a in assets)}\n".encode())
     http = prep.http
+    grid = {} if r.grid.is_default else {"grid": r.grid.tms_json, "window": p.plan.window}
     return {
+        **grid,
         "aoi": r.aoi.geojson,
-        "zoom": opts.zoom,
+        "zoom": r.zoom,
         "read": dataclasses.asdict(prep.read),
         "clip": opts.clip,
         "jobs": digest.hexdigest(),
@@ -391,12 +401,13 @@ def _write_output(
         )  # fmt: skip
         return staged, outputs
     vrt = write_vrt(
-        workdir / "chunks.vrt", p.plan, parts, bands, overviews=p.overviews, cog=opts.cog
-    )
+        workdir / "chunks.vrt", p.plan, parts, bands, p.plan.window, overviews=p.overviews,
+        cog=opts.cog,
+    )  # fmt: skip
     cog = workdir / "out.tif"
     finalize_cog(
         vrt, cog, opts.cog, existing_overviews=p.overviews is not None,
-        chunk_columns=-(-p.plan.width // (p.chunk_tiles * p.plan.tilesize)),
+        chunk_columns=-(-p.plan.output_window[3] // (p.chunk_tiles * p.plan.tilesize)),
     )  # fmt: skip
     return cog, ()
 
@@ -414,14 +425,16 @@ def _result(
     outputs: tuple[Path, ...] = (),
 ) -> AssembleResult:
     plan = p.plan
+    _, _, height, width = plan.output_window
     count, dtype = (bands.count, bands.dtype) if bands else (0, "")
     nbytes = numpy.dtype(dtype).itemsize if dtype else 0
     return AssembleResult(
         path=path, tiles_total=len(plan.tiles), tiles_done=counts.done,
         tiles_empty=counts.empty, tiles_failed=len(counts.failed),
-        failed_tiles=tuple(sorted(t for t, _ in counts.failed)), width=plan.width,
-        height=plan.height, count=count, dtype=dtype, zoom=plan.zoom, tilesize=plan.tilesize,
-        bounds=plan.bounds, estimated_bytes=plan.width * plan.height * count * nbytes,
+        failed_tiles=tuple(sorted(t for t, _ in counts.failed)), width=width,
+        height=height, count=count, dtype=dtype, zoom=plan.zoom, tilesize=plan.tilesize,
+        bounds=plan.bounds, estimated_bytes=width * height * count * nbytes,
         size_bytes=size, seconds=p.seconds, dry_run=dry_run, chunks=len(p.chunks),
         chunks_resumed=resumed, run_dir=run_dir, outputs=outputs,
+        crs=plan.grid.crs_text if plan.grid.crs.to_epsg() else "custom", tms=plan.grid.id,
     )  # fmt: skip

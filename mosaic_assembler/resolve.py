@@ -19,7 +19,7 @@ from typing import Any
 
 from mosaic_assembler.errors import ConfigError, SourceError
 from mosaic_assembler.expressions import expression_assets, expression_dtype, translate_expression
-from mosaic_assembler.grid import AOI
+from mosaic_assembler.grid import AOI, WEB_MERCATOR, Grid
 from mosaic_assembler.options import AssembleOptions, ItemsFile, PgstacTiler, StacSearch
 from mosaic_assembler.selection import ReadOptions
 from mosaic_assembler.sources import open_source
@@ -42,6 +42,8 @@ class Resolved:
         read: the read options, with an expression's asset names turned into band names.
         search_key: the hash of the STAC search (pins its items), or "".
         pinned: the items came from the run directory (a resumed run).
+        grid: the output's TileMatrixSet (`tms`, or the custom grid of `crs` + `resolution`).
+        zoom: its level of the output.
     """
 
     output: Path
@@ -53,6 +55,8 @@ class Resolved:
     read: ReadOptions
     search_key: str = ""
     pinned: bool = False
+    grid: Grid = WEB_MERCATOR
+    zoom: int = 0
 
 
 def resolve(output: Path, opts: AssembleOptions) -> Resolved:
@@ -81,7 +85,23 @@ def resolve(output: Path, opts: AssembleOptions) -> Resolved:
     if aoi is None:
         assert source is not None  # AssembleOptions requires an AOI without a source
         aoi = AOI.from_bbox(*source.bounds)
-    return Resolved(output, opts, run_dir, aoi, source, assets, read, key, pinned)
+    grid, zoom = _grid(opts, aoi, source, read.tilesize)
+    return Resolved(output, opts, run_dir, aoi, source, assets, read, key, pinned, grid, zoom)
+
+
+def _grid(opts: AssembleOptions, aoi: AOI, source: Any, tilesize: int) -> tuple[Grid, int]:
+    """The output grid and level: `tms` at `zoom`, or the custom grid of `crs`."""
+    from mosaic_assembler._tms import load_grid
+
+    if opts.crs is None:
+        assert opts.zoom is not None  # AssembleOptions requires it without `crs`
+        return load_grid(opts.tms), opts.zoom
+    from mosaic_assembler._native import resolve_custom_grid
+
+    assert opts.resolution is not None  # AssembleOptions requires it with `crs`
+    assets = source.all_assets() if source is not None else None
+    grid, zoom, _ = resolve_custom_grid(opts.crs, opts.resolution, opts.snap, aoi, tilesize, assets)
+    return grid, zoom
 
 
 def load_aoi(aoi: Mapping[str, Any] | str | Path) -> AOI:
@@ -135,7 +155,8 @@ def _search(
         source = open_stac_search(st, assets, extra_assets=extra, **where)
     if st.save_mosaicjson:
         save_mosaicjson(
-            source, st.save_mosaicjson, minzoom=max(0, opts.zoom - 3), maxzoom=opts.zoom,
+            source, st.save_mosaicjson, minzoom=max(0, (opts.zoom or 0) - 3),
+            maxzoom=opts.zoom or 0,
             asset=st.mosaicjson_asset,
         )  # fmt: skip
         logger.info("saved the search as %s", st.save_mosaicjson)
@@ -160,7 +181,7 @@ def prepare(r: Resolved, jobs: Sequence[tuple[Tile, tuple[Any, ...]]]) -> Prepar
     tiler: Any
     read = r.read
     if http is not None:
-        tiler = HttpTiler(http, read)
+        tiler = HttpTiler(http, read, r.grid.id)
     else:
         from mosaic_assembler.tilers.local import LocalTiler
 
@@ -168,7 +189,7 @@ def prepare(r: Resolved, jobs: Sequence[tuple[Tile, tuple[Any, ...]]]) -> Prepar
             first = dataclasses.replace(read, expression=None, pixel_selection="first")
             dtype = expression_dtype(read, LocalTiler(first).band_info(probe).dtype)
             read = dataclasses.replace(read, output_dtype=dtype)
-        tiler = LocalTiler(read)
+        tiler = LocalTiler(read, r.grid)
     bands: BandInfo | None = tiler.band_info(probe)
     if bands is not None and opts.visual is not None:
         opts.visual.check_bands(bands.count)

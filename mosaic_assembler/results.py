@@ -34,6 +34,7 @@ class AssembleResult:
         chunks: chunks in the plan; chunks_resumed: of those, found finished in the run
             directory and not computed again.
         outputs: the split COGs (with split_zoom), else empty.
+        crs: the output's CRS; tms: its TileMatrixSet id (`zoom` is its level).
     """
 
     path: Path | None
@@ -57,6 +58,8 @@ class AssembleResult:
     chunks_resumed: int = 0
     run_dir: Path | None = None
     outputs: tuple[Path, ...] = ()
+    crs: str = "EPSG:3857"
+    tms: str = "WebMercatorQuad"
 
     def to_json(self) -> str:
         """The result as a JSON object (paths as strings)."""

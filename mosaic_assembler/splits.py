@@ -2,6 +2,10 @@
 
 For outputs too large for one file. The zoom-Z tiles align with the output grid (it is made
 of tiles of a deeper zoom), so the split outputs tile the output exactly: no gap, no overlap.
+On another TileMatrixSet the split tiles are the parents in that TMS (each level halves the
+matrix, as in every quadtree TMS and the custom grids); a name is the tile's quadkey when
+its x and y fit one (else `Z-X-Y`), and the mosaicJSON carries the TMS (`tilematrixset`).
+A custom grid's split files are cropped to the output's window like the single COG.
 """
 
 from __future__ import annotations
@@ -26,17 +30,28 @@ def split_windows(
 ) -> dict[str, tuple[int, int, int, int]]:
     """Quadkey → (row_off, col_off, height, width) of each zoom-Z tile holding a tile."""
     d = plan.zoom - split_zoom
-    f, n, ts = 2**d, 2**plan.zoom, plan.tilesize
+    f, n, ts = 2**d, plan.wrap, plan.tilesize
+    wr0, wc0, wh, ww = plan.output_window
     windows = {}
     for px, py in sorted({(x >> d, y >> d) for x, y, _ in tiles}):
         c0 = (px * f - plan.x_start) % n
         if c0 + f > n:  # the quadkey starts west of the output's first column
             c0 -= n
         r0 = py * f - plan.y_start
-        col0, row0 = max(0, c0 * ts), max(0, r0 * ts)
-        col1, row1 = min(plan.width, (c0 + f) * ts), min(plan.height, (r0 + f) * ts)
-        windows[mercantile.quadkey(px, py, split_zoom)] = (row0, col0, row1 - row0, col1 - col0)
+        col0, row0 = max(wc0, c0 * ts), max(wr0, r0 * ts)
+        col1 = min(wc0 + ww, (c0 + f) * ts)
+        row1 = min(wr0 + wh, (r0 + f) * ts)
+        if col1 <= col0 or row1 <= row0:
+            continue  # outside a custom grid's cropped output
+        windows[split_name(px, py, split_zoom)] = (row0, col0, row1 - row0, col1 - col0)
     return windows
+
+
+def split_name(x: int, y: int, z: int) -> str:
+    """A split file's name: the tile's quadkey, or Z-X-Y when x or y does not fit one."""
+    if x < 2**z and y < 2**z:
+        return mercantile.quadkey(x, y, z) if z else "0"
+    return f"{z}-{x}-{y}"
 
 
 def write_split(
@@ -78,9 +93,11 @@ def write_split(
         features.append(
             {"type": "Feature", "geometry": geom, "properties": {"path": path, "quadkey": qk}}
         )
-        items.append(_stac_item(qk, geom, bbox, window, now))
-    mosaic = _mosaicjson(features, split_zoom, plan.zoom)
-    (out_dir / "mosaic.json").write_text(mosaic.model_dump_json(exclude_none=True))
+        items.append(_stac_item(qk, geom, bbox, window, now, plan.grid.crs.to_epsg()))
+    if all(_is_quadkey(f["properties"]["quadkey"]) for f in features):
+        tms = None if plan.grid.is_default else plan.grid.tms
+        mosaic = _mosaicjson(features, split_zoom, plan.zoom, tms)
+        (out_dir / "mosaic.json").write_text(mosaic.model_dump_json(exclude_none=True))
     (out_dir / "items.json").write_text(
         json.dumps({"type": "FeatureCollection", "features": items})
     )
@@ -113,12 +130,25 @@ def _write_quadkey(
     shutil.rmtree(work)
 
 
+def _is_quadkey(name: str) -> bool:
+    return name.isdigit() and set(name) <= set("0123")
+
+
 def _footprint(plan: Plan, window: tuple[int, int, int, int]) -> tuple[dict[str, Any], list[float]]:
     """A window's GeoJSON polygon (latitudes clamped to Web Mercator's) and its lon/lat bbox."""
     row0, col0, height, width = window
     t = plan.transform
     left, top = t * (col0, row0)
     right, bottom = t * (col0 + width, row0 + height)
+    if not plan.grid.is_default:
+        from rasterio.warp import transform_bounds
+
+        w, s, e, n = transform_bounds(
+            plan.grid.crs, "EPSG:4326", left, bottom, right, top, densify_pts=21
+        )
+        if e < w:  # past 180°
+            e += 360.0
+        return dict(mapping(box(w, s, e, n))), [w, s, e, n]
     west, north = mercantile.lnglat(left, top)
     east, south = mercantile.lnglat(right, bottom)
     if east < west:  # past 180°
@@ -133,6 +163,7 @@ def _stac_item(
     bbox: list[float],
     window: tuple[int, int, int, int],
     now: str,
+    epsg: int | None = 3857,
 ) -> dict[str, Any]:
     """The STAC item of one split COG (a relative href: valid wherever the directory goes)."""
     return {
@@ -146,7 +177,7 @@ def _stac_item(
             "datetime": now,
             "mosaic:quadkey": qk,
             "mosaic:shape": [window[2], window[3]],
-            "mosaic:epsg": 3857,
+            "mosaic:epsg": epsg,
         },
         "assets": {
             "data": {
@@ -159,7 +190,9 @@ def _stac_item(
     }
 
 
-def _mosaicjson(features: list[dict[str, Any]], split_zoom: int, maxzoom: int) -> MosaicJSON:
+def _mosaicjson(
+    features: list[dict[str, Any]], split_zoom: int, maxzoom: int, tms: Any = None
+) -> MosaicJSON:
     """The mosaicJSON of the split COGs: each quadkey lists exactly its own file.
 
     (`MosaicJSON.from_features` would also list neighbours whose footprints only touch the
@@ -177,4 +210,5 @@ def _mosaicjson(features: list[dict[str, Any]], split_zoom: int, maxzoom: int) -
         quadkey_zoom=split_zoom,
         bounds=(min(lons), min(lats), min(max(lons), 180.0), max(lats)),
         tiles={f["properties"]["quadkey"]: [f["properties"]["path"]] for f in features},
+        **({"tilematrixset": tms} if tms is not None else {}),
     )

@@ -128,7 +128,7 @@ def print_plan(r: AssembleResult) -> None:
         f"{r.tiles_total - r.tiles_empty} with assets"
     )
     bands = f"{r.count} band(s) {r.dtype}" if r.count else "bands decided by the tiler"
-    click.echo(f"output:  {r.width} x {r.height} px, {bands}, EPSG:3857")
+    click.echo(f"output:  {r.width} x {r.height} px, {bands}, {r.crs}")
     click.echo("bounds:  " + ", ".join(f"{v:.3f}" for v in r.bounds))
     if r.count:
         click.echo(f"size:    {human(r.estimated_bytes)} uncompressed (estimated)")

@@ -49,6 +49,7 @@ def execute(output: str, dry_run: bool, as_json: bool, quiet: int, **options: An
 @click.argument("output", type=click.Path())
 @o.area
 @o.grid
+@o.output_grid
 @o.sources
 @o.tiler
 @o.pixels

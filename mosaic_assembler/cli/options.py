@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import click
@@ -197,7 +198,10 @@ area = group(bbox_opt, aoi_opt)
 
 # ---------------------------------------------------------------------------------- grid
 zoom_opt = click.option(
-    "--zoom", "-z", type=int, required=True, help="WebMercatorQuad zoom (0-24)."
+    "--zoom",
+    "-z",
+    type=int,
+    help="Level of the TileMatrixSet (WebMercatorQuad: 0-24); required unless --crs.",
 )
 zooms_opt = click.option(
     "--zooms",
@@ -228,6 +232,55 @@ def tilesize_choice(default: int = 512) -> Decorator:
 
 tilesize_opt = tilesize_choice(512)
 grid = group(zoom_opt, tilesize_opt)
+
+
+class GridTmsType(click.ParamType):
+    """A morecantile TileMatrixSet id or an OGC TMS 2.0 JSON file (validated by the core)."""
+
+    name = "ID|FILE"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> str:  # noqa: D102
+        import morecantile
+
+        text = str(value)
+        if text in morecantile.tms.list() or text.endswith(".json") or Path(text).is_file():
+            return text
+        self.fail(
+            f"unknown TileMatrixSet {text!r}: use one of {', '.join(morecantile.tms.list())} "
+            "or a TMS JSON file",
+            param,
+            ctx,
+        )
+
+
+#: The output grid of `assemble` (README: "Output grids").
+output_grid = group(
+    click.option(
+        "--tms",
+        "tms",
+        type=GridTmsType(),
+        help="Output TileMatrixSet: a morecantile id (WGS1984Quad, EuropeanETRS89_LAEAQuad, "
+        "UTM31WGS84Quad …) or an OGC TMS 2.0 JSON file [default: WebMercatorQuad].",
+    ),
+    click.option(
+        "--crs",
+        metavar="CRS",
+        help="A custom grid in this CRS (EPSG:32631, WKT, PROJ, or auto-utm: the UTM zone "
+        "of the AOI's centre); with --resolution, instead of --tms/--zoom.",
+    ),
+    click.option(
+        "--resolution",
+        type=float,
+        metavar="R",
+        help="Pixel size of the --crs grid, in its units.",
+    ),
+    click.option(
+        "--snap",
+        type=click.Choice(["native", "none"]),
+        help="native: the --crs grid is the sources' pixel grid (no resampling; the default "
+        "when they all share --crs and --resolution); none: pixel corners at multiples of R.",
+    ),
+)
 
 # ------------------------------------------------------------------------------- sources
 items_opt = click.option(

@@ -41,14 +41,22 @@ class MosaicJSONSource:
     maxzoom: int
     bounds: tuple[float, float, float, float]
     tiles: dict[str, tuple[str, ...]]
+    tms_json: str = ""  # the document's `tilematrixset` ("": WebMercatorQuad)
 
     @cached_property
     def _sorted_quadkeys(self) -> tuple[str, ...]:
         return tuple(sorted(self.tiles))
 
+    @cached_property
+    def tms(self) -> morecantile.TileMatrixSet:
+        """The TileMatrixSet of the document's quadkeys."""
+        if not self.tms_json:
+            return _WMQ
+        return morecantile.TileMatrixSet.model_validate_json(self.tms_json)
+
     def quadkeys_for_tile(self, x: int, y: int, z: int) -> list[str]:
         """The document's quadkeys covering tile (x, y, z), in cogeo-mosaic's order."""
-        quadkey = _WMQ.quadkey(morecantile.Tile(x, y, z))
+        quadkey = self.tms.quadkey(morecantile.Tile(x, y, z))
         if z >= self.quadkey_zoom:
             parent = quadkey[: self.quadkey_zoom]
             return [parent] if parent in self.tiles else []
@@ -57,10 +65,46 @@ class MosaicJSONSource:
         hi = bisect.bisect_left(keys, quadkey + "4", lo)  # digits are 0-3: "4" sorts after
         return list(keys[lo:hi])
 
-    def assets_for_tile(self, x: int, y: int, z: int) -> list[str]:
-        """Assets of the quadkey(s) covering tile (x, y, z)."""
+    def assets_for_tile(
+        self, x: int, y: int, z: int, tms: morecantile.TileMatrixSet | None = None
+    ) -> list[str]:
+        """Assets of the quadkey(s) covering tile (x, y, z) of `tms` (None: the document's).
+
+        For a tile of another TMS, cogeo-mosaic's `assets_for_bbox` of the tile's geographic
+        bounds: the document's quadkeys from its top-left to its bottom-right, column by
+        column (as TiTiler looks them up for that TMS).
+        """
+        if tms is not None and tms.id != self.tms.id:
+            return self._assets_for_other_tms(tms, x, y, z)
         quadkeys = self.quadkeys_for_tile(x, y, z)
         return list(dict.fromkeys(itertools.chain.from_iterable(self.tiles[q] for q in quadkeys)))
+
+    def _assets_for_other_tms(
+        self, tms: morecantile.TileMatrixSet, x: int, y: int, z: int
+    ) -> list[str]:
+        from rasterio.warp import transform_bounds
+
+        own = self.tms
+        xmin, ymin, xmax, ymax = tms.bounds(morecantile.Tile(x, y, z))
+        if tms.rasterio_geographic_crs != own.rasterio_geographic_crs:
+            xmin, ymin, xmax, ymax = transform_bounds(
+                tms.rasterio_geographic_crs, own.rasterio_geographic_crs, xmin, ymin, xmax, ymax
+            )
+        # a tile across 180° (UTM zone 60 over Fiji) has xmin > xmax: its two sides
+        # (cogeo-mosaic would find no quadkey)
+        parts = [(xmin, xmax)] if xmin <= xmax else [(xmin, 180.0), (-180.0, xmax)]
+        keys = []
+        for west, east in parts:
+            tl = own.tile(west, ymax, self.quadkey_zoom)
+            br = own.tile(east, ymin, self.quadkey_zoom)
+            keys += [
+                own.quadkey(morecantile.Tile(tx, ty, self.quadkey_zoom))
+                for tx in range(tl.x, br.x + 1)
+                for ty in range(tl.y, br.y + 1)
+            ]
+        return list(
+            dict.fromkeys(itertools.chain.from_iterable(self.tiles.get(k, ()) for k in keys))
+        )
 
     def all_assets(self) -> list[str]:
         """Every asset, de-duplicated, in first-seen order."""
@@ -73,7 +117,7 @@ def open_mosaicjson(path: str | Path) -> MosaicJSONSource:
     Relative asset paths resolve against the mosaicJSON's directory.
 
     Raises:
-        SourceError: missing file, invalid JSON, not a mosaicJSON, or a non-WebMercatorQuad TMS.
+        SourceError: missing file, invalid JSON, not a mosaicJSON, or a TMS without quadkeys.
     """
     doc: Any = read_json(path, "mosaicJSON")
     try:
@@ -82,11 +126,14 @@ def open_mosaicjson(path: str | Path) -> MosaicJSONSource:
         first = e.errors()[0]
         loc = ".".join(str(p) for p in first["loc"]) or "document"
         raise SourceError(f"{str(path)!r} is not a valid mosaicJSON: {loc}: {first['msg']}") from e
+    tms_json = ""
     if mosaic.tilematrixset is not None and mosaic.tilematrixset.id != "WebMercatorQuad":
-        raise SourceError(
-            f"mosaicJSON {str(path)!r} uses TileMatrixSet {mosaic.tilematrixset.id!r}; "
-            "only WebMercatorQuad is supported"
-        )
+        if not mosaic.tilematrixset.is_quadtree:
+            raise SourceError(
+                f"mosaicJSON {str(path)!r} uses TileMatrixSet {mosaic.tilematrixset.id!r}, "
+                "which is not a quadtree: it has no quadkeys"
+            )
+        tms_json = mosaic.tilematrixset.model_dump_json(exclude_none=True)
     if not mosaic.tiles:
         raise SourceError(f"mosaicJSON {str(path)!r} lists no tiles")
     qk_zoom = mosaic.quadkey_zoom if mosaic.quadkey_zoom is not None else mosaic.minzoom
@@ -109,4 +156,5 @@ def open_mosaicjson(path: str | Path) -> MosaicJSONSource:
         maxzoom=mosaic.maxzoom,
         bounds=tuple(mosaic.bounds),  # type: ignore[arg-type]
         tiles=tiles,
+        tms_json=tms_json,
     )

@@ -60,15 +60,36 @@ class StacItemsSource:
         """Lon/lat bounds of all item footprints."""
         return _union_bounds(self.footprints)
 
-    def assets_for_tile(self, x: int, y: int, z: int) -> list[ItemAssets]:
-        """Items whose footprint intersects tile (x, y, z), in file order."""
-        b = mercantile.bounds(x, y, z)
-        hits = self._tree.query(box(b.west, b.south, b.east, b.north), predicate="intersects")
-        return [self.items[i] for i in sorted(int(h) for h in hits)]
+    def assets_for_tile(self, x: int, y: int, z: int, tms: Any = None) -> list[ItemAssets]:
+        """Items whose footprint intersects tile (x, y, z), in file order.
+
+        `tms`: the tile's morecantile TileMatrixSet (None: WebMercatorQuad); its lon/lat
+        bounds are densified, and split in two across 180°.
+        """
+        if tms is None or tms.id == "WebMercatorQuad":
+            b = mercantile.bounds(x, y, z)
+            boxes = [box(b.west, b.south, b.east, b.north)]
+        else:
+            boxes = _lonlat_boxes(tms, x, y, z)
+        hits = {int(h) for bx in boxes for h in self._tree.query(bx, predicate="intersects")}
+        return [self.items[i] for i in sorted(hits)]
 
     def all_assets(self) -> list[ItemAssets]:
         """Every item, in file order."""
         return list(self.items)
+
+
+def _lonlat_boxes(tms: Any, x: int, y: int, z: int) -> list[Any]:
+    """A tile of any TMS as lon/lat boxes (two when it straddles 180°)."""
+    import morecantile
+    from rasterio.crs import CRS
+    from rasterio.warp import transform_bounds
+
+    b = tms.xy_bounds(morecantile.Tile(x, y, z))
+    w, s, e, n = transform_bounds(tms.rasterio_crs, CRS.from_epsg(4326), *b, densify_pts=21)
+    if w <= e:
+        return [box(w, s, e, n)]
+    return [box(w, s, 180.0, n), box(-180.0, s, e, n)]
 
 
 def _union_bounds(footprints: tuple[str, ...]) -> tuple[float, float, float, float]:

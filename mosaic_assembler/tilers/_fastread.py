@@ -22,6 +22,11 @@ the warp time again.
 Open datasets are cached per thread (GDAL handles are not thread-safe), at most
 `MAX_OPEN` of them, keyed by href plus the file's size and mtime, so a file rewritten in
 place is reopened.
+
+Any TileMatrixSet (`tms=`, as rio-tiler's readers take it): the same warp is made in the
+TMS's CRS, which is what rio-tiler does for it (its `part` only special-cases WGS84 sources
+for a Web Mercator target); a source already in the TMS's CRS is read by rio-tiler (a
+window read, no warp). The readers are cached per TMS too.
 """
 
 from __future__ import annotations
@@ -56,6 +61,27 @@ MAX_OPEN = 64  # open datasets (and parsed STAC items) kept per thread
 _WGS84 = CRS.from_epsg(4326)
 _TMS_CRS = WEB_MERCATOR_TMS.rasterio_crs  # the default TMS of rio-tiler's readers
 _local = threading.local()
+_TMS_KEYS: dict[int, tuple[Any, str]] = {}  # id(tms) → (weak reference, its JSON digest)
+_TMS_LOCK = threading.Lock()
+
+
+def _tms_key(tms: Any) -> str:
+    """A stable key of a TileMatrixSet ("" for rio-tiler's default)."""
+    if tms is None:
+        return ""
+    import hashlib
+    import weakref
+
+    with _TMS_LOCK:
+        entry = _TMS_KEYS.get(id(tms))
+        if entry is not None and entry[0]() is tms:
+            return entry[1]
+        key = hashlib.sha1(tms.model_dump_json().encode()).hexdigest()
+        _TMS_KEYS[id(tms)] = (weakref.ref(tms), key)
+        if len(_TMS_KEYS) > 256:
+            for k in [k for k, (ref, _) in _TMS_KEYS.items() if ref() is None]:
+                del _TMS_KEYS[k]
+        return key
 
 
 @dataclass
@@ -66,6 +92,7 @@ class _Source:
     fast: bool  # rio-tiler's read of it is the plain warp done below
     dst_transform: Affine | None  # default transform of the dataset in the tile grid's CRS
     nodata: float | None
+    tms_crs: CRS = _TMS_CRS  # the tile grid's CRS
 
     def close(self) -> None:
         self.reader.close()
@@ -106,18 +133,23 @@ def _file_key(href: str) -> tuple:
     return (href, st.st_size, st.st_mtime_ns)
 
 
-def _open(href: str) -> _Source:
+def _open(href: str, tms: Any = None) -> _Source:
     def make() -> _Source:
-        reader = Reader(href)
+        reader = Reader(href) if tms is None else Reader(href, tms=tms)
         try:
             src: Any = reader.dataset
-            tms_crs = _TMS_CRS
+            tms_crs = _TMS_CRS if tms is None else tms.rasterio_crs
+            mercator = tms_crs == _TMS_CRS
             fast = (
                 src.nodata is not None
                 and not has_alpha_band(src)
                 and src.crs is not None
                 and src.crs != tms_crs
-                and not (src.crs == _WGS84 and (src.bounds[1] < -85.06 or src.bounds[3] > 85.06))
+                and not (
+                    mercator
+                    and src.crs == _WGS84
+                    and (src.bounds[1] < -85.06 or src.bounds[3] > 85.06)
+                )
                 and not reader.options
             )
             dst_transform = None
@@ -125,12 +157,13 @@ def _open(href: str) -> _Source:
                 dst_transform, _, _ = calculate_default_transform(
                     src.crs, tms_crs, src.width, src.height, *src.bounds
                 )
-            return _Source(reader, fast, dst_transform, src.nodata)
+            return _Source(reader, fast, dst_transform, src.nodata, tms_crs)
         except Exception:
             reader.close()
             raise
 
-    return _cached("sources", _file_key(href), make)
+    key = _file_key(href)
+    return _cached("sources", key if tms is None else (*key, _tms_key(tms)), make)
 
 
 def _vrt_grid(
@@ -158,12 +191,13 @@ def _warp(
     indexes: tuple[int, ...],
     resampling_method: str,
     assets: list[str],
+    tms_crs: CRS = _TMS_CRS,
 ) -> ImageData:
     """The read of `rio_tiler.reader.part`/`read` for a nodata source in another CRS."""
     vrt_transform, vrt_width, vrt_height = grid
     with WarpedVRT(
         src,
-        crs=_TMS_CRS,
+        crs=tms_crs,
         transform=vrt_transform,
         width=vrt_width,
         height=vrt_height,
@@ -182,7 +216,7 @@ def _warp(
     return ImageData(
         numpy.ma.MaskedArray(data, mask=mask),
         assets=assets,
-        crs=_TMS_CRS,
+        crs=tms_crs,
         bounds=bounds,
         band_names=[f"b{idx}" for idx in indexes],
     )
@@ -197,13 +231,14 @@ def reader_tile(
     indexes: int | Sequence[int] | None = None,
     expression: str | None = None,
     resampling_method: str = "nearest",
+    tms: Any = None,
 ) -> ImageData:
-    """`rio_tiler.io.Reader(href).tile(x, y, z, ...)`, same pixels and mask.
+    """`rio_tiler.io.Reader(href, tms=tms).tile(x, y, z, ...)`, same pixels and mask.
 
     Raises:
         TileOutsideBounds: the tile does not intersect the dataset.
     """
-    source = _open(href)
+    source = _open(href, tms)
     reader = source.reader
     if not source.fast:
         return reader.tile(
@@ -237,6 +272,7 @@ def reader_tile(
         tuple(indexes),
         resampling_method,
         [href],
+        source.tms_crs,
     )
     return img.apply_expression(expression) if expression else img
 
@@ -247,9 +283,18 @@ class _Item:
     hrefs: dict[str, str] | None  # asset → href when every asset can be read plainly
 
 
-def _item(item: Callable[[], dict[str, Any]], assets: tuple[str, ...], key: Any) -> _Item:
+def _item(
+    item: Callable[[], dict[str, Any]], assets: tuple[str, ...], key: Any, tms: Any = None
+) -> _Item:
     def make() -> _Item:
-        stac = STACReader(None, item=item(), include_assets=set(assets), include_asset_types=None)  # type: ignore[arg-type]  # None: no filter
+        grid = {} if tms is None else {"tms": tms}
+        stac = STACReader(
+            None,
+            item=item(),
+            include_assets=set(assets),
+            include_asset_types=None,  # type: ignore[arg-type]  # None: no filter
+            **grid,
+        )
         hrefs: dict[str, str] | None = {}
         for name in assets:
             try:
@@ -264,7 +309,7 @@ def _item(item: Callable[[], dict[str, Any]], assets: tuple[str, ...], key: Any)
             hrefs[name] = info["url"]
         return _Item(stac, hrefs)
 
-    return _cached("items", key, make)
+    return _cached("items", key if tms is None else (key, _tms_key(tms)), make)
 
 
 def stac_tile(
@@ -275,9 +320,10 @@ def stac_tile(
     y: int,
     z: int,
     expression: str | None = None,
+    tms: Any = None,
     **kwargs: Any,
 ) -> ImageData:
-    """`STACReader(item).tile(x, y, z, assets=assets, expression=..., **kwargs)`.
+    """`STACReader(item, tms=tms).tile(x, y, z, assets=assets, expression=..., **kwargs)`.
 
     Args:
         item: returns the STAC item as a dict (called once per thread and key).
@@ -287,17 +333,20 @@ def stac_tile(
         y: tile row.
         z: zoom level.
         expression: rio-tiler band math over `assets`.
+        tms: the morecantile TileMatrixSet of the tile (None: rio-tiler's WebMercatorQuad).
         **kwargs: the rest of `STACReader.tile`'s options (tilesize, resampling …).
     """
-    it = _item(item, assets, key)
+    it = _item(item, assets, key, tms)
     if it.hrefs is None:
         return it.stac.tile(x, y, z, assets=list(assets), expression=expression, **kwargs)
     if not it.stac.tile_exists(x, y, z):
         raise TileOutsideBounds(f"Tile(x={x}, y={y}, z={z}) is outside bounds")
     hrefs = tuple(it.hrefs[name] for name in assets)
-    img = _stack_tile(hrefs, x, y, z, **kwargs) if len(hrefs) > 1 else None
+    img = _stack_tile(hrefs, x, y, z, tms=tms, **kwargs) if len(hrefs) > 1 else None
     if img is None:
-        img = ImageData.create_from_list([reader_tile(h, x, y, z, **kwargs) for h in hrefs])
+        img = ImageData.create_from_list(
+            [reader_tile(h, x, y, z, tms=tms, **kwargs) for h in hrefs]
+        )
     img.band_names = [f"b{ix + 1}" for ix in range(img.count)]
     return img.apply_expression(expression) if expression else img
 
@@ -314,13 +363,13 @@ class _Stack:
             self.dataset.close()
 
 
-def _stack(hrefs: tuple[str, ...]) -> _Stack:
+def _stack(hrefs: tuple[str, ...], tms: Any = None) -> _Stack:
     def make() -> _Stack:
         from xml.sax.saxutils import escape
 
         import rasterio
 
-        sources = [_open(h) for h in hrefs]
+        sources = [_open(h, tms) for h in hrefs]
         first = sources[0].reader.dataset
         if not all(
             s.fast
@@ -352,7 +401,8 @@ def _stack(hrefs: tuple[str, ...]) -> _Stack:
         )
         return _Stack(rasterio.open(xml), sources[0])
 
-    return _cached("stacks", tuple(_file_key(h) for h in hrefs), make)
+    key = tuple(_file_key(h) for h in hrefs)
+    return _cached("stacks", key if tms is None else (key, _tms_key(tms)), make)
 
 
 def _stack_tile(
@@ -363,6 +413,7 @@ def _stack_tile(
     tilesize: int = 256,
     indexes: int | Sequence[int] | None = None,
     resampling_method: str = "nearest",
+    tms: Any = None,
 ) -> ImageData | None:
     """The per-asset reads of `stac_tile` as one warp of all assets, or None.
 
@@ -378,12 +429,12 @@ def _stack_tile(
     """
     if indexes not in (None, 1, (1,), [1]):
         return None
-    stack = _stack(hrefs)
+    stack = _stack(hrefs, tms)
     if stack.dataset is None:
         return None
     source = stack.source
     assert source is not None and source.dst_transform is not None
-    bounds = tuple(WEB_MERCATOR_TMS.xy_bounds(Tile(x=x, y=y, z=z)))
+    bounds = tuple((tms or WEB_MERCATOR_TMS).xy_bounds(Tile(x=x, y=y, z=z)))
     grid = _vrt_grid(source.dst_transform, bounds, tilesize)
     if grid[1:] != (tilesize, tilesize):
         return None
@@ -398,4 +449,5 @@ def _stack_tile(
         tuple(range(1, len(hrefs) + 1)),
         resampling_method,
         list(hrefs),
+        source.tms_crs,
     )

@@ -63,7 +63,8 @@ class HttpOptions:
     """How tiles are requested.
 
     Attributes:
-        template: URL with {z}, {x}, {y} (and optionally {tilesize}).
+        template: URL with {z}, {x}, {y} (and optionally {tilesize}, {tileMatrixSetId}: the
+            run's TileMatrixSet id).
         params: extra query parameters (`--tiler-param`), appended unless in the template.
         headers: request headers (`--header`); `${NAME}` expands from the environment when the
             run starts. Never printed or logged.
@@ -146,6 +147,24 @@ def build_url_template(http: HttpOptions, read: ReadOptions) -> str:
     )
 
 
+def _fill_tms(template: str, tms_id: str) -> str:
+    """`{tileMatrixSetId}` of TiTiler's `/tiles/{tileMatrixSetId}/{z}/{x}/{y}` filled in.
+
+    Raises:
+        ConfigError: the template names another TileMatrixSet than the run's grid.
+    """
+    if "{tileMatrixSetId}" in template:
+        return template.replace("{tileMatrixSetId}", tms_id)
+    path = urlsplit(template).path
+    named = re.search(r"/tiles/([A-Za-z0-9_.-]+)/\{z\}", path)
+    if named and named.group(1) != tms_id:
+        raise ConfigError(
+            f"the `tiler` template requests TileMatrixSet {named.group(1)} but the output grid "
+            f"is {tms_id} (`tms`): write {{tileMatrixSetId}} in the template, or change `tms`"
+        )
+    return template
+
+
 class _Transient(Exception):
     def __init__(self, message: str, status: int | None = None, wait: float | None = None):
         super().__init__(message)
@@ -159,10 +178,10 @@ class HttpTiler:
     The assets handed to `read_tile` are ignored: the server resolves them.
     """
 
-    def __init__(self, http: HttpOptions, read: ReadOptions):
+    def __init__(self, http: HttpOptions, read: ReadOptions, tms_id: str = "WebMercatorQuad"):
         self.http = http
         self.read = read
-        self.url_template = build_url_template(http, read)
+        self.url_template = _fill_tms(build_url_template(http, read), tms_id)
         q = dict(parse_qsl(urlsplit(self.url_template).query))
         self.has_mask_band = q.get("return_mask", "true").lower() not in ("false", "0", "no")
         self.tilesize = read.tilesize

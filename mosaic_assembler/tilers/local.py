@@ -17,6 +17,7 @@ from rio_tiler.io import Reader, STACReader
 from rio_tiler.models import ImageData
 from rio_tiler.mosaic import mosaic_reader
 
+from mosaic_assembler._tms import WEB_MERCATOR, Grid
 from mosaic_assembler.errors import SourceError, TileReadError
 from mosaic_assembler.selection import QAMask, ReadOptions, make_method, method_traits
 from mosaic_assembler.sources import ItemAssets
@@ -39,29 +40,37 @@ def read_asset_tile(
     y: int,
     z: int,
     qa_mask: QAMask | None = None,
+    tms: Any = None,
     **kwargs: Any,
 ) -> ImageData:
     """Read one asset's part of a tile as rio-tiler does (the reader given to mosaic_reader).
 
-    Same pixels and mask as `Reader(asset).tile(...)` / `STACReader(item).tile(...)`, through
-    `_fastread` (datasets kept open, one warp per asset).
+    Same pixels and mask as `Reader(asset, tms=tms).tile(...)` /
+    `STACReader(item, tms=tms).tile(...)`, through `_fastread` (datasets kept open, one warp
+    per asset). `tms`: the morecantile TileMatrixSet (None: WebMercatorQuad).
 
     With `qa_mask`, the quality band is read too (nearest resampling: it is categorical) and
     the observations it flags are masked, so that no method sees them.
     """
     if isinstance(asset, ItemAssets):
-        img = stac_tile(lambda: asset.item, asset, asset.assets, x, y, z, **kwargs)
+        img = stac_tile(lambda: asset.item, asset, asset.assets, x, y, z, tms=tms, **kwargs)
     else:
-        img = reader_tile(asset, x, y, z, **kwargs)
+        img = reader_tile(asset, x, y, z, tms=tms, **kwargs)
     if qa_mask is not None:
-        qa = _read_qa(asset, x, y, z, qa_mask, kwargs.get("tilesize", 256))
+        qa = _read_qa(asset, x, y, z, qa_mask, kwargs.get("tilesize", 256), tms)
         mask = numpy.ma.getmaskarray(img.array) | qa_mask.exclude(qa)[numpy.newaxis]
         img.array = numpy.ma.MaskedArray(numpy.ma.getdata(img.array), mask=mask)
     return img
 
 
 def _read_qa(
-    asset: str | ItemAssets, x: int, y: int, z: int, qa_mask: QAMask, tilesize: int
+    asset: str | ItemAssets,
+    x: int,
+    y: int,
+    z: int,
+    qa_mask: QAMask,
+    tilesize: int,
+    tms: Any = None,
 ) -> numpy.ndarray:
     if isinstance(asset, ItemAssets):
         try:
@@ -70,13 +79,15 @@ def _read_qa(
             raise SourceError(
                 f"item {asset.id!r} has no asset {qa_mask.band!r} (the `mask_band`)"
             ) from e
-        img = reader_tile(href, x, y, z, tilesize=tilesize, indexes=1, resampling_method="nearest")
+        img = reader_tile(
+            href, x, y, z, tilesize=tilesize, indexes=1, resampling_method="nearest", tms=tms
+        )
     else:
         bidx = qa_mask.bidx
         if bidx is None:
             raise SourceError("with a mosaicJSON, `mask_band` is a band index of each COG")
         img = reader_tile(
-            asset, x, y, z, tilesize=tilesize, indexes=bidx, resampling_method="nearest"
+            asset, x, y, z, tilesize=tilesize, indexes=bidx, resampling_method="nearest", tms=tms
         )
     return numpy.ma.getdata(img.array)[0]
 
@@ -120,9 +131,11 @@ class LocalTiler:
 
     Attributes:
         options: pixel selection, tilesize, bands/expression, resampling.
+        grid: the TileMatrixSet of the tiles (WebMercatorQuad by default).
     """
 
     options: ReadOptions
+    grid: Grid = WEB_MERCATOR
 
     def read_tile(self, tile: tuple[int, int, int], assets: Sequence) -> TileData | None:
         """Mosaic the assets over one tile.
@@ -137,6 +150,7 @@ class LocalTiler:
             return None
         x, y, z = tile
         opts = self.options
+        grid: dict[str, Any] = {} if self.grid.is_default else {"tms": self.grid.tms}
         method = make_method(opts.pixel_selection)
         if method_traits(opts.pixel_selection).needs_datetimes:  # latest-clear: newest first
             assets = sorted(assets, key=lambda a: getattr(a, "datetime", ""), reverse=True)
@@ -153,6 +167,7 @@ class LocalTiler:
                     threads=1,
                     tilesize=opts.tilesize,
                     qa_mask=opts.qa_mask,
+                    **grid,
                     **_reader_kwargs(opts),
                 )
         except (EmptyMosaicError, TileOutsideBounds):

@@ -248,7 +248,7 @@ def pgstac_http_options(
     q = _tile_params(read, assets, full_scan, limits)
     given = {k for k, _ in params}
     q = [(k, v) for k, v in q if k not in given] + list(params)
-    template = f"{base}/searches/{search_id}/tiles/WebMercatorQuad/{{z}}/{{x}}/{{y}}.tif"
+    template = f"{base}/searches/{search_id}/tiles/{{tileMatrixSetId}}/{{z}}/{{x}}/{{y}}.tif"
     hdrs = tuple(headers.items()) if isinstance(headers, Mapping) else tuple(headers)
     return HttpOptions(template=template, params=tuple(q), headers=hdrs, **http)
 

@@ -96,7 +96,7 @@ class TileWriter:
                 height=height,
                 count=bands.count,
                 dtype=bands.dtype,
-                crs="EPSG:3857",
+                crs=plan.grid.crs_text,
                 transform=transform,
                 tiled=True,
                 blockxsize=plan.tilesize,

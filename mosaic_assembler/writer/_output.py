@@ -30,7 +30,7 @@ OWNER_FILE = "owner.json"
 PARTIAL_FORMAT = "mosaic-assembler-partial/1"
 
 #: The names a split output directory holds (see splits.write_split).
-_SPLIT_NAMES = re.compile(r"[0-3]+\.tif|mosaic\.json|items\.json")
+_SPLIT_NAMES = re.compile(r"[0-3]+\.tif|\d+-\d+-\d+\.tif|mosaic\.json|items\.json")
 
 
 def _alive(pid: int) -> bool:

@@ -61,24 +61,27 @@ def _vrt_xml(
     level: int | None = None,
     mask_only: bool = False,
     overviews: Sequence[tuple[Path, Path]] = (),
+    srs: str = "EPSG:3857",
 ) -> str:
     """A VRTDataset mosaicking `sources` (data bands and their mask, or only the mask).
 
     Args:
         width: the VRT's width (px).
         height: the VRT's height (px).
-        transform: the VRT's geotransform (EPSG:3857).
+        transform: the VRT's geotransform (in `srs`).
         bands: band count, dtype and names.
         sources: where each source file goes in the VRT.
         level: read the sources' overview `level` (GDAL's OVERVIEW_LEVEL open option).
         mask_only: one Byte band made of the sources' masks (the overview of a mask band).
         overviews: (data VRT, mask VRT) per overview level, finest first, exposed as the
             bands' and the mask band's explicit overviews.
+        srs: the VRT's CRS (the grid's; the overview VRTs keep the default, GDAL reads only
+            their pixels).
     """
     t = transform
     lines = [
         f'<VRTDataset rasterXSize="{width}" rasterYSize="{height}">',
-        "<SRS>EPSG:3857</SRS>",
+        f"<SRS>{escape(srs)}</SRS>",
         f"<GeoTransform>{t.c!r}, {t.a!r}, 0.0, {t.f!r}, 0.0, {t.e!r}</GeoTransform>",
     ]
     masks = [_simple_source("mask,1", src, level) for src in sources]
@@ -144,7 +147,8 @@ def write_vrt(
         levels = _overview_vrts(
             path, width, height, transform, bands, sources, overviews, cog, cache_bytes
         )
-    path.write_text(_vrt_xml(width, height, transform, bands, sources, overviews=levels))
+    srs = plan.grid.crs_text
+    path.write_text(_vrt_xml(width, height, transform, bands, sources, overviews=levels, srs=srs))
     return path
 
 
