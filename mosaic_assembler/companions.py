@@ -89,7 +89,9 @@ def run_properties(opts: Any, read: Any, plan: Plan) -> dict[str, Any]:
 
     http = getattr(opts, "http", None)
     headers = list(http.headers) if http is not None else []
-    headers += list(dict(getattr(opts.source, "http", ()) or ()).get("headers", ()) or ())
+    pgstac = getattr(opts.source, "http", ())  # titiler-pgstac: (name, value) pairs
+    if isinstance(pgstac, tuple):
+        headers += list(dict(pgstac).get("headers", ()) or ())
     command = redact_command(opts.command, [(k, expand_env(v)) for k, v in headers])
     qa = read.qa_mask
     return {

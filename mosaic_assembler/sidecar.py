@@ -199,7 +199,9 @@ def output_item(
     }
 
 
-def collection(collection_id: str, items: Sequence[Mapping[str, Any]], run: Mapping[str, Any]):
+def collection(
+    collection_id: str, items: Sequence[Mapping[str, Any]], run: Mapping[str, Any]
+) -> dict[str, Any]:
     """The STAC Collection of a split output's Items (links to `./{id}.json`)."""
     boxes = [i["bbox"] for i in items]
     starts = [i["properties"].get("start_datetime") for i in items]
@@ -208,7 +210,11 @@ def collection(collection_id: str, items: Sequence[Mapping[str, Any]], run: Mapp
         min((s for s in starts if s), default=None),
         max((e for e in ends if e), default=None),
     ]
-    summary = {k: v for k, v in run.items() if k.startswith("mosaic:") and "items" not in k}
+    summary = {
+        k: v
+        for k, v in run.items()
+        if k.startswith("mosaic:") and "items" not in k and v not in (None, [], "")
+    }
     return {
         "type": "Collection",
         "stac_version": STAC_VERSION,
