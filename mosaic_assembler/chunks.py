@@ -21,6 +21,7 @@ from typing import Any
 
 import rasterio
 
+from mosaic_assembler import web
 from mosaic_assembler.errors import TileReadError
 from mosaic_assembler.grid import Chunk, Clipper, Plan, Tile
 from mosaic_assembler.tilers import TileSource
@@ -61,6 +62,9 @@ class RunSpec:
             around each chunk so that Dask workers in other processes get it too.
         overviews: internal overviews each chunk file gets before it is renamed into place,
             or None.
+        provenance: the provenance kinds (`provenance.PROVENANCE`) whose chunk files
+            (`KEY.count.tif`, `KEY.date.tif`) go with each chunk file.
+        provenance_overviews: their internal overviews (nearest), or None.
     """
 
     plan: Plan
@@ -72,10 +76,12 @@ class RunSpec:
     visual: Any = None
     gdal_config: tuple[tuple[str, Any], ...] = ()
     overviews: ChunkOverviews | None = None
+    provenance: tuple[str, ...] = ()
+    provenance_overviews: ChunkOverviews | None = None
 
-    def chunk_path(self, key: str) -> Path:
-        """Where a finished chunk lives."""
-        return Path(self.chunk_dir) / f"{key}.tif"
+    def chunk_path(self, key: str, kind: str = "") -> Path:
+        """Where a finished chunk lives (`kind`: one of its provenance files)."""
+        return Path(self.chunk_dir) / (f"{key}.{kind}.tif" if kind else f"{key}.tif")
 
 
 @dataclass(frozen=True)
@@ -86,6 +92,9 @@ class ChunkResult:
         status: "done" (file written, no failure), "partial" (file written, some tiles
             failed), "empty" (no tile had data, no file), "failed" (tiles failed, none had data).
         failed: ((x, y, z), message) of the tiles that failed.
+        items: the ids of the items (or the asset hrefs, credentials redacted) the chunk's
+            tiles were given by the asset index, sorted.
+        retried: (x, y, z) of the tiles that took more than one request.
     """
 
     key: str
@@ -96,6 +105,8 @@ class ChunkResult:
     count: int
     dtype: str
     seconds: float
+    items: tuple[str, ...] = ()
+    retried: tuple[Tile, ...] = ()
 
     def to_record(self) -> dict[str, Any]:
         """The manifest's "end" event of this chunk (tiles as [z, x, y, message])."""
@@ -109,6 +120,8 @@ class ChunkResult:
             "count": self.count,
             "dtype": self.dtype,
             "seconds": round(self.seconds, 3),
+            "items": list(self.items),
+            "retried": [[z, x, y] for x, y, z in self.retried],
         }
 
     @classmethod
@@ -123,6 +136,8 @@ class ChunkResult:
             count=record["count"],
             dtype=record["dtype"],
             seconds=record.get("seconds", 0.0),
+            items=tuple(record.get("items", ())),
+            retried=tuple((x, y, z) for z, x, y in record.get("retried", ())),
         )
 
 
@@ -205,10 +220,16 @@ def _post_process(spec: RunSpec, tile: Tile, data: TileData | None) -> TileData 
     """The AOI clip and the visual step on a read tile (None: nothing left to write)."""
     if data is not None and spec.clip is not None:
         valid = data.valid & spec.clip.inside(tile, spec.plan.tilesize)
-        data = TileData(data.data, valid) if valid.any() else None
+        data = TileData(data.data, valid, data.extra) if valid.any() else None
     if data is not None and spec.visual is not None:
-        data = TileData(spec.visual.apply(data.data), data.valid)
+        data = TileData(spec.visual.apply(data.data), data.valid, data.extra)
     return data
+
+
+def asset_ids(assets: Iterable[Iterable[Any]]) -> tuple[str, ...]:
+    """The sorted ids of the items (or hrefs, credentials redacted) in per-tile asset lists."""
+    ids = {getattr(a, "id", None) or web.redact(str(a)) for tile in assets for a in tile}
+    return tuple(sorted(ids))
 
 
 def _compute_chunk(
@@ -221,9 +242,11 @@ def _compute_chunk(
     final = spec.chunk_path(chunk.key)
     tmp = final.with_name(f"{final.stem}.partial-{os.getpid()}.tif")
     writer: TileWriter | None = None
+    extras: dict[str, TileWriter] = {}
     bands = spec.bands
     done = empty = 0
     failed: list[tuple[Tile, str]] = []
+    retried: list[Tile] = []
     jobs = [(t, a) for t, a in zip(chunk.tiles, job.assets, strict=True)]
     try:
         for tile, data, error in iter_tiles(spec.tiler, jobs, spec.concurrency):
@@ -231,6 +254,8 @@ def _compute_chunk(
                 failed.append((tile, error))
                 outcome = "failed"
             else:
+                if data is not None and data.retries:
+                    retried.append(tile)
                 data = _post_process(spec, tile, data)
                 if data is None:
                     empty += 1
@@ -239,18 +264,34 @@ def _compute_chunk(
                     if writer is None:  # opened on the first tile with data
                         bands = bands or BandInfo(data.data.shape[0], str(data.data.dtype), ())
                         writer = TileWriter(tmp, plan, bands, chunk=chunk)
+                    for kind, arr in data.extra:
+                        if kind not in extras:
+                            info = BandInfo(arr.shape[0], str(arr.dtype), ())
+                            extras[kind] = TileWriter(
+                                _tmp(spec, chunk.key, kind), plan, info, chunk
+                            )
+                        extras[kind].write(tile, TileData(arr, data.valid))
                     writer.write(tile, data)
                     done += 1
                     outcome = "done"
             if on_tile is not None:
                 on_tile(outcome)
         if writer is not None:
+            for kind, extra in list(extras.items()):  # before the chunk file: it marks done
+                if spec.provenance_overviews is not None:
+                    extra.add_overviews(spec.provenance_overviews)
+                extra.close()
+                del extras[kind]
+                os.replace(_tmp(spec, chunk.key, kind), spec.chunk_path(chunk.key, kind))
             if spec.overviews is not None:
                 writer.add_overviews(spec.overviews)
             writer.close()
             writer = None
             os.replace(tmp, final)
     finally:
+        for kind, extra in extras.items():
+            extra.close()
+            _tmp(spec, chunk.key, kind).unlink(missing_ok=True)
         if writer is not None:
             writer.close()
         tmp.unlink(missing_ok=True)
@@ -267,4 +308,11 @@ def _compute_chunk(
         count=bands.count if bands and done else 0,
         dtype=bands.dtype if bands and done else "",
         seconds=time.perf_counter() - t0,
+        items=asset_ids(job.assets),
+        retried=tuple(sorted(retried)),
     )
+
+
+def _tmp(spec: RunSpec, key: str, kind: str) -> Path:
+    """The temporary name of a chunk's provenance file while it is written."""
+    return Path(spec.chunk_dir) / f"{key}.{kind}.partial-{os.getpid()}.tif"

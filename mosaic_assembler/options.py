@@ -136,6 +136,7 @@ class AssembleOptions:
     crs: str | None = None
     resolution: float | None = None
     snap: str | None = None
+    command: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         self._check_grid()
@@ -212,9 +213,41 @@ class AssembleOptions:
                 )
             if self.read.qa_mask is not None:
                 raise ConfigError("`mask_band` works with the in-process tiler, not with `tiler`")
+            self._check_time_options()
         if method_traits(method).needs_datetimes and not self.uses_items:
             raise ConfigError(
                 f"{method} needs STAC items (`items`): it orders observations by item datetime"
+            )
+        read = self.read
+        if not self.uses_items:
+            for given, what in (
+                (read.group_by != "item", f"`group_by` {read.group_by}"),
+                (read.harmonize is not None, f"`harmonize` {read.harmonize}"),
+                ("date" in read.provenance, "`provenance` date"),
+            ):
+                if given:
+                    raise ConfigError(
+                        f"{what} needs STAC items (`items` or `stac`): it reads item datetimes "
+                        "and properties"
+                    )
+
+    def _check_time_options(self) -> None:
+        """What a dynamic tiler cannot do: it returns the selected pixels of items only."""
+        read = self.read
+        if read.group_by != "item":
+            raise ConfigError(
+                f"`group_by` {read.group_by} works with the in-process tiler, not with `tiler`: "
+                "a dynamic tiler selects over items, it cannot fuse the scenes of a date first"
+            )
+        if read.provenance:
+            raise ConfigError(
+                "`provenance` works with the in-process tiler, not with `tiler`: a dynamic "
+                "tiler returns only the selected pixels"
+            )
+        if read.harmonize is not None:
+            raise ConfigError(
+                "`harmonize` works with the in-process tiler, not with `tiler`: the offset "
+                "must be removed before the server selects"
             )
 
     @property
@@ -292,6 +325,9 @@ class AssembleKwargs(TypedDict, total=False):
     mask_band: str | int
     mask_bits: str
     mask_expression: str
+    group_by: str  # "item" (default) or "solar_day" (scenes of one local solar day fused)
+    harmonize: str  # "s2": remove Sentinel-2's +1000 DN offset (baseline >= 04.00)
+    provenance: str | Sequence[str]  # "count", "date": OUT.count.tif, OUT.date.tif
     rescale: str | Sequence[str] | Sequence[tuple[float, float]]
     color_ops: str
     # output
@@ -314,6 +350,7 @@ class AssembleKwargs(TypedDict, total=False):
     dask_scheduler: str
     dask_local: int
     dask_retries: int
+    command: Sequence[str]  # the command line, recorded (redacted) in the STAC sidecar
 
 
 def _pairs(value: Any) -> tuple[tuple[str, str], ...]:
@@ -350,6 +387,10 @@ _Conv = Callable[[Any], Any] | None
 _FIELDS: dict[str, tuple[str, str, _Conv]] = {
     **{k: ("read", k, None) for k in ("pixel_selection", "tilesize", "expression", "resampling")},
     "bidx": ("read", "bidx", tuple),
+    "group_by": ("read", "group_by", None),
+    "harmonize": ("read", "harmonize", None),
+    "provenance": ("read", "provenance", lambda v: _names(v)),
+    "command": ("run", "command", lambda v: tuple(str(a) for a in v)),
     **{k: ("qa", k, None) for k in ("mask_band", "mask_bits", "mask_expression")},
     "cog_profile": ("cog", "profile", None),
     "creation_options": ("cog", "creation_options", dict),

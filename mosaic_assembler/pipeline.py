@@ -29,6 +29,7 @@ import numpy
 import rasterio
 
 from mosaic_assembler.chunks import ChunkJob, ChunkResult, RunSpec
+from mosaic_assembler.companions import check_companions, provenance_overviews, write_companions
 from mosaic_assembler.errors import ConfigError, EmptyPlanError, OutputError, TilesFailedError
 from mosaic_assembler.executors import run_chunks
 from mosaic_assembler.grid import Chunk, Clipper, Plan, check_split, plan_chunks, plan_tiles
@@ -72,6 +73,8 @@ def run(
         )
         if not dry_run:
             target.check()
+            if opts.split_zoom is None:
+                check_companions(output, opts.read.provenance, opts.overwrite)
         resolved = resolve(output, opts)
         planned = plan(resolved, t0)
         if not planned.jobs:
@@ -214,6 +217,8 @@ def execute(r: Resolved, p: Planned, prep: Prepared, progress: ProgressCallback 
     if opts.stac is not None and not r.pinned:
         pin_items(r.run_dir, r.search_key, r.source)
     finished = state.finished(p.chunks, accept_partial=opts.allow_partial)
+    finished = _with_provenance(finished, state, prep.read.provenance)
+    earlier = _failed_before(state)
     if finished:
         logger.info(
             "resuming %s: %d of %d chunks already finished", r.run_dir, len(finished), len(p.chunks)
@@ -226,6 +231,9 @@ def execute(r: Resolved, p: Planned, prep: Prepared, progress: ProgressCallback 
     per_tile = not opts.executor.uses_dask
 
     def on_result(result: ChunkResult) -> None:
+        if earlier.get(result.key):  # tiles that failed in an earlier attempt were retried
+            retried = sorted({*result.retried, *earlier[result.key]})
+            result = dataclasses.replace(result, retried=tuple(retried))
         state.record_result(result)
         results[result.key] = result
         if not per_tile:
@@ -255,6 +263,31 @@ def execute(r: Resolved, p: Planned, prep: Prepared, progress: ProgressCallback 
     return Executed(results, len(finished), state, time.perf_counter() - t1)
 
 
+def _with_provenance(
+    finished: dict[str, ChunkResult], state: RunState, kinds: tuple[str, ...]
+) -> dict[str, ChunkResult]:
+    """The finished chunks whose provenance files are there too (the others are redone)."""
+    if not kinds:
+        return finished
+    return {
+        key: res
+        for key, res in finished.items()
+        if not res.status.has_file
+        or all((state.chunk_dir / f"{key}.{k}.tif").exists() for k in kinds)
+    }
+
+
+def _failed_before(state: RunState) -> dict[str, set[Tile]]:
+    """Chunk → the tiles that failed in its earlier attempts (from the manifest)."""
+    from mosaic_assembler.state import read_manifest
+
+    out: dict[str, set[Tile]] = {}
+    for e in read_manifest(state.run_dir):
+        if e.get("event") == "end" and e.get("failed"):
+            out.setdefault(e["chunk"], set()).update((x, y, z) for z, x, y, _ in e["failed"])
+    return out
+
+
 def _run_spec(r: Resolved, p: Planned, prep: Prepared, state: RunState) -> RunSpec:
     """What every chunk of the run shares (small, frozen, picklable)."""
     opts = r.opts
@@ -267,7 +300,7 @@ def _run_spec(r: Resolved, p: Planned, prep: Prepared, state: RunState) -> RunSp
     return RunSpec(
         p.plan, prep.tiler, Clipper.from_aoi(r.aoi, r.grid) if opts.clip else None, prep.bands,
         concurrency, str(state.chunk_dir), opts.visual, tuple(gdal_config(opts).items()),
-        p.overviews,
+        p.overviews, prep.read.provenance, provenance_overviews(p.overviews),
     )  # fmt: skip
 
 
@@ -349,6 +382,11 @@ def finalize(
         staged, outputs = _write_output(r, p, parts, bands, target.workdir)
         files = staged.iterdir() if staged.is_dir() else [staged]
         size = sum(f.stat().st_size for f in files)
+        companions = write_companions(r, p, parts, staged, target.workdir)
+        if companions:  # before the output: an output that exists has its companions
+            check_companions(r.output, r.read.provenance, opts.overwrite)
+            for done, final in companions:
+                os.replace(done, final)
         target.commit(staged)
     p.seconds["finalize"] = time.perf_counter() - t2
     p.seconds["total"] = time.perf_counter() - p.t0

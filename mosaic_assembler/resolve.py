@@ -20,6 +20,7 @@ from typing import Any
 from mosaic_assembler.errors import ConfigError, SourceError
 from mosaic_assembler.expressions import expression_assets, expression_dtype, translate_expression
 from mosaic_assembler.grid import AOI, WEB_MERCATOR, Grid
+from mosaic_assembler.harmonize import warn_mixed_baselines
 from mosaic_assembler.options import AssembleOptions, ItemsFile, PgstacTiler, StacSearch
 from mosaic_assembler.selection import ReadOptions
 from mosaic_assembler.sources import open_source
@@ -82,6 +83,8 @@ def resolve(output: Path, opts: AssembleOptions) -> Resolved:
             assets=assets,
             extra_assets=_qa_assets(opts) if items else (),
         )
+    if source is not None and isinstance(getattr(source, "items", None), tuple):
+        warn_mixed_baselines(source.items, read.harmonize)  # Sentinel-2's offset, unremoved
     if aoi is None:
         assert source is not None  # AssembleOptions requires an AOI without a source
         aoi = AOI.from_bbox(*source.bounds)

@@ -18,6 +18,7 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
+from mosaic_assembler._grouping import GROUP_BY
 from mosaic_assembler._selection_qa import (
     LANDSAT_C2_DEFAULT,
     LANDSAT_QA_BITS,
@@ -30,6 +31,8 @@ from mosaic_assembler._selection_qa import (
     s2_scl_mask,
 )
 from mosaic_assembler.errors import ConfigError
+from mosaic_assembler.harmonize import HARMONIZE
+from mosaic_assembler.provenance import check_provenance
 
 if TYPE_CHECKING:  # at run time these come from __getattr__ (they import rio-tiler)
     from rio_tiler.mosaic.methods.base import MosaicMethodBase
@@ -253,6 +256,12 @@ class ReadOptions:
         resampling: resampling used to warp assets onto the tile grid.
         qa_mask: observations to exclude, from a quality band (in-process tiler only).
         output_dtype: cast rendered tiles to this dtype (set for expressions), or None.
+        group_by: "item" (every item is an observation, rio-tiler's semantics) or
+            "solar_day" (the items of one local solar day fused first, first valid pixel in
+            the run's order; the method then works over dates).
+        harmonize: "s2" removes Sentinel-2's +1000 DN offset (baseline >= 04.00) before
+            selection (see `harmonize`), or None.
+        provenance: "count" and/or "date" rasters beside the output (see `provenance`).
     """
 
     pixel_selection: str = "first"
@@ -262,6 +271,9 @@ class ReadOptions:
     resampling: str = "nearest"
     qa_mask: QAMask | None = None
     output_dtype: str | None = None
+    group_by: str = "item"
+    harmonize: str | None = None
+    provenance: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.tilesize not in (256, 512):
@@ -279,6 +291,18 @@ class ReadOptions:
             raise ConfigError(
                 f"unknown resampling {self.resampling!r}; valid: {', '.join(RESAMPLING_METHODS)}"
             )
+        if self.group_by not in GROUP_BY:
+            raise ConfigError(f"unknown `group_by` {self.group_by!r}; valid: {', '.join(GROUP_BY)}")
+        if self.harmonize is not None and self.harmonize not in HARMONIZE:
+            raise ConfigError(
+                f"unknown `harmonize` {self.harmonize!r}; valid: {', '.join(HARMONIZE)}"
+            )
+        traits = method_traits(self.pixel_selection)
+        try:
+            kinds = check_provenance(tuple(self.provenance), traits.name, traits.reduces)
+        except ValueError as e:
+            raise ConfigError(str(e)) from e
+        object.__setattr__(self, "provenance", kinds)
 
 
 _LAZY = {

@@ -64,9 +64,11 @@ OWN_FILES = (
     RUN_FILE,  # last: a directory keeps its marker until everything else is gone
 )
 
-#: Chunk files (see chunks.py): KEY.tif, and the temporary KEY.partial-PID.tif and
-#: KEY.overviews-PID.tif.
-_CHUNK_FILE = re.compile(r"r\d+-c\d+(\.(partial|overviews)-\d+)?\.tif(\.aux\.xml)?")
+#: Chunk files (see chunks.py): KEY.tif, its provenance KEY.count.tif / KEY.date.tif, and
+#: the temporary KEY[.KIND].partial-PID.tif and KEY.overviews-PID.tif.
+_CHUNK_FILE = re.compile(
+    r"r\d+-c\d+(\.(count|date))?(\.(partial|overviews)-\d+)?\.tif(\.aux\.xml)?"
+)
 
 
 def config_hash(parts: dict[str, Any]) -> str:

@@ -46,10 +46,15 @@ class TileData:
     Attributes:
         data: (bands, height, width) array in the output dtype.
         valid: (height, width) bool, True where the pixel has data.
+        extra: (kind, (bands, height, width) array) of the provenance rasters that go with
+            the tile (same mask), e.g. ("count", uint16 counts).
+        retries: requests it took beyond the first (a dynamic tiler's retried tile).
     """
 
     data: numpy.ndarray
     valid: numpy.ndarray
+    extra: tuple[tuple[str, numpy.ndarray], ...] = ()
+    retries: int = 0
 
 
 class ChunkStatus(StrEnum):

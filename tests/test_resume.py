@@ -266,7 +266,9 @@ def test_split_zoom_tiles_the_output_exactly(scenes, reference, tmp_path):
     )
     assert out.is_dir() and len(r.outputs) >= 2
     assert sorted(p.name for p in out.iterdir()) == sorted(
-        [p.name for p in r.outputs] + ["items.json", "mosaic.json"]
+        [p.name for p in r.outputs]
+        + [f"{p.stem}.json" for p in r.outputs]  # each COG's STAC Item (sidecar)
+        + ["items.json", "mosaic.json", "collection.json"]
     )
     with rasterio.open(reference) as ref:
         covered = numpy.zeros(ref.shape, dtype="uint8")

@@ -7,19 +7,16 @@ footprint; items of one collection-agnostic solar date form one observation.
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from mosaic_assembler._grouping import GROUP_BY, parse_datetime, solar_date
 from mosaic_assembler.chips._points import Point
-from mosaic_assembler.errors import SourceError
 
 __all__ = ["GROUP_BY", "ItemRef", "Observation", "observations_for", "solar_date", "to_refs"]
-
-GROUP_BY = ("item", "solar_day")
 
 
 @dataclass(frozen=True)
@@ -53,20 +50,6 @@ class Observation:
 
     date: str
     items: tuple[int, ...]
-
-
-def parse_datetime(text: str, item_id: str) -> dt.datetime:
-    """An item datetime as an aware UTC datetime."""
-    try:
-        value = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError as e:
-        raise SourceError(f"item {item_id!r} has no usable datetime ({text!r})") from e
-    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
-
-
-def solar_date(utc: dt.datetime, longitude: float) -> dt.date:
-    """odc-stac's solar day: UTC shifted by whole hours of longitude (truncated)."""
-    return (utc + dt.timedelta(seconds=int(longitude / 15) * 3600)).date()
 
 
 def to_refs(source: Any, keys: Sequence[str], group_by: str) -> tuple[list[ItemRef], list[Any]]:

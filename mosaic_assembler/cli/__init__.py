@@ -18,7 +18,7 @@ import click
 
 from mosaic_assembler import __version__
 from mosaic_assembler.cli import _common
-from mosaic_assembler.cli._common import EXIT_FAILED, RunError
+from mosaic_assembler.cli._common import ARGV_KEY, EXIT_FAILED, RunError
 from mosaic_assembler.cli.assemble import assemble_command
 from mosaic_assembler.cli.batch import batch_command
 from mosaic_assembler.cli.chips import chips_command
@@ -37,6 +37,7 @@ class DefaultCommandGroup(click.Group):
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:  # noqa: D102
         if args and args[0] not in self.commands and args[0] not in ("-h", "--help", "--version"):
             args = [self.default_command, *args]
+        ctx.meta[ARGV_KEY] = ("assemble-mosaic", *args)  # the STAC sidecar records it
         return super().parse_args(ctx, args)
 
 

@@ -15,6 +15,8 @@ from mosaic_assembler.options import AssembleResult
 from mosaic_assembler.web import REDACTING_FILTER
 
 EXIT_USAGE = 2
+#: `click.Context.meta` key of the command line as typed (the STAC sidecar records it).
+ARGV_KEY = "mosaic_assembler.argv"
 EXIT_FAILED = 1
 
 

@@ -8,6 +8,7 @@ import click
 
 from mosaic_assembler.cli import options as o
 from mosaic_assembler.cli._common import (
+    ARGV_KEY,
     EXIT_FAILED,
     RunError,
     flag_message,
@@ -65,4 +66,6 @@ def assemble_command(
 ) -> None:
     """Assemble OUTPUT (a COG) from a mosaicJSON, STAC items or a dynamic tiler over an AOI."""
     setup_logging(verbose, quiet)
+    options["provenance"] = options.get("provenance") or None
+    options["command"] = click.get_current_context().meta.get(ARGV_KEY, ())
     execute(output, dry_run, as_json, quiet, **options)

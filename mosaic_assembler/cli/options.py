@@ -16,6 +16,9 @@ from typing import Any
 
 import click
 
+from mosaic_assembler._grouping import GROUP_BY
+from mosaic_assembler.harmonize import HARMONIZE
+from mosaic_assembler.provenance import PROVENANCE
 from mosaic_assembler.selection import (
     PIXEL_SELECTION_HELP,
     RESAMPLING_METHODS,
@@ -424,6 +427,27 @@ pixels = group(
         type=click.Choice(list(RESAMPLING_METHODS)),
         default="nearest",
         show_default=True,
+    ),
+    click.option(
+        "--group-by",
+        type=click.Choice(list(GROUP_BY)),
+        default="item",
+        show_default=True,
+        help="Observations: every item (rio-tiler/TiTiler), or the scenes of one local solar "
+        "day fused first (first valid pixel in item order; odc-stac's solar_day).",
+    ),
+    click.option(
+        "--provenance",
+        multiple=True,
+        type=click.Choice(list(PROVENANCE)),
+        help="Also write OUT.count.tif (valid observations per pixel) and/or OUT.date.tif "
+        "(int32 days since 1970-01-01 of the observation a picker chose). Repeatable.",
+    ),
+    click.option(
+        "--harmonize",
+        type=click.Choice(list(HARMONIZE)),
+        help="s2: remove the +1000 DN offset of Sentinel-2 L2A processing baseline >= 04.00 "
+        "before selection.",
     ),
 )
 

@@ -12,6 +12,7 @@ Status contract (TiTiler 2.x, see DESIGN.md):
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import os
@@ -258,10 +259,14 @@ class HttpTiler:
                 )
                 time.sleep(delay)
             try:
-                return self._fetch_once(tile)
+                data = self._fetch_once(tile)
             except _Transient as e:
                 # keep the message, not the traceback: its frames hold the body read
                 last = _Transient(str(e), e.status, e.wait)
+                continue
+            if attempt and data is not None:  # the manifest records retried tiles
+                data = dataclasses.replace(data, retries=attempt)
+            return data
         assert last is not None
         msg = web.redact(
             f"tile {z}/{x}/{y}: {last} (after {self.http.retries} retries)", self._secrets

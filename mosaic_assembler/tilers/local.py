@@ -17,8 +17,11 @@ from rio_tiler.io import Reader, STACReader
 from rio_tiler.models import ImageData
 from rio_tiler.mosaic import mosaic_reader
 
+from mosaic_assembler._grouping import group_observations, observation_day
 from mosaic_assembler._tms import WEB_MERCATOR, Grid
 from mosaic_assembler.errors import SourceError, TileReadError
+from mosaic_assembler.harmonize import offset_bands, remove_offset
+from mosaic_assembler.provenance import compute_provenance
 from mosaic_assembler.selection import QAMask, ReadOptions, make_method, method_traits
 from mosaic_assembler.sources import ItemAssets
 from mosaic_assembler.tilers._fastread import reader_tile, stac_tile
@@ -41,6 +44,7 @@ def read_asset_tile(
     z: int,
     qa_mask: QAMask | None = None,
     tms: Any = None,
+    harmonize: str | None = None,
     **kwargs: Any,
 ) -> ImageData:
     """Read one asset's part of a tile as rio-tiler does (the reader given to mosaic_reader).
@@ -50,9 +54,18 @@ def read_asset_tile(
     per asset). `tms`: the morecantile TileMatrixSet (None: WebMercatorQuad).
 
     With `qa_mask`, the quality band is read too (nearest resampling: it is categorical) and
-    the observations it flags are masked, so that no method sees them.
+    the observations it flags are masked, so that no method sees them. With `harmonize`
+    ("s2"), Sentinel-2's +1000 DN offset is removed from the item's reflectance assets
+    first (before an expression is evaluated).
     """
-    if isinstance(asset, ItemAssets):
+    shift = (
+        offset_bands(asset.item, asset.assets)
+        if harmonize and isinstance(asset, ItemAssets)
+        else ()
+    )
+    if any(shift):
+        img = _read_harmonized(asset, shift, x, y, z, tms=tms, **kwargs)  # type: ignore[arg-type]
+    elif isinstance(asset, ItemAssets):
         img = stac_tile(lambda: asset.item, asset, asset.assets, x, y, z, tms=tms, **kwargs)
     else:
         img = reader_tile(asset, x, y, z, tms=tms, **kwargs)
@@ -61,6 +74,49 @@ def read_asset_tile(
         mask = numpy.ma.getmaskarray(img.array) | qa_mask.exclude(qa)[numpy.newaxis]
         img.array = numpy.ma.MaskedArray(numpy.ma.getdata(img.array), mask=mask)
     return img
+
+
+def _read_harmonized(
+    asset: ItemAssets, shift: Sequence[bool], x: int, y: int, z: int, **kwargs: Any
+) -> ImageData:
+    """An item's tile with the offset removed from its reflectance bands, then the expression."""
+    expression = kwargs.pop("expression", None)
+    img = stac_tile(lambda: asset.item, asset, asset.assets, x, y, z, **kwargs)
+    per_asset, rest = divmod(img.count, len(shift))
+    if rest:
+        raise SourceError(
+            f"item {asset.id!r}: {img.count} bands from {len(shift)} assets; `harmonize` "
+            "needs the same band count in each asset"
+        )
+    flags = [on for on in shift for _ in range(per_asset)]
+    data = remove_offset(numpy.ma.getdata(img.array), flags)
+    img.array = numpy.ma.MaskedArray(data, mask=numpy.ma.getmaskarray(img.array))
+    img.band_names = [f"b{ix + 1}" for ix in range(img.count)]
+    return img.apply_expression(expression) if expression else img
+
+
+def read_group_tile(group: Sequence[Any], x: int, y: int, z: int, **kwargs: Any) -> ImageData:
+    """The items of one solar day fused: per pixel, the first valid value in the run's order."""
+    from mosaic_assembler._selection_methods import FirstMethod
+
+    try:
+        img, _ = mosaic_reader(
+            list(group), read_asset_tile, x, y, z, pixel_selection=FirstMethod(), threads=1,
+            **kwargs,
+        )  # fmt: skip
+    except EmptyMosaicError as e:
+        raise TileOutsideBounds(f"Tile(x={x}, y={y}, z={z}): no item of the date covers it") from e
+    return img
+
+
+def _read_observation(
+    obs: tuple[Any, Any, bool], x: int, y: int, z: int, **kwargs: Any
+) -> ImageData:
+    """One observation (date, payload, fused?): an asset, or the items of one solar day."""
+    _, payload, fused = obs
+    if fused:
+        return read_group_tile(payload, x, y, z, **kwargs)
+    return read_asset_tile(payload, x, y, z, **kwargs)
 
 
 def _read_qa(
@@ -152,14 +208,23 @@ class LocalTiler:
         opts = self.options
         grid: dict[str, Any] = {} if self.grid.is_default else {"tms": self.grid.tms}
         method = make_method(opts.pixel_selection)
-        if method_traits(opts.pixel_selection).needs_datetimes:  # latest-clear: newest first
+        newest_first = method_traits(opts.pixel_selection).needs_datetimes
+        if newest_first and opts.group_by == "item":  # latest-clear: newest first
             assets = sorted(assets, key=lambda a: getattr(a, "datetime", ""), reverse=True)
+        observations: list[Any] = list(assets)
+        reader: Any = read_asset_tile
+        fed: list[tuple[Any, numpy.ma.MaskedArray]] = []
+        if opts.group_by != "item" or opts.provenance:
+            observations, reader = self._observations(assets, newest_first, fed)
+            if "count" in opts.provenance:
+                method.exit_when_filled = False  # every observation counts
+        extra: dict[str, Any] = {"harmonize": opts.harmonize} if opts.harmonize else {}
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 img, _ = mosaic_reader(
-                    list(assets),
-                    read_asset_tile,
+                    observations,
+                    reader,
                     x,
                     y,
                     z,
@@ -168,6 +233,7 @@ class LocalTiler:
                     tilesize=opts.tilesize,
                     qa_mask=opts.qa_mask,
                     **grid,
+                    **extra,
                     **_reader_kwargs(opts),
                 )
         except (EmptyMosaicError, TileOutsideBounds):
@@ -189,7 +255,31 @@ class LocalTiler:
         data = numpy.ma.getdata(arr)
         if opts.output_dtype and data.dtype != opts.output_dtype:
             data = data.astype(opts.output_dtype)
-        return TileData(data, valid)
+        if not opts.provenance:
+            return TileData(data, valid)
+        prov = compute_provenance(opts.provenance, opts.pixel_selection, fed, method.mosaic)
+        for a in prov.values():
+            a[:, ~valid] = 0
+        return TileData(data, valid, tuple(prov.items()))
+
+    def _observations(
+        self, assets: Sequence, newest_first: bool, fed: list
+    ) -> tuple[list[Any], Any]:
+        """(date, payload, fused) per observation, and a reader that records what it fed."""
+        by = self.options.group_by
+        if by == "item":
+            dated = "date" in self.options.provenance  # a date is only needed for a date
+            obs = [(observation_day(a, by) if dated else None, a, False) for a in assets]
+        else:
+            groups = group_observations(assets, by, newest_first=newest_first)
+            obs = [(day, items, True) for day, items in groups]
+
+        def reader(o: tuple[Any, Any, bool], *args: Any, **kwargs: Any) -> ImageData:
+            img = _read_observation(o, *args, **kwargs)
+            fed.append((o[0], img.array))
+            return img
+
+        return obs, reader
 
     def band_info(self, assets: Sequence) -> BandInfo:
         """Band count and dtype of the output, from a small preview of the first readable asset.

@@ -4,7 +4,9 @@ The work directory is `.OUT.partial-XXXX` next to the output, holding an owner f
 the output's name, the process id and the host). A run killed during finalize leaves it behind;
 the next run of the same output removes it once its owner process is gone (same host).
 
-A split output is a directory holding only `{quadkey}.tif` COGs, `mosaic.json` and `items.json`;
+A split output is a directory holding only `{quadkey}.tif` COGs (with their provenance COGs
+and STAC sidecars, `{quadkey}.count.tif`, `{quadkey}.date.tif`, `{quadkey}.json`),
+`mosaic.json`, `items.json` and `collection.json`;
 `overwrite` replaces only a directory that looks like that, and swaps the new one in whole.
 """
 
@@ -30,7 +32,10 @@ OWNER_FILE = "owner.json"
 PARTIAL_FORMAT = "mosaic-assembler-partial/1"
 
 #: The names a split output directory holds (see splits.write_split).
-_SPLIT_NAMES = re.compile(r"[0-3]+\.tif|\d+-\d+-\d+\.tif|mosaic\.json|items\.json")
+_SPLIT_NAMES = re.compile(
+    r"([0-3]+|\d+-\d+-\d+)(\.count|\.date)?\.tif|([0-3]+|\d+-\d+-\d+)\.json"
+    r"|mosaic\.json|items\.json|collection\.json"
+)
 
 
 def _alive(pid: int) -> bool:
