@@ -186,7 +186,9 @@ def write_companions(
         made: dict[str, Path] = {}
         for kind in kinds:
             dest = workdir / provenance_path(staged, kind).name
-            made[kind] = _provenance_cog(plan, parts, kind, counts[kind], dest, cog, overviews)
+            made[kind] = _provenance_cog(
+                plan, parts, kind, counts[kind], dest, cog, overviews, plan.window
+            )
         item = output_item(staged, r.output.stem if r.output.suffix else r.output.name,
                            {**items_summary(_assets_in(p.jobs)), **run}, made)  # fmt: skip
         # the staged names are out.tif, out.count.tif: the hrefs name the final files
