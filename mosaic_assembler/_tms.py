@@ -13,7 +13,6 @@ its outputs do not change by a byte. Every other grid is planned here.
 from __future__ import annotations
 
 import functools
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -333,8 +332,3 @@ def tms_tiles(grid: Grid, zoom: int, projected: Any, is_bbox: bool) -> set[tuple
     )
     rows, cols = numpy.nonzero(burnt)
     return {(int(c) + col0, int(r) + row0) for r, c in zip(rows, cols, strict=True)}
-
-
-def tms_json_of(grid: Grid) -> dict[str, Any]:
-    """The TMS document (for a sidecar or a mosaicJSON's `tilematrixset`)."""
-    return dict(json.loads(grid.tms.model_dump_json(exclude_none=True)))

@@ -567,3 +567,23 @@ def test_fast_reads_equal_rio_tiler_on_any_tms(scenes, tms_id, zoom):
             numpy.testing.assert_array_equal(got.array.data, exp.array.data)
             fast_reads += int(source.fast)
     assert fast_reads >= 3
+
+
+def test_custom_grid_resumes_and_runs_on_dask(scenes, tmp_path):
+    """A custom grid's run directory is found again (same hash) and Dask gives the same COG."""
+    common = dict(
+        bbox=scenes.bbox, crs="EPSG:32631", resolution=90.0, mosaicjson=scenes.mosaicjson,
+        pixel_selection="median", progress=False, tilesize=256, chunk_tiles=2,
+    )  # fmt: skip
+    run_dir = tmp_path / "run"
+    first = assemble(tmp_path / "a.tif", run_dir=run_dir, keep_run_dir=True, **common)
+    assert first.chunks >= 2
+    again = assemble(tmp_path / "b.tif", run_dir=run_dir, keep_run_dir=True, **common)
+    assert again.chunks_resumed == first.chunks
+    assert (tmp_path / "a.tif").read_bytes() == (tmp_path / "b.tif").read_bytes()
+    on_dask = assemble(tmp_path / "d.tif", dask_local=1, **common)
+    assert on_dask.tiles_done == first.tiles_done
+    with rasterio.open(tmp_path / "a.tif") as a, rasterio.open(tmp_path / "d.tif") as d:
+        assert a.transform == d.transform and a.crs == d.crs
+        numpy.testing.assert_array_equal(a.read(), d.read())
+        numpy.testing.assert_array_equal(a.dataset_mask(), d.dataset_mask())
