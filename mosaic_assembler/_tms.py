@@ -258,8 +258,10 @@ def custom_grid(
                 "pointOfOrigin": origin,
                 "tileWidth": tilesize,
                 "tileHeight": tilesize,
-                "matrixWidth": math.ceil(wpx / (tilesize * f)),
-                "matrixHeight": math.ceil(hpx / (tilesize * f)),
+                # 2^z x 2^z tiles (the AOI fills the top-left of level `zoom`): a quadtree,
+                # so split outputs have quadkeys and a mosaicJSON
+                "matrixWidth": 2**z,
+                "matrixHeight": 2**z,
             }
         )
     epsg = crs.to_epsg()
