@@ -13,7 +13,6 @@ its outputs do not change by a byte. Every other grid is planned here.
 from __future__ import annotations
 
 import functools
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -259,8 +258,10 @@ def custom_grid(
                 "pointOfOrigin": origin,
                 "tileWidth": tilesize,
                 "tileHeight": tilesize,
-                "matrixWidth": math.ceil(wpx / (tilesize * f)),
-                "matrixHeight": math.ceil(hpx / (tilesize * f)),
+                # 2^z x 2^z tiles (the AOI fills the top-left of level `zoom`): a quadtree,
+                # so split outputs have quadkeys and a mosaicJSON
+                "matrixWidth": 2**z,
+                "matrixHeight": 2**z,
             }
         )
     epsg = crs.to_epsg()
@@ -333,8 +334,3 @@ def tms_tiles(grid: Grid, zoom: int, projected: Any, is_bbox: bool) -> set[tuple
     )
     rows, cols = numpy.nonzero(burnt)
     return {(int(c) + col0, int(r) + row0) for r, c in zip(rows, cols, strict=True)}
-
-
-def tms_json_of(grid: Grid) -> dict[str, Any]:
-    """The TMS document (for a sidecar or a mosaicJSON's `tilematrixset`)."""
-    return dict(json.loads(grid.tms.model_dump_json(exclude_none=True)))

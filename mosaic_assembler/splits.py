@@ -94,7 +94,8 @@ def write_split(
             {"type": "Feature", "geometry": geom, "properties": {"path": path, "quadkey": qk}}
         )
         items.append(_stac_item(qk, geom, bbox, window, now, plan.grid.crs.to_epsg()))
-    if all(_is_quadkey(f["properties"]["quadkey"]) for f in features):
+    quadtree = plan.grid.is_default or plan.grid.tms.is_quadtree
+    if quadtree and all(_is_quadkey(f["properties"]["quadkey"]) for f in features):
         tms = None if plan.grid.is_default else plan.grid.tms
         mosaic = _mosaicjson(features, split_zoom, plan.zoom, tms)
         (out_dir / "mosaic.json").write_text(mosaic.model_dump_json(exclude_none=True))

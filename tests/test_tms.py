@@ -305,6 +305,28 @@ def test_real_landsat_scene_on_its_own_grid_is_reproduced(real_data, tmp_path):
     _assert_reproduces(out, scene, bbox)
 
 
+def _assert_split_is_single(single, r):
+    """The split files tile the single output exactly: same pixels, masks and CRS."""
+    with rasterio.open(single) as one:
+        whole, whole_mask = one.read(), one.dataset_mask() > 0
+        covered = numpy.zeros(whole_mask.shape, bool)
+        for path in r.outputs:
+            _valid(path)
+            with rasterio.open(path) as part:
+                assert part.crs == one.crs and part.res == one.res
+                col = round((part.transform.c - one.transform.c) / one.transform.a)
+                row = round((part.transform.f - one.transform.f) / one.transform.e)
+                assert col >= 0 and row >= 0
+                assert col + part.width <= one.width and row + part.height <= one.height
+                win = (slice(row, row + part.height), slice(col, col + part.width))
+                m = part.dataset_mask() > 0
+                numpy.testing.assert_array_equal(m, whole_mask[win])
+                numpy.testing.assert_array_equal(part.read()[:, m], whole[:, win[0], win[1]][:, m])
+                assert not covered[win].any()  # no overlap
+                covered[win] = True
+    assert covered[whole_mask].all()
+
+
 def test_split_output_on_a_non_mercator_tms(scenes, tmp_path):
     """Split files are parent tiles of the TMS: together they are the single output."""
     common = dict(
@@ -316,25 +338,29 @@ def test_split_output_on_a_non_mercator_tms(scenes, tmp_path):
     split = tmp_path / "split"
     r = assemble(split, split_zoom=6, **common)
     assert len(r.outputs) >= 2
-    with rasterio.open(single) as one:
-        whole, whole_mask = one.read(), one.dataset_mask() > 0
-        covered = numpy.zeros(whole_mask.shape, bool)
-        for path in r.outputs:
-            _valid(path)
-            with rasterio.open(path) as part:
-                assert part.crs == one.crs
-                col = round((part.transform.c - one.transform.c) / one.transform.a)
-                row = round((part.transform.f - one.transform.f) / one.transform.e)
-                win = (slice(row, row + part.height), slice(col, col + part.width))
-                m = part.dataset_mask() > 0
-                numpy.testing.assert_array_equal(m, whole_mask[win])
-                numpy.testing.assert_array_equal(part.read()[:, m], whole[:, win[0], win[1]][:, m])
-                covered[win] |= m
-    numpy.testing.assert_array_equal(covered, whole_mask)
+    _assert_split_is_single(single, r)
     mosaic = json.loads((split / "mosaic.json").read_text())
     assert mosaic["tilematrixset"]["id"] == "EuropeanETRS89_LAEAQuad"
     items = json.loads((split / "items.json").read_text())["features"]
     assert {f["properties"]["mosaic:epsg"] for f in items} == {3035}
+
+
+def test_split_output_on_a_custom_grid_is_cropped_too(scenes, tmp_path):
+    common = dict(
+        bbox=scenes.bbox, crs="EPSG:32631", resolution=60.0, mosaicjson=scenes.mosaicjson,
+        progress=False, tilesize=256,
+    )  # fmt: skip
+    single = tmp_path / "one.tif"
+    one = assemble(single, **common)
+    split = tmp_path / "split"
+    r = assemble(split, split_zoom=one.zoom - 1, **common)
+    assert len(r.outputs) >= 2
+    _assert_split_is_single(single, r)
+    with rasterio.open(single) as src:
+        covered = sum(rasterio.open(p).width * rasterio.open(p).height for p in r.outputs)
+        assert covered == src.width * src.height  # cropped to the output, no empty border
+    mosaic = json.loads((split / "mosaic.json").read_text())
+    assert mosaic["tilematrixset"]["crs"].endswith("/32631")
 
 
 def test_fiji_on_utm_zone_60_is_continuous(tmp_path):
@@ -567,3 +593,23 @@ def test_fast_reads_equal_rio_tiler_on_any_tms(scenes, tms_id, zoom):
             numpy.testing.assert_array_equal(got.array.data, exp.array.data)
             fast_reads += int(source.fast)
     assert fast_reads >= 3
+
+
+def test_custom_grid_resumes_and_runs_on_dask(scenes, tmp_path):
+    """A custom grid's run directory is found again (same hash) and Dask gives the same COG."""
+    common = dict(
+        bbox=scenes.bbox, crs="EPSG:32631", resolution=90.0, mosaicjson=scenes.mosaicjson,
+        pixel_selection="median", progress=False, tilesize=256, chunk_tiles=2,
+    )  # fmt: skip
+    run_dir = tmp_path / "run"
+    first = assemble(tmp_path / "a.tif", run_dir=run_dir, keep_run_dir=True, **common)
+    assert first.chunks >= 2
+    again = assemble(tmp_path / "b.tif", run_dir=run_dir, keep_run_dir=True, **common)
+    assert again.chunks_resumed == first.chunks
+    assert (tmp_path / "a.tif").read_bytes() == (tmp_path / "b.tif").read_bytes()
+    on_dask = assemble(tmp_path / "d.tif", dask_local=1, **common)
+    assert on_dask.tiles_done == first.tiles_done
+    with rasterio.open(tmp_path / "a.tif") as a, rasterio.open(tmp_path / "d.tif") as d:
+        assert a.transform == d.transform and a.crs == d.crs
+        numpy.testing.assert_array_equal(a.read(), d.read())
+        numpy.testing.assert_array_equal(a.dataset_mask(), d.dataset_mask())

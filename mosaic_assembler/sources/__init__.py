@@ -55,7 +55,11 @@ class AssetSource(Protocol):
         ...
 
     def assets_for_tile(self, x: int, y: int, z: int) -> list:
-        """Assets covering a WebMercatorQuad tile, in selection order."""
+        """Assets covering a WebMercatorQuad tile, in selection order.
+
+        The run passes `tms=` (a morecantile TileMatrixSet) for a tile of another grid;
+        mosaicJSON and STAC items sources take it.
+        """
         ...
 
 

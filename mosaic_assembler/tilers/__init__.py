@@ -36,7 +36,7 @@ def __getattr__(name: str) -> Any:
 
 
 class TileSource(Protocol):
-    """Renders one WebMercatorQuad tile from the assets that cover it."""
+    """Renders one tile of the run's grid (WebMercatorQuad by default) from its assets."""
 
     def read_tile(self, tile: tuple[int, int, int], assets: Sequence) -> TileData | None:
         """The tile's pixels and mask, or None when no asset has data there."""
