@@ -2,7 +2,11 @@
 
 Solar day as odc-stac defines it (`odc.stac.model._convert_to_solar_time`): the item's UTC
 datetime shifted by `int(lon / 15)` hours, `lon` the longitude of the centroid of the item's
-footprint. `chips` and the assemble run's `group_by` share these functions.
+footprint (odc-stac's `ParsedItem.solar_date`). `odc.stac.load` instead shifts every item
+by the longitude of the centre of the area it loads: the two agree wherever `int(lon / 15)`
+is the same over the AOI; across time zones (or 180°) each scene here keeps its own local
+day. Within a day the scenes keep the run's order (odc-stac sorts them by time, then id).
+`chips` and the assemble run's `group_by` share these functions.
 
 Imports nothing of the package but `errors` (and shapely, lazily): the bottom of the graph.
 """

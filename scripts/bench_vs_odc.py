@@ -13,7 +13,9 @@ nodata 0) on the same EPSG:3857 grid, and write a DEFLATE (predictor 2, level 6)
   back to uint16 by truncation (0 = nodata) and written with
   `odc.geo.cog.save_cog_with_dask` (`stats=False`: ours writes no band statistics).
   `groupby="id"` keeps one time slice per item, so both medians are over the same
-  observations (`"solar_day"` would first fuse a date's scenes).
+  observations (`"solar_day"` would first fuse a date's scenes). With `--group-by solar_day`
+  both sides take the median over solar days instead: ours with `--group-by solar_day`,
+  odc-stac with `groupby="solar_day"`.
 
 odc runs under the Dask threaded scheduler or a `distributed.LocalCluster(n_workers=2,
 threads_per_worker=1, processes=True)`; with `--scheduler auto` both are tried once (as
@@ -148,7 +150,7 @@ def odc_child(spec: dict[str, Any]) -> None:
         geobox=geobox,
         resampling="nearest",
         chunks={"x": chunk, "y": chunk},
-        groupby="id",
+        groupby=spec.get("groupby", "id"),
     )
     # nodata 0 -> NaN (float32, exact for uint16), NaN-skipping median over the items,
     # then truncation back to uint16 as numpy.ma.median + astype (rio-tiler) do; 0 = nodata
@@ -209,7 +211,9 @@ def odc_child(spec: dict[str, Any]) -> None:
 # --------------------------------------------------------------------------------------------
 
 
-def run_ours(items: str, bbox: list[float], zoom: int, out: Path) -> dict[str, Any]:
+def run_ours(
+    items: str, bbox: list[float], zoom: int, out: Path, group_by: str = "item"
+) -> dict[str, Any]:
     """Run the CLI once in a child process.
 
     Args:
@@ -217,6 +221,7 @@ def run_ours(items: str, bbox: list[float], zoom: int, out: Path) -> dict[str, A
         bbox: AOI (W, S, E, N) in lon/lat.
         zoom: WebMercatorQuad zoom.
         out: Output COG path.
+        group_by: ``--group-by`` (``solar_day``: the median over dates).
 
     Returns:
         ``wall`` (s), ``rss`` (peak RSS, MB), ``cpu`` (s) and the CLI's JSON ``summary``.
@@ -237,6 +242,8 @@ def run_ours(items: str, bbox: list[float], zoom: int, out: Path) -> dict[str, A
         ",".join(BANDS),
         "--pixel-selection",
         "median",
+        "--group-by",
+        group_by,
         "--overwrite",
         "--json",
         "-q",
@@ -369,6 +376,12 @@ def main() -> None:
         metavar="S",
         help="fail an odc run after S seconds (default 1800)",
     )
+    parser.add_argument(
+        "--group-by",
+        choices=["item", "solar_day"],
+        default="item",
+        help="median over items (odc groupby='id') or over solar days (groupby='solar_day')",
+    )
     parser.add_argument("--odc-child", help=argparse.SUPPRESS)
     parser.add_argument("--generate-child", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -407,7 +420,7 @@ def main() -> None:
     )
 
     ours_out, odc_out = workdir / "ours.tif", workdir / "odc.tif"
-    ours_args = (sample["items"], sample["bbox"], sample["zoom"], ours_out)
+    ours_args = (sample["items"], sample["bbox"], sample["zoom"], ours_out, args.group_by)
 
     # warm-up (page cache, imports) and the output grid that odc-stac gets
     r = run_ours(*ours_args)
@@ -426,6 +439,7 @@ def main() -> None:
         "scheduler": args.scheduler,
         "gdal_cachemax": args.odc_gdal_cachemax,
         "timeout": args.odc_timeout,
+        "groupby": "id" if args.group_by == "item" else "solar_day",
     }
 
     if args.scheduler == "auto":

@@ -126,7 +126,9 @@ def test_each_cog_equals_the_single_assemble_of_its_feature(batch, demo, tmp_pat
         _same_cog(out / f"{fid}.tif", ref)
     assert not (out / ".runs").exists()  # every run directory was cleaned up
     assert sorted(p.name for p in out.iterdir()) == sorted(
-        [f"{i}.tif" for i in DONE] + ["ledger.jsonl", "index.json", "mosaic.json"]
+        [f"{i}.tif" for i in DONE]
+        + [f"{i}.json" for i in DONE]  # each COG's STAC Item (sidecar)
+        + ["ledger.jsonl", "index.json", "mosaic.json"]
     )
 
 

@@ -204,3 +204,16 @@ def test_resume_keeps_provenance_and_the_hash_includes_it(demo, tmp_path):
         assert (d.read() == before).all()
     with pytest.raises(StateMismatchError):
         _run(demo, out, overwrite=True, **{**kw, "provenance": "count"})
+
+
+def test_provenance_on_dask_workers_equals_threads(demo, tmp_path):
+    kw = dict(pixel_selection="highest", group_by="solar_day", provenance=("count", "date"),
+              chunk_tiles=1)  # fmt: skip
+    _run(demo, tmp_path / "t.tif", **kw)
+    _run(demo, tmp_path / "d.tif", dask_local=2, **kw)
+    for name in ("", ".count", ".date"):
+        with (
+            rasterio.open(tmp_path / f"t{name}.tif") as a,
+            rasterio.open(tmp_path / f"d{name}.tif") as b,
+        ):
+            assert (a.read() == b.read()).all() and (a.dataset_mask() == b.dataset_mask()).all()
