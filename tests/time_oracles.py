@@ -31,15 +31,15 @@ def features(items_path: Path) -> list[dict]:
     return feats
 
 
-def read_item(item: dict, tile, bands=BANDS, qa: bool = False, tilesize: int = 512):
+def read_item(item: dict, tile, bands=BANDS, qa: bool = False, tilesize: int = 512, tms=None):
     """(bands, h, w) masked array of one item over a tile, or None outside it."""
     arrays = []
     try:
         for b in bands:
-            with Reader(item["assets"][b]["href"]) as src:
+            with Reader(item["assets"][b]["href"], **({"tms": tms} if tms else {})) as src:
                 arrays.append(src.tile(*tile, tilesize=tilesize).array)
         if qa:
-            with Reader(item["assets"]["qa_pixel"]["href"]) as src:
+            with Reader(item["assets"]["qa_pixel"]["href"], **({"tms": tms} if tms else {})) as src:
                 q = src.tile(*tile, tilesize=tilesize, resampling_method="nearest").array
     except TileOutsideBounds:
         return None
@@ -80,9 +80,9 @@ def fuse_first(stack: list[numpy.ma.MaskedArray]) -> numpy.ma.MaskedArray:
     return numpy.ma.MaskedArray(data, mask=~filled)
 
 
-def observations(items: list[dict], tile, group_by: str, qa: bool = False, bands=BANDS):
+def observations(items: list[dict], tile, group_by: str, qa: bool = False, bands=BANDS, tms=None):
     """(date, array) per observation of a tile, in item order (dates: first appearance)."""
-    reads = [(i, read_item(i, tile, bands, qa)) for i in items]
+    reads = [(i, read_item(i, tile, bands, qa, tms=tms)) for i in items]
     reads = [(i, a) for i, a in reads if a is not None]
     if group_by == "item":
         return [(utc(i).date(), a) for i, a in reads]
