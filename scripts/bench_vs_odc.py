@@ -357,7 +357,10 @@ def compare(ours: Path, odc: Path) -> list[dict[str, Any]]:
 
     stats = [dict(both=0, equal=0, max_diff=0, only_ours=0, only_odc=0) for _ in BANDS]
     with rasterio.open(ours) as a, rasterio.open(odc) as b:
-        assert a.shape == b.shape and a.transform.almost_equals(b.transform), "grids differ"
+        # odc-geo's Dask COG writer pads the raster to a multiple of its overview factors
+        # (1398 x 1794 -> 1400 x 1796 with overviews 2, 4): same origin, ours' window compared
+        fits = b.height >= a.height and b.width >= a.width
+        assert fits and a.transform.almost_equals(b.transform), "grids differ"
         for _, win in a.block_windows(1):
             da, db = a.read(window=win), b.read(window=win)
             va = a.dataset_mask(window=win) > 0
