@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
+
+import pytest
 
 import mosaic_assembler
 
@@ -83,3 +87,31 @@ def test_cycle_finder_finds_one():
 
 def test_types_is_the_bottom():
     assert import_graph()["mosaic_assembler.types"] == set()
+
+
+def _python(code: str) -> str:
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return r.stdout.strip()
+
+
+def test_cli_imports_rio_tiler_without_xarray():
+    # the CLI's start-up leaves out the xarray stack rio-tiler's XarrayReader pulls in
+    # (cli._lean_imports); a later `import xarray` and the library's API still work
+    pytest.importorskip("xarray")
+    out = _python(
+        "import sys, mosaic_assembler.cli\n"
+        "print(sorted(m for m in ('xarray', 'rioxarray', 'pandas', 'dask') if m in sys.modules))\n"
+        "import xarray, rioxarray\n"
+        "from mosaic_assembler import assemble, AssembleOptions\n"
+        "print(type(xarray.DataArray).__name__, assemble.__name__)"
+    )
+    assert out.splitlines() == ["[]", "type assemble"]
+
+
+def test_library_import_leaves_rio_tiler_alone():
+    # only the CLI (a program, not a library) skips xarray: a notebook keeps rio-tiler whole
+    pytest.importorskip("xarray")
+    out = _python(
+        "import mosaic_assembler.api, rio_tiler.io.xarray as x\nprint(x.xarray is not None)"
+    )
+    assert out == "True"

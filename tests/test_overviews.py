@@ -181,3 +181,25 @@ def test_chunk_overviews_choice():
         {"TILING_SCHEME": "GoogleMapsCompatible"},
     ):
         assert COGOptions(creation_options=co).chunk_overviews(256, 4096) is None
+
+
+def test_chunk_writer_bounds_gdal_cache(tmp_path):
+    # written blocks sit in GDAL's block cache until evicted: a chunk file being written
+    # bounds it to WRITE_CACHE_BYTES (peak RSS flat in the number of tiles), then restores
+    from rasterio.env import getenv
+
+    from mosaic_assembler.grid import AOI, plan_tiles
+    from mosaic_assembler.types import BandInfo, TileData
+    from mosaic_assembler.writer._chunkfile import WRITE_CACHE_BYTES, TileWriter
+
+    plan = plan_tiles(AOI.from_bbox(2.0, 48.0, 2.1, 48.05), 12, 256)
+    tile = plan.tiles[0]
+    data = TileData(numpy.ones((1, 256, 256), "uint8"), numpy.ones((256, 256), bool))
+    with rasterio.Env(GDAL_CACHEMAX=64 * 2**20):
+        with TileWriter(tmp_path / "c.tif", plan, BandInfo(1, "uint8", ())) as writer:
+            assert int(getenv()["GDAL_CACHEMAX"]) == WRITE_CACHE_BYTES
+            writer.write(tile, data)
+        assert int(getenv()["GDAL_CACHEMAX"]) == 64 * 2**20
+    with rasterio.open(tmp_path / "c.tif") as ds:
+        row, col = plan.offset(tile)
+        assert (ds.read(1, window=((row, row + 256), (col, col + 256))) == 1).all()
