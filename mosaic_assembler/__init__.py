@@ -4,8 +4,7 @@ Dependency order: errors <- grid <- sources <- tilers <- writer <- chunks <- sta
     <- executors <- options <- splits <- pipeline <- api <- cli
 """
 
-from typing import TYPE_CHECKING, Any
-
+from mosaic_assembler.api import AssembleOptions, AssembleResult, Progress, assemble
 from mosaic_assembler.errors import (
     AOIError,
     ConfigError,
@@ -19,12 +18,7 @@ from mosaic_assembler.errors import (
     TilesFailedError,
 )
 
-if TYPE_CHECKING:
-    from mosaic_assembler.api import AssembleOptions, AssembleResult, Progress, assemble
-
 __version__ = "0.1.0"
-
-_API = ("AssembleOptions", "AssembleResult", "Progress", "assemble")
 
 __all__ = [
     "AOIError",
@@ -42,16 +36,3 @@ __all__ = [
     "TilesFailedError",
     "assemble",
 ]
-
-
-def __getattr__(name: str) -> Any:
-    """The API's names, imported on first use.
-
-    `import mosaic_assembler.cli` must not import rio-tiler before the CLI decides how (see
-    `mosaic_assembler.cli._lean_imports`).
-    """
-    if name in _API:
-        from mosaic_assembler import api
-
-        return getattr(api, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

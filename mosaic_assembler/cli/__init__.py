@@ -16,9 +16,6 @@ from typing import Any
 
 import click
 
-# first: rio-tiler's readers without the xarray stack (see its docstring)
-from mosaic_assembler.cli import _lean_imports  # noqa: F401  # isort: skip
-
 from mosaic_assembler import __version__
 from mosaic_assembler.cli import _common
 from mosaic_assembler.cli._common import ARGV_KEY, EXIT_FAILED, RunError
