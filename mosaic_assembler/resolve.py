@@ -25,6 +25,7 @@ from mosaic_assembler.selection import ReadOptions
 from mosaic_assembler.sources import open_source
 from mosaic_assembler.sources._files import read_document
 from mosaic_assembler.sources.pinning import load_pinned, search_key
+from mosaic_assembler.storage import S3Url, is_s3
 from mosaic_assembler.tilers.http import HttpOptions, HttpTiler, expand_env
 from mosaic_assembler.types import BandInfo, Tile
 
@@ -44,9 +45,9 @@ class Resolved:
         pinned: the items came from the run directory (a resumed run).
     """
 
-    output: Path
+    output: Path | str  # str: an s3:// URL
     opts: AssembleOptions
-    run_dir: Path
+    run_dir: Path | str  # str: an s3:// URL
     aoi: AOI
     source: Any
     assets: tuple[str, ...]
@@ -55,9 +56,9 @@ class Resolved:
     pinned: bool = False
 
 
-def resolve(output: Path, opts: AssembleOptions) -> Resolved:
+def resolve(output: Path | str, opts: AssembleOptions) -> Resolved:
     """Load the AOI, open (or search, or reuse the pinned) source, decide the assets."""
-    run_dir = Path(opts.run_dir) if opts.run_dir else Path(f"{output}.run")
+    run_dir = run_dir_of(output, opts.run_dir)
     aoi = AOI.from_bbox(*opts.bbox) if opts.bbox is not None else None
     if opts.aoi is not None:
         aoi = load_aoi(opts.aoi)
@@ -69,6 +70,11 @@ def resolve(output: Path, opts: AssembleOptions) -> Resolved:
     key, pinned, source = "", False, None
     if opts.stac is not None:
         assert aoi is not None  # AssembleOptions requires an AOI with a search
+        if isinstance(run_dir, str):
+            raise ConfigError(
+                "a STAC search pins its items in a local run directory: give a local "
+                "`run_dir` (an s3:// `output` is fine)"
+            )
         source, key, pinned = _search(opts, opts.stac, aoi, assets, run_dir)
     elif opts.index is not None:
         items = opts.index if isinstance(opts.index, ItemsFile) else None
@@ -82,6 +88,15 @@ def resolve(output: Path, opts: AssembleOptions) -> Resolved:
         assert source is not None  # AssembleOptions requires an AOI without a source
         aoi = AOI.from_bbox(*source.bounds)
     return Resolved(output, opts, run_dir, aoi, source, assets, read, key, pinned)
+
+
+def run_dir_of(output: Path | str, run_dir: str | Path | None) -> Path | str:
+    """The run directory: `run_dir`, else `OUTPUT.run` beside the output (s3:// URLs as str)."""
+    where = str(run_dir) if run_dir else f"{output}.run"
+    if is_s3(where):
+        S3Url.parse(where, "`run_dir`")  # a bad URL is refused before anything is read
+        return where
+    return Path(where)
 
 
 def load_aoi(aoi: Mapping[str, Any] | str | Path) -> AOI:

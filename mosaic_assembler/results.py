@@ -36,7 +36,7 @@ class AssembleResult:
         outputs: the split COGs (with split_zoom), else empty.
     """
 
-    path: Path | None
+    path: Path | str | None  # str: an s3:// URL
     tiles_total: int
     tiles_done: int
     tiles_empty: int
@@ -55,8 +55,8 @@ class AssembleResult:
     dry_run: bool = False
     chunks: int = 0
     chunks_resumed: int = 0
-    run_dir: Path | None = None
-    outputs: tuple[Path, ...] = ()
+    run_dir: Path | str | None = None
+    outputs: tuple[Path | str, ...] = ()
 
     def to_json(self) -> str:
         """The result as a JSON object (paths as strings)."""
