@@ -28,7 +28,9 @@ import pytest
 FAKE_KEY_ID = "AKIAPLANTEDKEY7QX2ZW"
 FAKE_SECRET = "planted/Secret+Key9vT3nQ8rW2xY5zA1bC4dE6fG"
 
-_REQUEST = re.compile(r'"(GET|PUT|POST|DELETE|HEAD) (\S+) HTTP/[\d.]+" (\d+)')
+#: One access-log line (werkzeug colours some statuses with ANSI codes around the request).
+_ANSI = r"(?:\x1b\[[\d;]*m)*"
+_REQUEST = re.compile(rf'"{_ANSI}(GET|PUT|POST|DELETE|HEAD) (\S+) HTTP/[\d.]+{_ANSI}" (\d+)')
 
 
 def _free_port() -> int:
