@@ -40,7 +40,13 @@ from mosaic_assembler.options import (
 from mosaic_assembler.resolve import Prepared, Resolved, prepare, resolve
 from mosaic_assembler.sources.pinning import pin_items
 from mosaic_assembler.state import RunState, asset_token, config_hash
-from mosaic_assembler.storage import gdal_env, is_s3, open_run_state, output_target
+from mosaic_assembler.storage import (
+    CHUNK_READS,
+    gdal_env,
+    is_s3,
+    open_run_state,
+    output_target,
+)
 from mosaic_assembler.types import BandInfo, Tile
 from mosaic_assembler.writer import (
     DEFAULT_CACHE_BYTES,
@@ -330,7 +336,7 @@ def finalize(r: Resolved, p: Planned, prep: Prepared, ex: Executed, target: Any)
     t2 = time.perf_counter()
     if p.overviews is not None:  # chunks resumed from a run without them, or other ones
         ensure_chunk_overviews([path for _, path in parts], p.overviews)
-    with target:
+    with target, rasterio.Env(**(CHUNK_READS if is_s3(r.run_dir) else {})):
         assert target.workdir is not None
         staged, outputs = _write_output(r, p, parts, bands, target.workdir)
         files = staged.iterdir() if staged.is_dir() else [staged]

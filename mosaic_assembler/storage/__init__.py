@@ -16,9 +16,17 @@ from pathlib import Path
 from typing import Any
 
 from mosaic_assembler.storage._s3 import reset_clients, scrub
-from mosaic_assembler.storage._url import HTTP_RETRIES, S3Url, gdal_env, gdal_path, is_s3
+from mosaic_assembler.storage._url import (
+    CHUNK_READS,
+    HTTP_RETRIES,
+    S3Url,
+    gdal_env,
+    gdal_path,
+    is_s3,
+)
 
 __all__ = [
+    "CHUNK_READS",
     "HTTP_RETRIES",
     "S3Url",
     "gdal_env",
