@@ -37,7 +37,7 @@ from mosaic_assembler.options import (
     AssembleResult,
     Progress,
 )
-from mosaic_assembler.resolve import Prepared, Resolved, prepare, resolve
+from mosaic_assembler.resolve import Prepared, Resolved, prepare, resolve, run_dir_of
 from mosaic_assembler.sources.pinning import pin_items
 from mosaic_assembler.state import RunState, asset_token, config_hash
 from mosaic_assembler.storage import (
@@ -71,7 +71,10 @@ def run(
     dry_run: bool = False,
 ) -> AssembleResult:
     """Run a validated configuration (see `mosaic_assembler.assemble`)."""
-    with rasterio.Env(**{**gdal_env(), **gdal_config(opts)}):
+    # GDAL reads its /vsicurl chunk and cache sizes once per process: for chunks on S3 (read
+    # back by the finalize) they are set for the whole run
+    chunk_reads = CHUNK_READS if is_s3(run_dir_of(output, opts.run_dir)) else {}
+    with rasterio.Env(**{**gdal_env(), **chunk_reads, **gdal_config(opts)}):
         t0 = time.perf_counter()
         target = output_target(output, opts.overwrite, directory=opts.split_zoom is not None)
         if not dry_run:
@@ -336,7 +339,7 @@ def finalize(r: Resolved, p: Planned, prep: Prepared, ex: Executed, target: Any)
     t2 = time.perf_counter()
     if p.overviews is not None:  # chunks resumed from a run without them, or other ones
         ensure_chunk_overviews([path for _, path in parts], p.overviews)
-    with target, rasterio.Env(**(CHUNK_READS if is_s3(r.run_dir) else {})):
+    with target:
         assert target.workdir is not None
         staged, outputs = _write_output(r, p, parts, bands, target.workdir)
         files = staged.iterdir() if staged.is_dir() else [staged]

@@ -76,6 +76,8 @@ class S3Url:
 #: moto: ~1 s per 256-px tile row of the output on a loaded machine); 2 MB reads fetch many tiles
 #: each, and the cache (an upper bound on its memory) keeps what one output block row needs.
 #: Chunk files have no sidecar files: do not list the chunks/ prefix to look for them.
+#: GDAL reads the sizes once per process, so they apply to the driver's whole run (its input
+#: reads too: on a cluster, only the plan-time probe of a few assets).
 CHUNK_READS = {
     "CPL_VSIL_CURL_CHUNK_SIZE": str(2 * 1024 * 1024),
     "CPL_VSIL_CURL_CACHE_SIZE": str(128 * 1024 * 1024),
