@@ -37,7 +37,7 @@ from mosaic_assembler.options import (
     AssembleResult,
     Progress,
 )
-from mosaic_assembler.resolve import Prepared, Resolved, prepare, resolve, run_dir_of
+from mosaic_assembler.resolve import Prepared, Resolved, prepare, resolve
 from mosaic_assembler.sources.pinning import pin_items
 from mosaic_assembler.state import RunState, asset_token, config_hash
 from mosaic_assembler.storage import (
@@ -73,7 +73,7 @@ def run(
     """Run a validated configuration (see `mosaic_assembler.assemble`)."""
     # GDAL reads its /vsicurl chunk and cache sizes once per process: for chunks on S3 (read
     # back by the finalize) they are set for the whole run
-    chunk_reads = CHUNK_READS if is_s3(run_dir_of(output, opts.run_dir)) else {}
+    chunk_reads = CHUNK_READS if is_s3(opts.run_dir or output) else {}
     with rasterio.Env(**{**gdal_env(), **chunk_reads, **gdal_config(opts)}):
         t0 = time.perf_counter()
         target = output_target(output, opts.overwrite, directory=opts.split_zoom is not None)
