@@ -17,6 +17,7 @@ from mosaic_assembler.options import (
     build_options,
 )
 from mosaic_assembler.pipeline import run
+from mosaic_assembler.storage import is_s3
 
 __all__ = [
     "AssembleKwargs",
@@ -77,7 +78,8 @@ def assemble(
     else:
         callback = progress
     try:
-        return run(Path(output), opts, progress=callback, dry_run=dry_run)
+        target = str(output) if is_s3(output) else Path(output)
+        return run(target, opts, progress=callback, dry_run=dry_run)
     finally:
         close = getattr(callback, "close", None)
         if close is not None:

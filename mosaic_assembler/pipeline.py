@@ -41,11 +41,17 @@ from mosaic_assembler.options import (
 from mosaic_assembler.resolve import Prepared, Resolved, prepare, resolve
 from mosaic_assembler.sources.pinning import pin_items
 from mosaic_assembler.state import RunState, asset_token, config_hash
+from mosaic_assembler.storage import (
+    CHUNK_READS,
+    gdal_env,
+    is_s3,
+    open_run_state,
+    output_target,
+)
 from mosaic_assembler.types import BandInfo, Tile
 from mosaic_assembler.writer import (
     DEFAULT_CACHE_BYTES,
     ChunkOverviews,
-    OutputTarget,
     config_value,
     ensure_chunk_overviews,
     finalize_cog,
@@ -60,17 +66,18 @@ ProgressCallback = Callable[[Progress], None]
 
 
 def run(
-    output: Path,
+    output: Path | str,
     opts: AssembleOptions,
     progress: ProgressCallback | None = None,
     dry_run: bool = False,
 ) -> AssembleResult:
     """Run a validated configuration (see `mosaic_assembler.assemble`)."""
-    with rasterio.Env(**gdal_config(opts)):
+    # GDAL reads its /vsicurl chunk and cache sizes once per process: for chunks on S3 (read
+    # back by the finalize) they are set for the whole run
+    chunk_reads = CHUNK_READS if is_s3(opts.run_dir or output) else {}
+    with rasterio.Env(**{**gdal_env(), **chunk_reads, **gdal_config(opts)}):
         t0 = time.perf_counter()
-        target = OutputTarget(
-            output, overwrite=opts.overwrite, directory=opts.split_zoom is not None
-        )
+        target = output_target(output, opts.overwrite, directory=opts.split_zoom is not None)
         if not dry_run:
             target.check()
             if opts.split_zoom is None:
@@ -201,21 +208,21 @@ class Executed:
 
     results: dict[str, ChunkResult]
     resumed: int
-    state: RunState
+    state: RunState  # or storage's S3RunState (same interface)
     seconds: float
 
 
 def execute(r: Resolved, p: Planned, prep: Prepared, progress: ProgressCallback | None) -> Executed:
     """Compute the chunks not finished yet, recording each in the run directory."""
     opts = r.opts
-    state = RunState.open(
+    state = open_run_state(
         r.run_dir,
         config_hash(_hash_parts(r, p, prep)),
         {"output": str(r.output), "tiles": len(p.plan.tiles), "chunks": len(p.chunks)},
         restart=opts.restart,
     )
-    if opts.stac is not None and not r.pinned:
-        pin_items(r.run_dir, r.search_key, r.source)
+    if opts.stac is not None and not r.pinned and not is_s3(r.run_dir):
+        pin_items(Path(r.run_dir), r.search_key, r.source)
     finished = state.finished(p.chunks, accept_partial=opts.allow_partial)
     finished = _with_provenance(finished, state, prep.read.provenance)
     earlier = _failed_before(state)
@@ -353,9 +360,7 @@ def _first_href(assets: Any) -> str | None:
 
 
 # -------------------------------------------------------------------------------- finalize
-def finalize(
-    r: Resolved, p: Planned, prep: Prepared, ex: Executed, target: OutputTarget
-) -> AssembleResult:
+def finalize(r: Resolved, p: Planned, prep: Prepared, ex: Executed, target: Any) -> AssembleResult:
     """Chunk files → the COG (or split COGs), renamed into place; the run directory removed."""
     opts, results = r.opts, ex.results
     p.seconds["read"] = ex.seconds
@@ -426,7 +431,7 @@ def _output_bands(results: list[ChunkResult], bands: BandInfo | None) -> BandInf
 
 def _write_output(
     r: Resolved, p: Planned, parts: list[tuple[Chunk, Path]], bands: BandInfo, workdir: Path
-) -> tuple[Path, tuple[Path, ...]]:
+) -> tuple[Path, tuple[Path | str, ...]]:
     """Write the COG (or the split directory) in `workdir`; return it and the split COGs."""
     opts = r.opts
     if opts.split_zoom is not None:
@@ -455,12 +460,12 @@ def _result(
     counts: _Counts,
     bands: BandInfo | None = None,
     *,
-    path: Path | None = None,
+    path: Path | str | None = None,
     size: int = 0,
     dry_run: bool = False,
     resumed: int = 0,
-    run_dir: Path | None = None,
-    outputs: tuple[Path, ...] = (),
+    run_dir: Path | str | None = None,
+    outputs: tuple[Path | str, ...] = (),
 ) -> AssembleResult:
     plan = p.plan
     _, _, height, width = plan.output_window

@@ -26,6 +26,7 @@ from mosaic_assembler.selection import ReadOptions
 from mosaic_assembler.sources import open_source
 from mosaic_assembler.sources._files import read_document
 from mosaic_assembler.sources.pinning import load_pinned, search_key
+from mosaic_assembler.storage import S3Url, is_s3
 from mosaic_assembler.tilers.http import HttpOptions, HttpTiler, expand_env
 from mosaic_assembler.types import BandInfo, Tile
 
@@ -47,9 +48,9 @@ class Resolved:
         zoom: its level of the output.
     """
 
-    output: Path
+    output: Path | str  # str: an s3:// URL
     opts: AssembleOptions
-    run_dir: Path
+    run_dir: Path | str  # str: an s3:// URL
     aoi: AOI
     source: Any
     assets: tuple[str, ...]
@@ -60,9 +61,9 @@ class Resolved:
     zoom: int = 0
 
 
-def resolve(output: Path, opts: AssembleOptions) -> Resolved:
+def resolve(output: Path | str, opts: AssembleOptions) -> Resolved:
     """Load the AOI, open (or search, or reuse the pinned) source, decide the assets."""
-    run_dir = Path(opts.run_dir) if opts.run_dir else Path(f"{output}.run")
+    run_dir = run_dir_of(output, opts.run_dir)
     aoi = AOI.from_bbox(*opts.bbox) if opts.bbox is not None else None
     if opts.aoi is not None:
         aoi = load_aoi(opts.aoi)
@@ -74,6 +75,11 @@ def resolve(output: Path, opts: AssembleOptions) -> Resolved:
     key, pinned, source = "", False, None
     if opts.stac is not None:
         assert aoi is not None  # AssembleOptions requires an AOI with a search
+        if isinstance(run_dir, str):
+            raise ConfigError(
+                "a STAC search pins its items in a local run directory: give a local "
+                "`run_dir` (an s3:// `output` is fine)"
+            )
         source, key, pinned = _search(opts, opts.stac, aoi, assets, run_dir)
     elif opts.index is not None:
         items = opts.index if isinstance(opts.index, ItemsFile) else None
@@ -105,6 +111,15 @@ def _grid(opts: AssembleOptions, aoi: AOI, source: Any, tilesize: int) -> tuple[
     assets = source.all_assets() if source is not None else None
     grid, zoom, _ = resolve_custom_grid(opts.crs, opts.resolution, opts.snap, aoi, tilesize, assets)
     return grid, zoom
+
+
+def run_dir_of(output: Path | str, run_dir: str | Path | None) -> Path | str:
+    """The run directory: `run_dir`, else `OUTPUT.run` beside the output (s3:// URLs as str)."""
+    where = str(run_dir) if run_dir else f"{output}.run"
+    if is_s3(where):
+        S3Url.parse(where, "`run_dir`")  # a bad URL is refused before anything is read
+        return where
+    return Path(where)
 
 
 def load_aoi(aoi: Mapping[str, Any] | str | Path) -> AOI:

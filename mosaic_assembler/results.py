@@ -37,7 +37,7 @@ class AssembleResult:
         crs: the output's CRS; tms: its TileMatrixSet id (`zoom` is its level).
     """
 
-    path: Path | None
+    path: Path | str | None  # str: an s3:// URL
     tiles_total: int
     tiles_done: int
     tiles_empty: int
@@ -56,8 +56,8 @@ class AssembleResult:
     dry_run: bool = False
     chunks: int = 0
     chunks_resumed: int = 0
-    run_dir: Path | None = None
-    outputs: tuple[Path, ...] = ()
+    run_dir: Path | str | None = None
+    outputs: tuple[Path | str, ...] = ()
     crs: str = "EPSG:3857"
     tms: str = "WebMercatorQuad"
 

@@ -61,9 +61,9 @@ def write_split(
     split_zoom: int,
     out_dir: Path,
     cog: COGOptions,
-    final_dir: Path,
+    final_dir: Path | str,
     overviews: ChunkOverviews | None = None,
-) -> tuple[Path, ...]:
+) -> tuple[Path | str, ...]:
     """Write `{quadkey}.tif` COGs, `mosaic.json` and `items.json` into out_dir.
 
     Args:
@@ -73,8 +73,9 @@ def write_split(
         split_zoom: the zoom of the quadkeys, one COG each.
         out_dir: the directory to create and fill.
         cog: the COGs' options.
-        final_dir: where out_dir will be renamed to (the mosaicJSON lists absolute paths
-            there; the STAC items use relative hrefs).
+        final_dir: where out_dir will be renamed to, or the s3:// prefix it is uploaded to
+            (the mosaicJSON lists absolute paths or s3:// URLs there; the STAC items use
+            relative hrefs).
         overviews: the chunk files' internal overviews (see `writer.write_vrt`), or None.
 
     Returns:
@@ -82,14 +83,15 @@ def write_split(
     """
     out_dir.mkdir(parents=True)
     tiles = {t for chunk, _ in parts for t in chunk.tiles}
-    final_dir = final_dir.absolute()
+    remote = str(final_dir).startswith("s3://")
+    base = str(final_dir).rstrip("/") if remote else str(Path(final_dir).absolute())
     features: list[dict[str, Any]] = []
     items: list[dict[str, Any]] = []
     now = datetime.datetime.now(datetime.UTC).isoformat().replace("+00:00", "Z")
     for qk, window in split_windows(plan, tiles, split_zoom).items():
         _write_quadkey(plan, parts, bands, qk, window, out_dir, cog, overviews)
         geom, bbox = _footprint(plan, window)
-        path = str(final_dir / f"{qk}.tif")
+        path = f"{base}/{qk}.tif"
         features.append(
             {"type": "Feature", "geometry": geom, "properties": {"path": path, "quadkey": qk}}
         )
@@ -102,7 +104,8 @@ def write_split(
     (out_dir / "items.json").write_text(
         json.dumps({"type": "FeatureCollection", "features": items})
     )
-    return tuple(Path(f["properties"]["path"]) for f in features)
+    paths = [f["properties"]["path"] for f in features]
+    return tuple(p if remote else Path(p) for p in paths)
 
 
 def _write_quadkey(

@@ -300,17 +300,24 @@ def _rmdir(path: Path) -> bool:
     return True
 
 
-def run_status(run_dir: Path) -> dict[str, Any]:
-    """Progress of a run directory (for `assemble-mosaic status`).
+def run_status(run_dir: Path | str) -> dict[str, Any]:
+    """Progress of a run directory, local or s3:// (for `assemble-mosaic status`).
 
     Raises:
         OutputError: not a run directory.
     """
-    run_file = run_dir / RUN_FILE
-    if not run_file.exists():
-        raise OutputError(f"{str(run_dir)!r} is not a run directory (no {RUN_FILE})")
-    info = json.loads(run_file.read_text())
-    entries = read_manifest(run_dir)
+    if str(run_dir).startswith("s3://"):
+        from mosaic_assembler.storage._rundir import status_info
+
+        info, entries = status_info(str(run_dir))
+        entries = [{"t": info.get("created")}] + [{**e, "event": "end"} for e in entries]
+    else:
+        run_dir = Path(run_dir)
+        run_file = run_dir / RUN_FILE
+        if not run_file.exists():
+            raise OutputError(f"{str(run_dir)!r} is not a run directory (no {RUN_FILE})")
+        info = json.loads(run_file.read_text())
+        entries = read_manifest(run_dir)
     last: dict[str, dict[str, Any]] = {}
     first_t = None
     for e in entries:

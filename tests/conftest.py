@@ -14,6 +14,7 @@ from rasterio.crs import CRS
 from rasterio.transform import from_origin
 from rasterio.warp import transform as warp_transform
 from rasterio.warp import transform_bounds
+from s3_fixtures import moto_server, s3  # noqa: F401  (fixtures: a real S3 server)
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real"
 

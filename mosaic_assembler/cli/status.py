@@ -17,11 +17,11 @@ from mosaic_assembler.errors import MosaicAssemblerError
 @click.argument("run_dir", type=click.Path(file_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def status_command(run_dir: str, as_json: bool) -> None:
-    """Progress of a run directory: chunks done/failed/pending, tiles, ETA."""
+    """Progress of a run directory (a path or s3://bucket/prefix): chunks, tiles, ETA."""
     from mosaic_assembler.state import run_status
 
     try:
-        st = run_status(Path(run_dir))
+        st = run_status(run_dir if run_dir.startswith("s3://") else Path(run_dir))
     except MosaicAssemblerError as e:
         raise RunError(str(e)) from e
     if as_json:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import posixpath
 import stat
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,10 @@ def read_document(path: str | Path, what: str, limit: int = MAX_DOCUMENT_BYTES) 
     Raises:
         SourceError: missing, a directory, unreadable, over the limit or binary.
     """
+    if str(path).startswith("s3://"):
+        from mosaic_assembler.storage import read_bytes
+
+        return read_bytes(str(path), what, limit)
     p = Path(path)
     if str(path) == "-":
         raise SourceError(f"{what} cannot be read from stdin")
@@ -81,7 +86,15 @@ def read_json(path: str | Path, what: str, limit: int = MAX_DOCUMENT_BYTES) -> A
         raise SourceError(f"{what} {str(path)!r} nests too deeply to be read") from e
 
 
-def resolve_href(href: str, base_dir: Path) -> str:
+def document_dir(path: str | Path) -> Path | str:
+    """The directory of a source document: a local path, or an s3:// prefix (str)."""
+    text = str(path)
+    if text.startswith("s3://"):
+        return posixpath.dirname(text)
+    return Path(path).resolve().parent
+
+
+def resolve_href(href: str, base_dir: Path | str) -> str:
     """An href made absolute against the directory of the document that holds it.
 
     URLs (http, s3, …) and GDAL virtual paths (/vsi…) are returned unchanged.
@@ -93,4 +106,9 @@ def resolve_href(href: str, base_dir: Path) -> str:
         return href
     if href.startswith("/vsi") or os.path.isabs(href):
         return href
+    if isinstance(base_dir, str):  # an s3:// document: its relative hrefs are s3:// too
+        bucket_end = base_dir.index("/", len("s3://")) if base_dir.count("/") > 2 else None
+        root = base_dir[:bucket_end] if bucket_end else base_dir
+        key = base_dir[len(root) :]
+        return root + posixpath.normpath(posixpath.join(key or "/", href))
     return str((base_dir / href).resolve())

@@ -14,7 +14,7 @@ from cogeo_mosaic.mosaic import MosaicJSON
 from pydantic import ValidationError
 
 from mosaic_assembler.errors import SourceError
-from mosaic_assembler.sources._files import read_json, resolve_href
+from mosaic_assembler.sources._files import document_dir, read_json, resolve_href
 
 _WMQ = morecantile.tms.get("WebMercatorQuad")
 
@@ -143,7 +143,7 @@ def open_mosaicjson(path: str | Path) -> MosaicJSONSource:
             f"mosaicJSON {str(path)!r}: quadkeys have lengths {sorted(lengths)} but "
             f"quadkey_zoom is {qk_zoom}"
         )
-    base = Path(path).resolve().parent
+    base = document_dir(path)
     prefix = mosaic.asset_prefix or ""
     tiles = {
         qk: tuple(resolve_href(prefix + a, base) for a in assets)

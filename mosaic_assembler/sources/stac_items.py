@@ -15,7 +15,7 @@ from shapely import STRtree
 from shapely.geometry import box, shape
 
 from mosaic_assembler.errors import SourceError
-from mosaic_assembler.sources._files import read_json, resolve_href
+from mosaic_assembler.sources._files import document_dir, read_json, resolve_href
 
 logger = logging.getLogger(__name__)
 
@@ -123,7 +123,7 @@ def open_stac_items(
         features = doc.get("features") or []
     else:
         raise SourceError(f"{str(path)!r} is not a STAC ItemCollection/FeatureCollection or Item")
-    base = Path(path).resolve().parent
+    base = document_dir(path)
     return items_from_features(
         features,
         assets,

@@ -53,6 +53,7 @@ from rio_tiler.io import Reader, STACReader
 from rio_tiler.models import ImageData
 from rio_tiler.utils import has_alpha_band
 
+from mosaic_assembler.storage import gdal_path
 from mosaic_assembler.types import GDAL_DTYPES
 
 __all__ = ["MAX_OPEN", "reader_tile", "stac_tile"]
@@ -388,7 +389,7 @@ def _stack(hrefs: tuple[str, ...], tms: Any = None) -> _Stack:
         bands = "".join(
             f'<VRTRasterBand dataType="{GDAL_DTYPES[first.dtypes[0]]}" band="{i}">'
             f"<NoDataValue>{first.nodata!r}</NoDataValue><SimpleSource>"
-            f'<SourceFilename relativeToVRT="0">{escape(href)}</SourceFilename>'
+            f'<SourceFilename relativeToVRT="0">{escape(gdal_path(href))}</SourceFilename>'
             f"<SourceBand>1</SourceBand><SrcRect {rect}/><DstRect {rect}/></SimpleSource>"
             "</VRTRasterBand>"
             for i, href in enumerate(hrefs, start=1)
