@@ -217,7 +217,7 @@ def compute_chunk(
     # this process's S3 endpoint and HTTP retries (a Dask worker's own environment), then the run's
     with rasterio.Env(**{**gdal_env(), **dict(spec.gdal_config)}):
         if is_s3(spec.chunk_dir):  # an S3 run directory: compute in TMPDIR, upload, record
-            from mosaic_assembler.storage._rundir import compute_remote_chunk
+            from mosaic_assembler.storage._records import compute_remote_chunk
 
             return compute_remote_chunk(spec, job, on_tile, _compute_chunk)  # type: ignore[no-any-return]
         return _compute_chunk(spec, job, on_tile)

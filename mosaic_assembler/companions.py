@@ -1,7 +1,8 @@
 """The files beside an output: provenance COGs (`OUT.count.tif`, `OUT.date.tif`) and `OUT.json`.
 
 For a single COG they are written in the output's work directory and renamed into place
-before the output itself (an output that exists has its companions); for a split output,
+(uploaded beside it, for an s3:// output) before the output itself (an output that exists
+has its companions); for a split output,
 each `{name}.tif` of the directory gets `{name}.count.tif`, `{name}.date.tif` and
 `{name}.json`, and the directory a `collection.json`, all inside the directory that is
 swapped in whole.
@@ -28,6 +29,7 @@ from mosaic_assembler.sidecar import (
     redact_command,
     write_json,
 )
+from mosaic_assembler.storage import S3Url, is_s3
 from mosaic_assembler.types import BandInfo, Tile
 from mosaic_assembler.writer import ChunkOverviews, COGOptions, finalize_cog, write_vrt
 
@@ -35,6 +37,7 @@ __all__ = [
     "check_companions",
     "companion_paths",
     "provenance_cog_options",
+    "place_companions",
     "provenance_overviews",
     "run_properties",
     "write_companions",
@@ -49,19 +52,53 @@ def companion_paths(output: Path, provenance: Sequence[str]) -> list[Path]:
     return [*(provenance_path(output, k) for k in provenance), sidecar_path(output)]
 
 
-def check_companions(output: Path, provenance: Sequence[str], overwrite: bool) -> None:
+def _beside(output: str, name: str) -> str:
+    """The s3:// URL of `name` in the same prefix as the s3:// `output`."""
+    return f"{output.rpartition('/')[0]}/{name}"
+
+
+def check_companions(output: Path | str, provenance: Sequence[str], overwrite: bool) -> None:
     """Refuse a companion path that exists (without `overwrite`) or is a directory.
 
     Raises:
         OutputError: with the path and why.
     """
-    for path in companion_paths(output, provenance):
+    if is_s3(output):
+        from mosaic_assembler.storage import _s3
+
+        for path in companion_paths(Path(str(output).rpartition("/")[2]), provenance):
+            url = _beside(str(output), path.name)
+            if not overwrite and _s3.head(S3Url.parse(url), "output") is not None:
+                raise OutputError(
+                    f"{url!r} (written beside the output) exists; use `overwrite` to replace it"
+                )
+        return
+    for path in companion_paths(Path(output), provenance):
         if path.is_dir():
             raise OutputError(f"{str(path)!r} (written beside the output) is a directory")
         if os.path.lexists(path) and not overwrite:
             raise OutputError(
                 f"{str(path)!r} (written beside the output) exists; use `overwrite` to replace it"
             )
+
+
+def place_companions(
+    output: Path | str, companions: Sequence[tuple[Path, Path]], overwrite: bool
+) -> None:
+    """Put finished companion files beside the output (renamed, or uploaded to S3).
+
+    Beside an s3:// output each is uploaded create-only unless `overwrite`, and appears
+    complete.
+    """
+    if is_s3(output):
+        from mosaic_assembler.storage import _s3
+
+        for done, final in companions:
+            url = S3Url.parse(_beside(str(output), final.name))
+            _s3.put_file(done, url, create_only=not overwrite)
+        return
+    for done, final in companions:
+        os.replace(done, final)
 
 
 def provenance_overviews(overviews: ChunkOverviews | None) -> ChunkOverviews | None:
@@ -189,15 +226,16 @@ def write_companions(
             made[kind] = _provenance_cog(
                 plan, parts, kind, counts[kind], dest, cog, overviews, plan.window
             )
-        item = output_item(staged, r.output.stem if r.output.suffix else r.output.name,
+        output = Path(str(r.output).rpartition("/")[2]) if is_s3(r.output) else r.output
+        item = output_item(staged, output.stem if output.suffix else output.name,
                            {**items_summary(_assets_in(p.jobs)), **run}, made)  # fmt: skip
         # the staged names are out.tif, out.count.tif: the hrefs name the final files
-        item["assets"]["data"]["href"] = f"./{r.output.name}"
+        item["assets"]["data"]["href"] = f"./{output.name}"
         for kind in kinds:
-            item["assets"][kind]["href"] = f"./{provenance_path(r.output, kind).name}"
+            item["assets"][kind]["href"] = f"./{provenance_path(output, kind).name}"
         sidecar = write_json(workdir / sidecar_path(staged).name, item)
-        finals = [(made[k], provenance_path(r.output, k)) for k in kinds]
-        return [*finals, (sidecar, sidecar_path(r.output))]
+        finals = [(made[k], provenance_path(output, k)) for k in kinds]
+        return [*finals, (sidecar, sidecar_path(output))]
     return _split_companions(r, p, parts, staged, kinds, counts, cog, overviews, run)
 
 

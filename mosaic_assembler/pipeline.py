@@ -29,7 +29,12 @@ import numpy
 import rasterio
 
 from mosaic_assembler.chunks import ChunkJob, ChunkResult, RunSpec
-from mosaic_assembler.companions import check_companions, provenance_overviews, write_companions
+from mosaic_assembler.companions import (
+    check_companions,
+    place_companions,
+    provenance_overviews,
+    write_companions,
+)
 from mosaic_assembler.errors import ConfigError, EmptyPlanError, OutputError, TilesFailedError
 from mosaic_assembler.executors import run_chunks
 from mosaic_assembler.grid import Chunk, Clipper, Plan, check_split, plan_chunks, plan_tiles
@@ -45,8 +50,6 @@ from mosaic_assembler.storage import (
     CHUNK_READS,
     gdal_env,
     is_s3,
-    open_run_state,
-    output_target,
 )
 from mosaic_assembler.types import BandInfo, Tile
 from mosaic_assembler.writer import (
@@ -75,6 +78,12 @@ def run(
     # GDAL reads its /vsicurl chunk and cache sizes once per process: for chunks on S3 (read
     # back by the finalize) they are set for the whole run
     chunk_reads = CHUNK_READS if is_s3(opts.run_dir or output) else {}
+    if opts.read.provenance and is_s3(opts.run_dir or output):
+        # the workers upload a chunk's file and end record, not its provenance files yet
+        raise ConfigError(
+            "`provenance` needs a local `run_dir` (an s3:// run directory holds no "
+            "provenance chunks yet); an s3:// output is fine"
+        )
     with rasterio.Env(**{**gdal_env(), **chunk_reads, **gdal_config(opts)}):
         t0 = time.perf_counter()
         target = output_target(output, opts.overwrite, directory=opts.split_zoom is not None)
@@ -92,6 +101,30 @@ def run(
             return _result(planned, _Counts(empty=empty), prepared.bands, dry_run=True)
         executed = execute(resolved, planned, prepared, progress)
         return finalize(resolved, planned, prepared, executed, target)
+
+
+def output_target(output: str | Path, overwrite: bool, directory: bool) -> Any:
+    """The atomic output target of a local path or an s3:// URL."""
+    if is_s3(output):
+        from mosaic_assembler.storage._target import S3OutputTarget
+
+        return S3OutputTarget(str(output), overwrite=overwrite, directory=directory)
+    from mosaic_assembler.writer import OutputTarget
+
+    return OutputTarget(output, overwrite=overwrite, directory=directory)
+
+
+def open_run_state(
+    run_dir: str | Path, hash: str, summary: dict[str, Any], restart: bool = False
+) -> Any:
+    """Open (or create) a local or S3 run directory (`state.RunState` / `S3RunState`)."""
+    if is_s3(run_dir):
+        from mosaic_assembler.storage._rundir import S3RunState
+
+        return S3RunState.open(str(run_dir), hash, summary, restart=restart)
+    from mosaic_assembler.state import RunState
+
+    return RunState.open(Path(run_dir), hash, summary, restart=restart)
 
 
 def gdal_config(opts: AssembleOptions) -> dict[str, Any]:
@@ -289,8 +322,12 @@ def _failed_before(state: RunState) -> dict[str, set[Tile]]:
     from mosaic_assembler.state import read_manifest
 
     out: dict[str, set[Tile]] = {}
-    for e in read_manifest(state.run_dir):
-        if e.get("event") == "end" and e.get("failed"):
+    if hasattr(state, "records"):  # an S3 run directory keeps the chunks' end records only
+        ends = list(state.records().values())
+    else:
+        ends = [e for e in read_manifest(state.run_dir) if e.get("event") == "end"]
+    for e in ends:
+        if e.get("failed"):
             out.setdefault(e["chunk"], set()).update((x, y, z) for z, x, y, _ in e["failed"])
     return out
 
@@ -390,8 +427,7 @@ def finalize(r: Resolved, p: Planned, prep: Prepared, ex: Executed, target: Any)
         companions = write_companions(r, p, parts, staged, target.workdir)
         if companions:  # before the output: an output that exists has its companions
             check_companions(r.output, r.read.provenance, opts.overwrite)
-            for done, final in companions:
-                os.replace(done, final)
+            place_companions(r.output, companions, opts.overwrite)
         target.commit(staged)
     p.seconds["finalize"] = time.perf_counter() - t2
     p.seconds["total"] = time.perf_counter() - p.t0

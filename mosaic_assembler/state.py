@@ -42,7 +42,7 @@ from mosaic_assembler.chunks import ChunkResult
 from mosaic_assembler.errors import OutputError, StateMismatchError
 from mosaic_assembler.grid import Chunk
 from mosaic_assembler.ledger import append_line, read_lines
-from mosaic_assembler.types import ChunkStatus
+from mosaic_assembler.types import RUN_FORMAT, ChunkStatus
 
 logger = logging.getLogger(__name__)
 
@@ -51,7 +51,6 @@ MANIFEST = "manifest.jsonl"
 CHUNK_DIR = "chunks"
 
 #: The format tag of run.json: what makes a directory a run directory of this tool.
-RUN_FORMAT = "mosaic-assembler-run/1"
 
 #: Files of a run directory this tool writes (pipeline pins a STAC search in the last four).
 OWN_FILES = (

@@ -73,3 +73,8 @@ class ChunkStatus(StrEnum):
     def has_file(self) -> bool:
         """Whether a chunk GeoTIFF was written."""
         return self in (ChunkStatus.DONE, ChunkStatus.PARTIAL)
+
+
+#: The format tag of a run directory's run.json: only a directory holding it is a run
+#: directory (state.py; storage/_rundir.py on S3).
+RUN_FORMAT = "mosaic-assembler-run/1"

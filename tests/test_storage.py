@@ -18,6 +18,7 @@ from s3_fixtures import FAKE_KEY_ID, FAKE_SECRET
 from mosaic_assembler import assemble
 from mosaic_assembler.cli import cli
 from mosaic_assembler.demo_data import make_demo_sample
+from mosaic_assembler.errors import ConfigError
 from mosaic_assembler.storage import gdal_env
 
 ZOOM, TILESIZE = 11, 256
@@ -75,8 +76,36 @@ def test_s3_inputs_output_and_run_dir_equal_the_local_run(s3, demo, oracle, tmp_
     got = s3.download("results/out.tif", tmp_path / "got.tif")
     assert cog_validate(str(got), quiet=True)[0]
     assert_same(got, oracle)
-    # the run directory (default OUTPUT.run/) is gone; the user's file stays
-    assert sorted(s3.keys("results/")) == ["results/notes.txt", "results/out.tif"]
+    # the run directory (default OUTPUT.run/) is gone; the user's file stays; the STAC
+    # sidecar is beside the output and names it relatively
+    assert sorted(s3.keys("results/")) == [
+        "results/notes.txt", "results/out.json", "results/out.tif",
+    ]  # fmt: skip
+    assert json.loads(s3.get("results/out.json"))["assets"]["data"]["href"] == "./out.tif"
+
+
+def test_provenance_companions_beside_an_s3_output(s3, demo, tmp_path):
+    """OUT.count.tif and OUT.json are uploaded beside an s3:// output, equal to a local run's,
+    and a rerun without overwrite is refused because they (and OUT) exist."""
+    opts = _options(str(demo.items_path), provenance="count")
+    local = tmp_path / "local" / "p.tif"
+    local.parent.mkdir()
+    assemble(local, progress=False, **opts)
+    with pytest.raises(ConfigError, match="`provenance` needs a local `run_dir`"):
+        assemble(s3.url("prov/p.tif"), progress=False, **opts)
+    opts["run_dir"] = str(tmp_path / "run")
+    assemble(s3.url("prov/p.tif"), progress=False, **opts)
+    assert sorted(s3.keys("prov/")) == ["prov/p.count.tif", "prov/p.json", "prov/p.tif"]
+    got = s3.download("prov/p.count.tif", tmp_path / "count.tif")
+    assert cog_validate(str(got), quiet=True)[0]
+    assert_same(got, local.with_name("p.count.tif"))
+    item = json.loads(s3.get("prov/p.json"))
+    assert item["assets"]["count"]["href"] == "./p.count.tif"
+    s3.client.delete_object(Bucket=s3.name, Key="prov/p.tif")  # only the companions remain
+    with pytest.raises(Exception, match="p.count.tif.*exists"):
+        assemble(s3.url("prov/p.tif"), progress=False, **opts)
+    assemble(s3.url("prov/p.tif"), progress=False, overwrite=True, **opts)
+    assert "prov/p.tif" in s3.keys("prov/")
 
 
 def test_s3_output_is_refused_when_it_exists_unless_overwrite(s3, demo, oracle, tmp_path):
@@ -98,7 +127,10 @@ def test_split_zoom_to_an_s3_prefix(s3, demo, oracle, tmp_path):
     r = assemble(s3.url("split"), progress=False, split_zoom=9, **_options(str(demo.items_path)))
     keys = sorted(s3.keys("split/"))
     cogs = [k for k in keys if k.endswith(".tif")]
-    assert cogs and set(keys) == {*cogs, "split/items.json", "split/mosaic.json"}
+    sidecars = {k.removesuffix(".tif") + ".json" for k in cogs}
+    assert cogs and set(keys) == {
+        *cogs, *sidecars, "split/items.json", "split/mosaic.json", "split/collection.json",
+    }  # fmt: skip
     assert sorted(r.outputs) == sorted(s3.url(k) for k in cogs)
     mosaic = json.loads(s3.get("split/mosaic.json"))
     hrefs = sorted(h for hs in mosaic["tiles"].values() for h in hs)

@@ -1,19 +1,18 @@
 """mosaic_assembler.storage: local paths and s3:// behind one small interface.
 
-Outputs (`output_target`), run directories (`open_run_state`) and source documents
-(`read_bytes`) may live on S3; a path that is not `s3://…` keeps the local implementation
-(`writer.OutputTarget`, `state.RunState`). Rasters on S3 are read by GDAL itself through
-/vsis3/ (rasterio's AWS session), with `gdal_env` mapping boto3's endpoint variable for it.
-boto3 is imported only when an s3:// path is used (`mosaic-assembler[s3]`).
+Outputs (`storage._target`), run directories (`storage._rundir`; `pipeline` picks the
+local or S3 one) and source documents (`read_bytes`) may live on S3; a path that is not
+`s3://…` keeps the local implementation (`writer.OutputTarget`, `state.RunState`).
+Rasters on S3 are read by GDAL itself through /vsis3/ (rasterio's AWS session), with
+`gdal_env` mapping boto3's endpoint variable for it. boto3 is imported only when an s3://
+path is used (`mosaic-assembler[s3]`).
 
-Dependency order: _url (S3Url, gdal_env) <-- _s3 (boto3 objects) <-- _target (outputs),
+Dependency order: _url (S3Url, gdal_env) <-- _s3 (boto3 objects) <-- _records (a worker's
+chunk upload and end record) <-- _target (outputs),
 _rundir (run directories, the remote chunk).
 """
 
 from __future__ import annotations
-
-from pathlib import Path
-from typing import Any
 
 from mosaic_assembler.storage._s3 import reset_clients, scrub
 from mosaic_assembler.storage._url import (
@@ -32,36 +31,10 @@ __all__ = [
     "gdal_env",
     "gdal_path",
     "is_s3",
-    "open_run_state",
-    "output_target",
     "read_bytes",
     "reset_clients",
     "scrub",
 ]
-
-
-def output_target(output: str | Path, overwrite: bool, directory: bool) -> Any:
-    """The atomic output target of a local path or an s3:// URL."""
-    if is_s3(output):
-        from mosaic_assembler.storage._target import S3OutputTarget
-
-        return S3OutputTarget(str(output), overwrite=overwrite, directory=directory)
-    from mosaic_assembler.writer import OutputTarget
-
-    return OutputTarget(output, overwrite=overwrite, directory=directory)
-
-
-def open_run_state(
-    run_dir: str | Path, hash: str, summary: dict[str, Any], restart: bool = False
-) -> Any:
-    """Open (or create) a local or S3 run directory (`state.RunState` / `S3RunState`)."""
-    if is_s3(run_dir):
-        from mosaic_assembler.storage._rundir import S3RunState
-
-        return S3RunState.open(str(run_dir), hash, summary, restart=restart)
-    from mosaic_assembler.state import RunState
-
-    return RunState.open(Path(run_dir), hash, summary, restart=restart)
 
 
 def read_bytes(url: str, what: str, limit: int) -> bytes:

@@ -24,24 +24,23 @@ import dataclasses
 import json
 import logging
 import re
-import tempfile
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path, PurePosixPath
+from pathlib import PurePosixPath
 from typing import Any
 
 from mosaic_assembler.errors import OutputError, StateMismatchError
 from mosaic_assembler.grid import Chunk
 from mosaic_assembler.storage import _s3
+from mosaic_assembler.storage._records import RECORD_DIR
 from mosaic_assembler.storage._url import S3Url
-from mosaic_assembler.types import ChunkStatus
+from mosaic_assembler.types import RUN_FORMAT, ChunkStatus
 
 logger = logging.getLogger(__name__)
 
 RUN_FILE = "run.json"
 CHUNK_DIR = "chunks"
-RECORD_DIR = "records"
 _CHUNK_NAME = re.compile(r"r\d+-c\d+\.tif")
 _RECORD_NAME = re.compile(r"(r\d+-c\d+)\.json")
 
@@ -52,8 +51,6 @@ def _marker(prefix: S3Url) -> dict[str, Any] | None:
     Raises:
         StateMismatchError: the prefix holds objects and no run.json of this tool.
     """
-    from mosaic_assembler.state import RUN_FORMAT
-
     where = f"{prefix.url!r} is not a run directory of this tool"
     keys = [o["Key"] for o in _s3.list_objects(prefix)]
     if not keys:
@@ -99,8 +96,6 @@ class S3RunState:
                 configuration (and not restart).
             OutputError: the bucket is missing or cannot be written.
         """
-        from mosaic_assembler.state import RUN_FORMAT
-
         prefix = run_dir if isinstance(run_dir, S3Url) else S3Url.parse(run_dir, "`run_dir`")
         previous = _marker(prefix)
         state = cls(prefix, hash, summary)
@@ -209,40 +204,3 @@ def status_info(run_dir: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         raise OutputError(f"{prefix.url!r} is not a run directory (no {RUN_FILE})")
     state = S3RunState(prefix, str(info.get("hash")), {})
     return info, sorted(state.records().values(), key=lambda r: r.get("t", 0))
-
-
-def compute_remote_chunk(
-    spec: Any, job: Any, on_tile: Callable[[str], None] | None, compute: Callable[..., Any]
-) -> Any:
-    """Compute a chunk of an S3 run directory: locally in TMPDIR, then upload, then record.
-
-    The chunk file goes up first (one PUT, replacing an earlier attempt's), then the end record
-    create-only: a record means its file is complete.
-    """
-    chunks = S3Url.parse(spec.chunk_dir, "`run_dir`")
-    run_prefix = S3Url(chunks.bucket, chunks.key.rsplit("/", 1)[0])
-    with tempfile.TemporaryDirectory(prefix="mosaic-assembler-chunk-") as tmp:
-        result = compute(dataclasses.replace(spec, chunk_dir=tmp), job, on_tile)
-        if result.status.has_file:
-            _s3.put_file(
-                Path(tmp) / f"{job.key}.tif", chunks.child(f"{job.key}.tif"), False, "chunk"
-            )
-    write_record(run_prefix, result.to_record())
-    return result
-
-
-def write_record(run_prefix: S3Url, record: dict[str, Any]) -> None:
-    """Write a chunk's end record create-only; keep an existing final one, replace another."""
-    url = run_prefix.child(RECORD_DIR).child(f"{record['chunk']}.json")
-    data = json.dumps({**record, "t": round(time.time(), 3)}).encode()
-    try:
-        _s3.put_bytes(url, data, create_only=True, what="chunk record")
-    except _s3.ExistsError:
-        try:
-            existing = json.loads(_s3.get_bytes(url, "chunk record"))
-        except (OutputError, ValueError):
-            existing = {}
-        if existing.get("status") in ("done", "empty"):
-            logger.info("chunk %s was already recorded by another worker", record["chunk"])
-            return
-        _s3.put_bytes(url, data, create_only=False, what="chunk record")

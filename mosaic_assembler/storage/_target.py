@@ -14,7 +14,6 @@ else, and then deletes the previous run's split objects that the new one does no
 from __future__ import annotations
 
 import logging
-import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -23,11 +22,11 @@ from types import TracebackType
 from mosaic_assembler.errors import OutputError
 from mosaic_assembler.storage import _s3
 from mosaic_assembler.storage._url import S3Url
+from mosaic_assembler.writer._output import SPLIT_NAMES as _SPLIT_NAMES
 
 logger = logging.getLogger(__name__)
 
 _APPEARED = "output {!r} appeared during the run; not replaced"
-_SPLIT_NAMES = re.compile(r"[0-3]+\.tif|mosaic\.json|items\.json")
 
 
 class S3OutputTarget:
@@ -91,7 +90,9 @@ class S3OutputTarget:
             return
         previous = self._existing_split()
         names = sorted(p.name for p in finished.iterdir())
-        order = [n for n in names if n.endswith(".tif")] + ["items.json", "mosaic.json"]
+        last = ["items.json", "mosaic.json"]  # the indexes, once what they name is there
+        order = [n for n in names if n.endswith(".tif")]
+        order += [n for n in names if n.endswith(".json") and n not in last] + last
         for name in order:
             try:
                 _s3.put_file(finished / name, self.url.child(name), create_only=not self.overwrite)

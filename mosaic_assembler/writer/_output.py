@@ -32,7 +32,7 @@ OWNER_FILE = "owner.json"
 PARTIAL_FORMAT = "mosaic-assembler-partial/1"
 
 #: The names a split output directory holds (see splits.write_split).
-_SPLIT_NAMES = re.compile(
+SPLIT_NAMES = re.compile(
     r"([0-3]+|\d+-\d+-\d+)(\.count|\.date)?\.tif|([0-3]+|\d+-\d+-\d+)\.json"
     r"|mosaic\.json|items\.json|collection\.json"
 )
@@ -56,7 +56,7 @@ def _not_split_output(path: Path) -> str | None:
     if not stat.S_ISDIR(os.lstat(path).st_mode):
         return "it is not a directory (a symlink?)"
     for entry in os.scandir(path):
-        if not _SPLIT_NAMES.fullmatch(entry.name):
+        if not SPLIT_NAMES.fullmatch(entry.name):
             return f"it holds {entry.name!r}"
         if not entry.is_file(follow_symlinks=False):
             return f"{entry.name!r} is not a regular file"
