@@ -318,15 +318,9 @@ def _with_provenance(
 
 
 def _failed_before(state: RunState) -> dict[str, set[Tile]]:
-    """Chunk → the tiles that failed in its earlier attempts (from the manifest)."""
-    from mosaic_assembler.state import read_manifest
-
+    """Chunk → the tiles that failed in its earlier attempts (from the end records)."""
     out: dict[str, set[Tile]] = {}
-    if hasattr(state, "records"):  # an S3 run directory keeps the chunks' end records only
-        ends = list(state.records().values())
-    else:
-        ends = [e for e in read_manifest(state.run_dir) if e.get("event") == "end"]
-    for e in ends:
+    for e in state.end_records():
         if e.get("failed"):
             out.setdefault(e["chunk"], set()).update((x, y, z) for z, x, y, _ in e["failed"])
     return out

@@ -156,6 +156,10 @@ class RunState:
         """Record a finished chunk."""
         self.record(result.to_record())
 
+    def end_records(self) -> list[dict[str, Any]]:
+        """The manifest's chunk-end events, every attempt's (for the tiles that failed before)."""
+        return [e for e in read_manifest(self.run_dir) if e.get("event") == "end"]
+
     def finished(self, chunks: Iterable[Chunk], accept_partial: bool) -> dict[str, ChunkResult]:
         """The chunks that need no work: last end event done/empty(/partial), file checked."""
         last: dict[str, ChunkResult] = {}

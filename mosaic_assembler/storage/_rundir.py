@@ -79,6 +79,9 @@ class S3RunState:
     prefix: S3Url
     hash: str
     summary: dict[str, Any]
+    #: the end records `finished` read (reused by `end_records`: one listing and one GET a
+    #: chunk per run, not two)
+    _records: dict[str, dict[str, Any]] | None = dataclasses.field(default=None, repr=False)
 
     @property
     def run_dir(self) -> str:
@@ -147,11 +150,17 @@ class S3RunState:
             found = [r for r in pool.map(read, keys) if r is not None and "chunk" in r]
         return {r["chunk"]: r for r in found}
 
+    def end_records(self) -> list[dict[str, Any]]:
+        """The chunks' end records (S3 keeps the last attempt's), as `finished` read them."""
+        if self._records is None:
+            self._records = self.records()
+        return list(self._records.values())
+
     def finished(self, chunks: Iterable[Chunk], accept_partial: bool) -> dict[str, Any]:
         """The chunks that need no work: a done/empty(/partial) record, and its file listed."""
         from mosaic_assembler.chunks import ChunkResult
 
-        records = self.records()
+        records = self._records = self.records()
         files = {
             o["Key"].rsplit("/", 1)[-1]: o["Size"]
             for o in _s3.list_objects(self.prefix.child(CHUNK_DIR))
