@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -172,13 +173,34 @@ def _search(
         )
         source = open_stac_search(st, assets, extra_assets=extra, **where)
     if st.save_mosaicjson:
+        minzoom, maxzoom = mosaicjson_zooms(opts)
         save_mosaicjson(
-            source, st.save_mosaicjson, minzoom=max(0, (opts.zoom or 0) - 3),
-            maxzoom=opts.zoom or 0,
+            source, st.save_mosaicjson, minzoom=minzoom, maxzoom=maxzoom,
             asset=st.mosaicjson_asset,
         )  # fmt: skip
         logger.info("saved the search as %s", st.save_mosaicjson)
     return source, key, pinned
+
+
+def mosaicjson_zooms(opts: AssembleOptions) -> tuple[int, int]:
+    """The (minzoom, maxzoom) of the mosaicJSON `save_mosaicjson` writes for this run.
+
+    maxzoom is the run's zoom; on a custom grid (`crs` with `resolution`, no zoom) it is the
+    WebMercatorQuad level whose 256-px tiles have about the grid's pixel size at the equator
+    (a degree taken as 111,319.49 m). minzoom is three levels above.
+    """
+    if opts.zoom is not None or opts.crs is None or opts.resolution is None:
+        z = opts.zoom or 0
+    else:
+        from mosaic_assembler._tms import parse_crs
+
+        metres = float(opts.resolution)
+        if opts.crs != "auto-utm":
+            crs = parse_crs(opts.crs)
+            metres *= 111_319.49 if crs.is_geographic else crs.linear_units_factor[1]
+        z = round(math.log2(2 * math.pi * 6_378_137.0 / (256 * metres)))
+        z = min(max(z, 0), 24)
+    return max(0, z - 3), z
 
 
 @dataclass(frozen=True)

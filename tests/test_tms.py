@@ -613,3 +613,22 @@ def test_custom_grid_resumes_and_runs_on_dask(scenes, tmp_path):
         assert a.transform == d.transform and a.crs == d.crs
         numpy.testing.assert_array_equal(a.read(), d.read())
         numpy.testing.assert_array_equal(a.dataset_mask(), d.dataset_mask())
+
+
+@pytest.mark.parametrize(
+    ("grid", "expected"),
+    [
+        (dict(zoom=11), (8, 11)),
+        (dict(zoom=1), (0, 1)),
+        (dict(crs="EPSG:32631", resolution=30.0), (9, 12)),  # 156,543 / 256 / 30 m = 2^12.3
+        (dict(crs="auto-utm", resolution=10.0), (11, 14)),
+        (dict(crs="EPSG:4326", resolution=0.00025), (9, 12)),  # ~27.8 m
+        (dict(crs="EPSG:3035", resolution=1.0e7), (0, 0)),  # coarser than zoom 0
+    ],
+)
+def test_saved_mosaicjson_zooms_follow_the_grid(grid, expected):
+    """--save-mosaicjson on a custom grid gets the Web Mercator zoom of its pixel size, not 0."""
+    from mosaic_assembler.resolve import mosaicjson_zooms
+
+    opts = build_options(bbox=(5, 45, 6, 46), mosaicjson="m.json", **grid)
+    assert mosaicjson_zooms(opts) == expected
