@@ -61,7 +61,7 @@ def _vrt_xml(
     level: int | None = None,
     mask_only: bool = False,
     overviews: Sequence[tuple[Path, Path]] = (),
-    srs: str = "EPSG:3857",
+    srs: str = "",
 ) -> str:
     """A VRTDataset mosaicking `sources` (data bands and their mask, or only the mask).
 
@@ -75,8 +75,7 @@ def _vrt_xml(
         mask_only: one Byte band made of the sources' masks (the overview of a mask band).
         overviews: (data VRT, mask VRT) per overview level, finest first, exposed as the
             bands' and the mask band's explicit overviews.
-        srs: the VRT's CRS (the grid's; the overview VRTs keep the default, GDAL reads only
-            their pixels).
+        srs: the VRT's CRS (the grid's, for the overview VRTs too).
     """
     t = transform
     lines = [
@@ -141,13 +140,13 @@ def write_vrt(
     row0, col0, height, width = window or (0, 0, plan.height, plan.width)
     transform = plan.transform * Affine.translation(col0, row0)
     sources = _window_sources(parts, (row0, col0, height, width))
+    srs = plan.grid.crs_text
     levels: list[tuple[Path, Path]] = []
     if overviews is not None:
         assert cog is not None, "overviews need the COG options"
         levels = _overview_vrts(
-            path, width, height, transform, bands, sources, overviews, cog, cache_bytes
+            path, width, height, transform, bands, sources, overviews, cog, cache_bytes, srs
         )
-    srs = plan.grid.crs_text
     path.write_text(_vrt_xml(width, height, transform, bands, sources, overviews=levels, srs=srs))
     return path
 
@@ -188,6 +187,7 @@ def _overview_vrts(
     overviews: ChunkOverviews,
     cog: COGOptions,
     cache_bytes: int,
+    srs: str,
 ) -> list[tuple[Path, Path]]:
     """(data VRT, mask VRT) of each overview level the COG driver would make, finest first."""
     block = int(cog.creation_kwargs(width, height)["BLOCKSIZE"])
@@ -205,8 +205,8 @@ def _overview_vrts(
         t = transform * Affine.scale(factor)
         data, mask = (path.with_name(f"{path.stem}.ovr{factor}{s}.vrt") for s in ("", ".mask"))
         w, h = width // factor, height // factor
-        data.write_text(_vrt_xml(w, h, t, bands, scaled, level=i))
-        mask.write_text(_vrt_xml(w, h, t, bands, scaled, level=i, mask_only=True))
+        data.write_text(_vrt_xml(w, h, t, bands, scaled, level=i, srs=srs))
+        mask.write_text(_vrt_xml(w, h, t, bands, scaled, level=i, mask_only=True, srs=srs))
         levels.append((data, mask))
     if wanted <= len(levels):
         return levels
@@ -219,6 +219,7 @@ def _overview_vrts(
         wanted - len(levels),
         cog,
         cache_bytes,
+        srs,
     )
     return levels + coarse
 
@@ -232,6 +233,7 @@ def _coarse_vrts(
     count: int,
     cog: COGOptions,
     cache_bytes: int,
+    srs: str,
 ) -> list[tuple[Path, Path]]:
     """Up to `count` levels coarser than the chunks': GDAL computes them from `coarsest`.
 
@@ -270,7 +272,7 @@ def _coarse_vrts(
         t = transform * Affine.scale(width / w, height / h)
         data, mask = (path.with_name(f"{path.stem}.top{j}{s}.vrt") for s in ("", ".mask"))
         src: list[_Source] = [(top, 0, 0, w, h, 0, 0)]
-        data.write_text(_vrt_xml(w, h, t, bands, src, level=j))
-        mask.write_text(_vrt_xml(w, h, t, bands, src, level=j, mask_only=True))
+        data.write_text(_vrt_xml(w, h, t, bands, src, level=j, srs=srs))
+        mask.write_text(_vrt_xml(w, h, t, bands, src, level=j, mask_only=True, srs=srs))
         levels.append((data, mask))
     return levels
