@@ -632,4 +632,3 @@ def test_saved_mosaicjson_zooms_follow_the_grid(grid, expected):
 
     opts = build_options(bbox=(5, 45, 6, 46), mosaicjson="m.json", **grid)
     assert mosaicjson_zooms(opts) == expected
-
