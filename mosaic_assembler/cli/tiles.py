@@ -33,7 +33,7 @@ from mosaic_assembler.errors import MosaicAssemblerError
 @click.option(
     "--concurrency",
     type=click.IntRange(min=1),
-    help="Tiles rendered at once by threads [default: CPUs].",
+    help="Tiles rendered at once, by worker processes (threads under 256 tiles) [default: CPUs].",
 )
 @o.dask
 @click.option("--overwrite", is_flag=True, help="Render every tile again, even those there.")
@@ -46,8 +46,9 @@ def tiles_command(
     \b
     OUT is a directory ({z}/{x}/{y}.png, index.html opens from the file system) or a
     .pmtiles file (PMTiles v3, previewed by NAME.html through a static server with range
-    requests: python -m mosaic_assembler.render.rangeserver DIR). A rerun skips the tiles
-    already there.
+    requests: python -m mosaic_assembler.render.rangeserver DIR), or the same on S3:
+    s3://bucket/prefix or s3://bucket/NAME.pmtiles. SRC may be s3:// too. A rerun skips
+    the tiles already there.
     """
     from mosaic_assembler.render import render_tiles
 
@@ -75,11 +76,18 @@ def tiles_command(
     )
     if result.previewer is None:
         return
-    if result.path.suffix.lower() == ".pmtiles":
-        folder = result.previewer.parent
+    if str(result.path).startswith("s3://"):
+        click.echo(
+            f"preview: {result.previewer} (serve the bucket over HTTP, or copy the prefix "
+            "and open it from the file system)",
+            err=True,
+        )
+    elif str(result.path).lower().endswith(".pmtiles"):
+        folder = Path(result.previewer).parent
         click.echo(
             f"preview: python -m mosaic_assembler.render.rangeserver {folder} (or any static "
-            f"server with range requests), then open http://127.0.0.1:8000/{result.previewer.name}",
+            f"server with range requests), then open "
+            f"http://127.0.0.1:8000/{Path(result.previewer).name}",
             err=True,
         )
     else:

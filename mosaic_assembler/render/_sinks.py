@@ -1,5 +1,7 @@
 """Where rendered tiles go: one small interface (`TileSink`), a folder and a PMTiles archive.
 
+(Their s3:// versions are in `_s3sinks`, which `open_sink` picks for an s3:// OUT.)
+
 Both are resumable. A folder holds `{z}/{x}/{y}.{ext}` files, each written to a temporary
 name and renamed, so a file that exists is complete; `tiles.json` beside them records the
 options' fingerprint. A PMTiles archive is written once, atomically, at the end: the tiles
@@ -30,7 +32,10 @@ MARKER = "tiles.json"
 class TileSink(Protocol):
     """Where a pyramid's tiles are stored."""
 
-    path: Path
+    @property
+    def path(self) -> Path | str:
+        """The pyramid: a local path, or an s3:// URL."""
+        ...
 
     def has(self, tile: Tile) -> bool:
         """True when the tile is already stored (a rerun skips it)."""
@@ -122,11 +127,11 @@ class PMTilesSink:
             shutil.rmtree(self.parts_path)
         if not path.parent.is_dir():
             raise OutputError(f"the directory of OUT {path} does not exist")
-        self.parts = FolderSink(self.parts_path, ext, fingerprint, overwrite)
         self._written = 0
         self._archived: set[int] = set()
-        if path.is_file() and not overwrite:
+        if path.is_file() and not overwrite:  # before the parts folder: refused, none made
             self._archived = self._read_archive_ids(path)
+        self.parts = FolderSink(self.parts_path, ext, fingerprint, overwrite)
 
     def _read_archive_ids(self, path: Path) -> set[int]:
         from pmtiles.reader import MmapSource, Reader, all_tiles
@@ -231,29 +236,38 @@ def _archive_reader(f: Any) -> Any:
 
 
 def check_out(out: str | Path) -> None:
-    """Refuse an object-storage OUT (s3://, gs:// …): not supported yet."""
-    if "://" in str(out):
+    """Refuse an object store other than S3 (gs://, az:// …): not supported."""
+    text = str(out)
+    if "://" in text and not text.startswith("s3://"):
         raise ConfigError(
-            f"OUT {out}: object storage is not supported yet; write to a folder or a "
-            ".pmtiles file and copy it there"
+            f"OUT {out}: of object stores only s3:// is supported; write to a folder, a "
+            ".pmtiles file or an s3:// prefix"
         )
 
 
 def open_sink(
-    out: Path, ext: str, tile_type: str, tms: str, fingerprint: str, overwrite: bool
+    out: str | Path, ext: str, tile_type: str, tms: str, fingerprint: str, overwrite: bool
 ) -> TileSink:
-    """A folder sink, or a PMTiles sink for `*.pmtiles`.
+    """A folder sink, or a PMTiles sink for `*.pmtiles`; their S3 versions for s3:// OUT.
 
     Raises:
-        ConfigError: object storage, or PMTiles with a TMS other than WebMercatorQuad.
+        ConfigError: another object store, or PMTiles with a TMS other than WebMercatorQuad.
         OutputError: OUT cannot hold the pyramid.
     """
     check_out(out)
-    if out.suffix.lower() == ".pmtiles":
-        if tms != "WebMercatorQuad":
-            raise ConfigError(f"PMTiles holds WebMercatorQuad tiles only, not `tms` {tms}")
-        return PMTilesSink(out, ext, tile_type, fingerprint, overwrite)
-    return FolderSink(out, ext, fingerprint, overwrite)
+    text = str(out)
+    pmtiles = text.lower().endswith(".pmtiles")
+    if pmtiles and tms != "WebMercatorQuad":
+        raise ConfigError(f"PMTiles holds WebMercatorQuad tiles only, not `tms` {tms}")
+    if text.startswith("s3://"):
+        from mosaic_assembler.render._s3sinks import S3FolderSink, S3PMTilesSink
+
+        if pmtiles:
+            return S3PMTilesSink(text, ext, tile_type, fingerprint, overwrite)
+        return S3FolderSink(text, ext, fingerprint, overwrite)
+    if pmtiles:
+        return PMTilesSink(Path(out), ext, tile_type, fingerprint, overwrite)
+    return FolderSink(Path(out), ext, fingerprint, overwrite)
 
 
 def _read_marker(path: Path) -> dict[str, Any]:
