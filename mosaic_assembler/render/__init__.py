@@ -8,8 +8,8 @@ Dependency order: _spec <-- _sinks <-- _s3sinks <-- _previewer <-- _run.
 """
 
 from mosaic_assembler.render._previewer import previewer_path, write_previewer
-from mosaic_assembler.render._run import TilesResult, render_tiles
-from mosaic_assembler.render._sinks import FolderSink, PMTilesSink, TileSink, open_sink
+from mosaic_assembler.render._run import TilesResult, open_sink, render_tiles
+from mosaic_assembler.render._sinks import FolderSink, PMTilesSink, TileSink
 from mosaic_assembler.render._spec import (
     FORMATS,
     TILESIZES,

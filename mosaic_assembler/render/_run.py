@@ -18,7 +18,8 @@ from mosaic_assembler.chunks import bounded_map
 from mosaic_assembler.errors import ConfigError, EmptyPlanError
 from mosaic_assembler.executors import ExecutorOptions, dask_client
 from mosaic_assembler.render._previewer import previewer_files, write_previewer
-from mosaic_assembler.render._sinks import check_out, open_sink
+from mosaic_assembler.render._s3sinks import S3FolderSink, S3PMTilesSink
+from mosaic_assembler.render._sinks import FolderSink, PMTilesSink, TileSink
 from mosaic_assembler.render._spec import (
     FORMATS,
     RenderSpec,
@@ -203,6 +204,39 @@ def render_tiles(
         bounds=meta["bounds"],
         seconds=time.monotonic() - t0,
     )
+
+
+def check_out(out: str | Path) -> None:
+    """Refuse an object store other than S3 (gs://, az:// …): not supported."""
+    text = str(out)
+    if "://" in text and not text.startswith("s3://"):
+        raise ConfigError(
+            f"OUT {out}: of object stores only s3:// is supported; write to a folder, a "
+            ".pmtiles file or an s3:// prefix"
+        )
+
+
+def open_sink(
+    out: str | Path, ext: str, tile_type: str, tms: str, fingerprint: str, overwrite: bool
+) -> TileSink:
+    """A folder sink, or a PMTiles sink for `*.pmtiles`; their S3 versions for s3:// OUT.
+
+    Raises:
+        ConfigError: another object store, or PMTiles with a TMS other than WebMercatorQuad.
+        OutputError: OUT cannot hold the pyramid.
+    """
+    check_out(out)
+    text = str(out)
+    pmtiles = text.lower().endswith(".pmtiles")
+    if pmtiles and tms != "WebMercatorQuad":
+        raise ConfigError(f"PMTiles holds WebMercatorQuad tiles only, not `tms` {tms}")
+    if text.startswith("s3://"):
+        if pmtiles:
+            return S3PMTilesSink(text, ext, tile_type, fingerprint, overwrite)
+        return S3FolderSink(text, ext, fingerprint, overwrite)
+    if pmtiles:
+        return PMTilesSink(Path(out), ext, tile_type, fingerprint, overwrite)
+    return FolderSink(Path(out), ext, fingerprint, overwrite)
 
 
 def _is_folder(out: str | Path) -> bool:

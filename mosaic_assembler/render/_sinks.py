@@ -1,6 +1,6 @@
 """Where rendered tiles go: one small interface (`TileSink`), a folder and a PMTiles archive.
 
-(Their s3:// versions are in `_s3sinks`, which `open_sink` picks for an s3:// OUT.)
+(Their s3:// versions are in `_s3sinks`; `_run.open_sink` picks one for an OUT.)
 
 Both are resumable. A folder holds `{z}/{x}/{y}.{ext}` files, each written to a temporary
 name and renamed, so a file that exists is complete; `tiles.json` beside them records the
@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Protocol
 
-from mosaic_assembler.errors import ConfigError, OutputError
+from mosaic_assembler.errors import OutputError
 from mosaic_assembler.render._spec import Tile
 
 logger = logging.getLogger(__name__)
@@ -233,41 +233,6 @@ def _archive_reader(f: Any) -> Any:
         return bytes(data)
 
     return get
-
-
-def check_out(out: str | Path) -> None:
-    """Refuse an object store other than S3 (gs://, az:// …): not supported."""
-    text = str(out)
-    if "://" in text and not text.startswith("s3://"):
-        raise ConfigError(
-            f"OUT {out}: of object stores only s3:// is supported; write to a folder, a "
-            ".pmtiles file or an s3:// prefix"
-        )
-
-
-def open_sink(
-    out: str | Path, ext: str, tile_type: str, tms: str, fingerprint: str, overwrite: bool
-) -> TileSink:
-    """A folder sink, or a PMTiles sink for `*.pmtiles`; their S3 versions for s3:// OUT.
-
-    Raises:
-        ConfigError: another object store, or PMTiles with a TMS other than WebMercatorQuad.
-        OutputError: OUT cannot hold the pyramid.
-    """
-    check_out(out)
-    text = str(out)
-    pmtiles = text.lower().endswith(".pmtiles")
-    if pmtiles and tms != "WebMercatorQuad":
-        raise ConfigError(f"PMTiles holds WebMercatorQuad tiles only, not `tms` {tms}")
-    if text.startswith("s3://"):
-        from mosaic_assembler.render._s3sinks import S3FolderSink, S3PMTilesSink
-
-        if pmtiles:
-            return S3PMTilesSink(text, ext, tile_type, fingerprint, overwrite)
-        return S3FolderSink(text, ext, fingerprint, overwrite)
-    if pmtiles:
-        return PMTilesSink(Path(out), ext, tile_type, fingerprint, overwrite)
-    return FolderSink(Path(out), ext, fingerprint, overwrite)
 
 
 def _read_marker(path: Path) -> dict[str, Any]:
