@@ -18,6 +18,7 @@ from rasterio.transform import from_origin
 from rio_tiler.colormap import cmap
 from rio_tiler.errors import TileOutsideBounds
 from rio_tiler.io import Reader as TileReader
+from s3_fixtures import FAKE_KEY_ID, FAKE_SECRET
 
 from mosaic_assembler.cli import cli, main
 from mosaic_assembler.errors import OutputError
@@ -392,7 +393,7 @@ def test_bad_paths_are_one_error_line_and_exit_2(rgb_cog, tmp_path, capsys):
     cases = [
         ([str(tmp_path / "missing.tif"), str(tmp_path / "o")], "does not exist"),
         ([str(rgb_cog), str(afile)], "not a directory"),
-        ([str(rgb_cog), "s3://bucket/pyr"], "object storage is not supported yet"),
+        ([str(rgb_cog), "gs://bucket/pyr"], "only s3:// is supported"),
         ([str(rgb_cog), str(tmp_path / "x.pmtiles"), "--tms", "WorldCRS84Quad"], "PMTiles"),
         ([str(rgb_cog), str(tmp_path)], "holds no pyramid"),
     ]
@@ -407,3 +408,154 @@ def _main(argv: list[str], capsys) -> tuple[int, str]:
     with pytest.raises(SystemExit) as e:
         main(argv)
     return e.value.code, capsys.readouterr().err
+
+
+# --- S3: a prefix of tile objects, a .pmtiles object, s3:// sources (a real moto server) ---
+
+
+def _puts(s3, since: int) -> list[str]:
+    return [p for m, p, _ in s3.server.requests(since) if m in ("PUT", "POST")]
+
+
+def _no_secret(*texts: str) -> None:
+    for text in texts:
+        assert FAKE_KEY_ID not in text and FAKE_SECRET not in text
+
+
+def test_s3_prefix_holds_the_folders_tiles_and_a_rerun_puts_nothing(rgb_cog, folder, s3):
+    """s3:// SRC (read through /vsis3/) and OUT: the folder run's tiles, byte for byte."""
+    src = s3.upload(rgb_cog, "in/rgb.tif")
+    args = ["tiles", src, s3.url("pyr"), "--zooms", "6-11", "--json", "-vv"]
+    first = CliRunner().invoke(cli, args)
+    assert first.exit_code == 0, first.output
+    ref = _files(folder)
+    keys = set(s3.keys("pyr/"))
+    tiles = {k for k in keys if k.endswith(".png") and "/preview/" not in k}
+    assert tiles == {f"pyr/{z}/{x}/{y}.png" for x, y, z in ref}
+    for x, y, z in ref:
+        assert s3.get(f"pyr/{z}/{x}/{y}.png") == ref[(x, y, z)].read_bytes()
+    assert s3.get("pyr/index.html") == (folder / "index.html").read_bytes()
+    leaflet = folder / "preview" / "leaflet" / "leaflet.js"
+    assert s3.get("pyr/preview/leaflet/leaflet.js") == leaflet.read_bytes()
+    meta, local = (
+        json.loads(s3.get("pyr/tiles.json")),
+        json.loads((folder / "tiles.json").read_text()),
+    )
+    assert meta.pop("fingerprint") != local.pop("fingerprint")  # the source: an S3 object's ETag
+    assert meta == local
+    since = s3.server.log_offset()
+    again = CliRunner().invoke(cli, args)
+    assert again.exit_code == 0, again.output
+    doc = json.loads(again.output.splitlines()[-1])
+    assert (doc["tiles_written"], doc["tiles_skipped"]) == (0, len(ref))
+    assert _puts(s3, since) == []
+    _no_secret(first.output, again.output, s3.get("pyr/tiles.json").decode())
+    _no_secret(s3.get("pyr/index.html").decode())
+    # a deleted tile comes back, alone
+    gone = f"pyr/{sorted(ref)[0][2]}/{sorted(ref)[0][0]}/{sorted(ref)[0][1]}.png"
+    s3.client.delete_object(Bucket=s3.name, Key=gone)
+    since = s3.server.log_offset()
+    r = render_tiles(src, s3.url("pyr"), zooms=ZOOMS)
+    assert (r.tiles_written, r.tiles_skipped) == (1, len(ref) - 1)
+    assert [p.split("?")[0] for p in _puts(s3, since)] == [f"/{s3.name}/{gone}"]
+    assert r.path == s3.url("pyr") and r.previewer == s3.url("pyr/index.html")
+
+
+def test_s3_pmtiles_is_one_create_only_put_and_a_rerun_puts_nothing(rgb_cog, folder, s3, tmp_path):
+    url = s3.url("p/a.pmtiles")
+    since = s3.server.log_offset()
+    r = render_tiles(rgb_cog, url, zooms=ZOOMS, parallel="processes", concurrency=2)
+    assert [p.split("?")[0] for p in _puts(s3, since)].count(f"/{s3.name}/p/a.pmtiles") == 1
+    archive = s3.download("p/a.pmtiles", tmp_path / "a.pmtiles")
+    with archive.open("rb") as f:
+        tiles = {(x, y, z): bytes(d) for (z, x, y), d in all_tiles(MmapSource(f))}
+    ref = _files(folder)
+    assert set(tiles) == set(ref) and all(tiles[t] == ref[t].read_bytes() for t in ref)
+    assert r.previewer == s3.url("p/a.html")
+    static = Path(__file__).parents[1] / "mosaic_assembler" / "static" / "pmtiles" / "pmtiles.js"
+    assert s3.get("p/a.preview/pmtiles/pmtiles.js") == static.read_bytes()
+    assert "a.preview/pmtiles/pmtiles.js" in s3.get("p/a.html").decode()
+    since = s3.server.log_offset()
+    r = render_tiles(rgb_cog, url, zooms=ZOOMS)
+    assert (r.tiles_written, r.tiles_skipped) == (0, len(ref))
+    assert _puts(s3, since) == []
+    with pytest.raises(OutputError, match="--overwrite"):
+        render_tiles(rgb_cog, url, zooms=ZOOMS, rescale=(0, 100))
+    r = render_tiles(rgb_cog, url, zooms=(8, 8), rescale=(0, 100), overwrite=True)
+    with s3.download("p/a.pmtiles", tmp_path / "b.pmtiles").open("rb") as f:
+        assert {z for (z, _, _), _ in all_tiles(MmapSource(f))} == {8}
+    # more zooms over an archive of the same options: only the new tiles, one replacing put
+    # (and the page, whose zoom range changed)
+    since = s3.server.log_offset()
+    r = render_tiles(rgb_cog, url, zooms=(8, 9), rescale=(0, 100))
+    assert r.tiles_skipped > 0 and r.tiles_written > 0
+    puts = [p.split("?")[0] for p in _puts(s3, since)]
+    assert puts == [f"/{s3.name}/p/a.pmtiles", f"/{s3.name}/p/a.html"]
+    assert not _scratch(url).exists()
+
+
+def _scratch(url: str) -> Path:
+    """Where an s3:// archive is built (S3PMTilesSink.work)."""
+    import hashlib
+    import tempfile
+
+    digest = hashlib.sha256(url.encode()).hexdigest()[:16]
+    return Path(tempfile.gettempdir()) / f"mosaic-assembler-pmtiles-{digest}"
+
+
+def test_a_file_that_is_no_archive_is_refused_and_left_alone(rgb_cog, tmp_path):
+    other = tmp_path / "x.pmtiles"
+    other.write_bytes(b"not an archive")
+    with pytest.raises(OutputError, match="no PMTiles archive"):
+        render_tiles(rgb_cog, other, zooms=ZOOMS)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.pmtiles"]
+
+
+def test_s3_outputs_that_are_not_ours_are_refused_and_left(rgb_cog, s3, capsys):
+    s3.client.put_object(Bucket=s3.name, Key="mine/notes.txt", Body=b"keep")
+    s3.client.put_object(Bucket=s3.name, Key="x.pmtiles", Body=b"not an archive")
+    for out, message in (
+        (s3.url("mine"), "no pyramid of this tool"),
+        (s3.url("x.pmtiles"), "no PMTiles archive"),
+        ("s3://no-such-bucket-here/pyr", "bucket does not exist"),
+    ):
+        code, err = _main(["tiles", str(rgb_cog), out, "--zooms", "6-7"], capsys)
+        assert code == 2 and err.startswith("Error: ") and err.count("\n") == 1, err
+        assert message in err, err
+        _no_secret(err)
+    assert sorted(s3.keys()) == ["mine/notes.txt", "x.pmtiles"]
+    assert s3.get("x.pmtiles") == b"not an archive"
+    assert not _scratch(s3.url("x.pmtiles")).exists()  # the downloaded copy is gone
+    code, err = _main(["tiles", s3.url("in/missing.tif"), s3.url("p"), "--zooms", "6-7"], capsys)
+    assert code == 2 and "does not exist" in err, err
+
+
+def test_an_s3_split_outputs_mosaicjson(rgb_cog, folder, s3, tmp_path):
+    """mosaic.json and its two COGs on S3 (relative hrefs): the folder run's tiles."""
+    with rasterio.open(rgb_cog) as ds:
+        data = ds.read()
+    half = SIZE // 2
+    west = write_cog(
+        tmp_path / "0.tif", data[:, :, :half], "EPSG:3857", from_origin(*ORIGIN, RES, RES)
+    )
+    east = write_cog(
+        tmp_path / "1.tif",
+        numpy.ascontiguousarray(data[:, :, half:]),
+        "EPSG:3857",
+        from_origin(ORIGIN[0] + half * RES, ORIGIN[1], RES, RES),
+    )
+    s3.upload(west, "split/0.tif")
+    s3.upload(east, "split/1.tif")
+    wmq = morecantile.tms.get("WebMercatorQuad")
+    qk = wmq.quadkey(wmq.tile(*red_lonlat(), 6))
+    doc = {"mosaicjson": "0.0.3", "minzoom": 6, "maxzoom": 11, "quadkey_zoom": 6,
+           "bounds": [-180, -85, 180, 85], "tiles": {qk: ["0.tif", "1.tif"]}}  # fmt: skip
+    s3.client.put_object(Bucket=s3.name, Key="split/mosaic.json", Body=json.dumps(doc).encode())
+    out = tmp_path / "pyr"
+    render_tiles(s3.url("split/mosaic.json"), out, zooms=(11, 11))
+    files = _files(out)
+    ref = {t: p for t, p in _files(folder).items() if t[2] == 11}
+    assert set(files) == set(ref)
+    for tile in ref:
+        a, b = _decode(files[tile].read_bytes()), _decode(ref[tile].read_bytes())
+        numpy.testing.assert_array_equal(a, b)

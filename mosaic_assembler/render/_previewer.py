@@ -48,19 +48,45 @@ def write_previewer(
         tms: the TileMatrixSet id.
         present: the tiles written (folder only; listed in the page).
     """
+    pmtiles = out.suffix.lower() == ".pmtiles"
+    files = previewer_files(out.name, pmtiles, meta, tms, present)
+    if files is None:
+        return None
+    page = previewer_path(out)
+    for name, data in files.items():
+        dest = page.parent / name
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        write_if_changed(dest, data)
+    return page
+
+
+def previewer_files(
+    name: str, pmtiles: bool, meta: dict[str, Any], tms: str, present: Iterable[Tile]
+) -> dict[str, bytes] | None:
+    """The page and its scripts: relative path → bytes, the page last.
+
+    Paths are relative to the page's directory: the pyramid's folder, or the directory of a
+    `.pmtiles` archive. None for a TMS that Leaflet cannot show.
+
+    Args:
+        name: the pyramid's file or folder name (`NAME.pmtiles` or the folder's name).
+        pmtiles: whether the pyramid is a PMTiles archive.
+        meta: the pyramid's metadata (format, ext, tilesize, minzoom, maxzoom, bounds, name).
+        tms: the TileMatrixSet id.
+        present: the tiles written (folder only; listed in the page).
+    """
     crs = LEAFLET_CRS.get(tms)
     if crs is None:
         logger.warning(
             "no previewer for `tms` %s: Leaflet shows %s only", tms, ", ".join(LEAFLET_CRS)
         )
         return None
-    page = previewer_path(out)
-    pmtiles = out.suffix.lower() == ".pmtiles"
-    assets_name = f"{out.stem}.preview" if pmtiles else "preview"
-    assets = page.parent / assets_name
+    stem = name[: -len(".pmtiles")] if pmtiles else name
+    assets_name = f"{stem}.preview" if pmtiles else "preview"
     static = resources.files("mosaic_assembler") / "static"
-    _copy_tree(static / "leaflet", assets / "leaflet")
-    _copy_file(static / "previewer" / "previewer.js", assets / "previewer.js")
+    files: dict[str, bytes] = {}
+    _collect(static / "leaflet", f"{assets_name}/leaflet", files)
+    files[f"{assets_name}/previewer.js"] = (static / "previewer" / "previewer.js").read_bytes()
     config: dict[str, Any] = {
         "kind": "pmtiles" if pmtiles else "folder",
         "crs": crs,
@@ -71,8 +97,8 @@ def write_previewer(
     }
     extra = ""
     if pmtiles:
-        _copy_tree(static / "pmtiles", assets / "pmtiles")
-        config["url"] = out.name
+        _collect(static / "pmtiles", f"{assets_name}/pmtiles", files)
+        config["url"] = name
         extra = f'<script src="{assets_name}/pmtiles/pmtiles.js"></script>'
     else:
         config["url"] = "{z}/{x}/{y}." + meta["ext"]
@@ -84,8 +110,8 @@ def write_previewer(
         .replace("__EXTRA_SCRIPTS__", extra)
         .replace("__CONFIG__", json.dumps(config).replace("</", "<\\/"))
     )
-    write_if_changed(page, text.encode("utf-8"))
-    return page
+    files[f"{stem}.html" if pmtiles else "index.html"] = text.encode("utf-8")
+    return files
 
 
 def _tile_index(present: Iterable[Tile]) -> dict[str, list[int]] | None:
@@ -99,14 +125,9 @@ def _tile_index(present: Iterable[Tile]) -> dict[str, list[int]] | None:
     return dict(by_zoom)
 
 
-def _copy_file(src: Any, dest: Path) -> None:
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    write_if_changed(dest, src.read_bytes())
-
-
-def _copy_tree(src: Any, dest: Path) -> None:
-    for item in src.iterdir():
+def _collect(src: Any, dest: str, files: dict[str, bytes]) -> None:
+    for item in sorted(src.iterdir(), key=lambda i: i.name):
         if item.is_dir():
-            _copy_tree(item, dest / item.name)
+            _collect(item, f"{dest}/{item.name}", files)
         else:
-            _copy_file(item, dest / item.name)
+            files[f"{dest}/{item.name}"] = item.read_bytes()

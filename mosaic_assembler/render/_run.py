@@ -17,8 +17,9 @@ import morecantile
 from mosaic_assembler.chunks import bounded_map
 from mosaic_assembler.errors import ConfigError, EmptyPlanError
 from mosaic_assembler.executors import ExecutorOptions, dask_client
-from mosaic_assembler.render._previewer import write_previewer
-from mosaic_assembler.render._sinks import check_out, open_sink
+from mosaic_assembler.render._previewer import previewer_files, write_previewer
+from mosaic_assembler.render._s3sinks import S3FolderSink, S3PMTilesSink
+from mosaic_assembler.render._sinks import FolderSink, PMTilesSink, TileSink
 from mosaic_assembler.render._spec import (
     FORMATS,
     RenderSpec,
@@ -58,8 +59,9 @@ class TilesResult:
     """What a `render_tiles` run did.
 
     Attributes:
-        path: the pyramid (folder or .pmtiles).
-        previewer: its index.html (None for a TMS Leaflet cannot show).
+        path: the pyramid (folder or .pmtiles; a str for an s3:// OUT).
+        previewer: its index.html (None for a TMS Leaflet cannot show; an s3:// URL for an
+            s3:// OUT).
         tiles_total: tiles of the TMS touching the data over the zooms.
         tiles_written: tiles rendered and written by this run.
         tiles_skipped: tiles already there (a resumed or repeated run).
@@ -69,8 +71,8 @@ class TilesResult:
         seconds: wall time.
     """
 
-    path: Path
-    previewer: Path | None
+    path: Path | str
+    previewer: Path | str | None
     tiles_total: int
     tiles_written: int
     tiles_skipped: int
@@ -101,8 +103,11 @@ def render_tiles(
     """Render a tile pyramid of a COG (or a split output's mosaic.json) with rio-tiler.
 
     Args:
-        src: a COG, or the `mosaic.json` of a split output (`split_zoom`).
-        out: a directory (`{z}/{x}/{y}.{ext}`) or a `.pmtiles` file (PMTiles v3).
+        src: a COG, or the `mosaic.json` of a split output (`split_zoom`); local or s3://
+            (read by GDAL through /vsis3/).
+        out: a directory (`{z}/{x}/{y}.{ext}`) or a `.pmtiles` file (PMTiles v3); or an
+            s3://bucket/prefix (tile objects, listed once to skip those there) or an
+            s3://bucket/NAME.pmtiles (built locally, then uploaded in one create-only put).
         zooms: (min, max) or "MIN-MAX".
         img_format: png, webp or jpeg.
         bidx: 1-based band indexes (default: every band).
@@ -144,7 +149,9 @@ def render_tiles(
     )
     executor = ExecutorOptions(dask_scheduler=dask_scheduler, dask_local=dask_local)
     check_out(out)
-    out = Path(out)
+    remote = str(out).startswith("s3://")
+    if not remote:
+        out = Path(out)
     spec = open_spec(src, options)
     sink = open_sink(out, options.ext, FORMATS[img_format][2], tms, spec.fingerprint(), overwrite)
     planned = list(plan_pyramid(spec))
@@ -177,9 +184,15 @@ def render_tiles(
         report()
     if counts["written"] + skipped == 0:
         raise EmptyPlanError(f"no tile of zooms {options.zooms[0]}-{options.zooms[1]} holds data")
-    meta = _metadata(spec, out)
+    meta = _metadata(spec, _name(out))
     sink.finish(meta)
-    page = write_previewer(out, meta, tms, sink.present() if _is_folder(out) else ())
+    present = sink.present() if _is_folder(out) else ()
+    page: Path | str | None
+    if remote:
+        files = previewer_files(_name(out, True), not _is_folder(out), meta, tms, present)
+        page = sink.write_files(files) if files else None  # type: ignore[attr-defined]
+    else:
+        page = write_previewer(Path(out), meta, tms, present)
     return TilesResult(
         path=out,
         previewer=page,
@@ -193,8 +206,47 @@ def render_tiles(
     )
 
 
+def check_out(out: str | Path) -> None:
+    """Refuse an object store other than S3 (gs://, az:// …): not supported."""
+    text = str(out)
+    if "://" in text and not text.startswith("s3://"):
+        raise ConfigError(
+            f"OUT {out}: of object stores only s3:// is supported; write to a folder, a "
+            ".pmtiles file or an s3:// prefix"
+        )
+
+
+def open_sink(
+    out: str | Path, ext: str, tile_type: str, tms: str, fingerprint: str, overwrite: bool
+) -> TileSink:
+    """A folder sink, or a PMTiles sink for `*.pmtiles`; their S3 versions for s3:// OUT.
+
+    Raises:
+        ConfigError: another object store, or PMTiles with a TMS other than WebMercatorQuad.
+        OutputError: OUT cannot hold the pyramid.
+    """
+    check_out(out)
+    text = str(out)
+    pmtiles = text.lower().endswith(".pmtiles")
+    if pmtiles and tms != "WebMercatorQuad":
+        raise ConfigError(f"PMTiles holds WebMercatorQuad tiles only, not `tms` {tms}")
+    if text.startswith("s3://"):
+        if pmtiles:
+            return S3PMTilesSink(text, ext, tile_type, fingerprint, overwrite)
+        return S3FolderSink(text, ext, fingerprint, overwrite)
+    if pmtiles:
+        return PMTilesSink(Path(out), ext, tile_type, fingerprint, overwrite)
+    return FolderSink(Path(out), ext, fingerprint, overwrite)
+
+
 def _is_folder(out: str | Path) -> bool:
-    return Path(out).suffix.lower() != ".pmtiles"
+    return not str(out).lower().endswith(".pmtiles")
+
+
+def _name(out: str | Path, full: bool = False) -> str:
+    """The pyramid's name (its last part without suffix, as tiles.json has it), or full."""
+    last = str(out).rstrip("/").rsplit("/", 1)[-1]
+    return last if full else Path(last).stem
 
 
 def _zooms(zooms: tuple[int, int] | str) -> tuple[int, int]:
@@ -322,7 +374,7 @@ def _render_dask(
             cluster.close()
 
 
-def _metadata(spec: RenderSpec, out: Path) -> dict[str, Any]:
+def _metadata(spec: RenderSpec, name: str) -> dict[str, Any]:
     """The pyramid's description (tiles.json, PMTiles metadata, the previewer's config)."""
     o = spec.options
     tms = morecantile.tms.get(o.tms)
@@ -333,7 +385,7 @@ def _metadata(spec: RenderSpec, out: Path) -> dict[str, Any]:
         w, s, e, n = transform_bounds(tms.rasterio_geographic_crs, "EPSG:4326", w, s, e, n)
     cz = max(o.zooms[0], min(o.zooms[1], o.zooms[0] + 2))
     return {
-        "name": out.stem if out.suffix else out.name,
+        "name": name,
         "format": o.img_format,
         "ext": o.ext,
         "tms": o.tms,

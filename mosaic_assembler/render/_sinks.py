@@ -1,5 +1,7 @@
 """Where rendered tiles go: one small interface (`TileSink`), a folder and a PMTiles archive.
 
+(Their s3:// versions are in `_s3sinks`; `_run.open_sink` picks one for an OUT.)
+
 Both are resumable. A folder holds `{z}/{x}/{y}.{ext}` files, each written to a temporary
 name and renamed, so a file that exists is complete; `tiles.json` beside them records the
 options' fingerprint. A PMTiles archive is written once, atomically, at the end: the tiles
@@ -19,7 +21,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Protocol
 
-from mosaic_assembler.errors import ConfigError, OutputError
+from mosaic_assembler.errors import OutputError
 from mosaic_assembler.render._spec import Tile
 
 logger = logging.getLogger(__name__)
@@ -30,7 +32,10 @@ MARKER = "tiles.json"
 class TileSink(Protocol):
     """Where a pyramid's tiles are stored."""
 
-    path: Path
+    @property
+    def path(self) -> Path | str:
+        """The pyramid: a local path, or an s3:// URL."""
+        ...
 
     def has(self, tile: Tile) -> bool:
         """True when the tile is already stored (a rerun skips it)."""
@@ -122,11 +127,11 @@ class PMTilesSink:
             shutil.rmtree(self.parts_path)
         if not path.parent.is_dir():
             raise OutputError(f"the directory of OUT {path} does not exist")
-        self.parts = FolderSink(self.parts_path, ext, fingerprint, overwrite)
         self._written = 0
         self._archived: set[int] = set()
-        if path.is_file() and not overwrite:
+        if path.is_file() and not overwrite:  # before the parts folder: refused, none made
             self._archived = self._read_archive_ids(path)
+        self.parts = FolderSink(self.parts_path, ext, fingerprint, overwrite)
 
     def _read_archive_ids(self, path: Path) -> set[int]:
         from pmtiles.reader import MmapSource, Reader, all_tiles
@@ -228,32 +233,6 @@ def _archive_reader(f: Any) -> Any:
         return bytes(data)
 
     return get
-
-
-def check_out(out: str | Path) -> None:
-    """Refuse an object-storage OUT (s3://, gs:// …): not supported yet."""
-    if "://" in str(out):
-        raise ConfigError(
-            f"OUT {out}: object storage is not supported yet; write to a folder or a "
-            ".pmtiles file and copy it there"
-        )
-
-
-def open_sink(
-    out: Path, ext: str, tile_type: str, tms: str, fingerprint: str, overwrite: bool
-) -> TileSink:
-    """A folder sink, or a PMTiles sink for `*.pmtiles`.
-
-    Raises:
-        ConfigError: object storage, or PMTiles with a TMS other than WebMercatorQuad.
-        OutputError: OUT cannot hold the pyramid.
-    """
-    check_out(out)
-    if out.suffix.lower() == ".pmtiles":
-        if tms != "WebMercatorQuad":
-            raise ConfigError(f"PMTiles holds WebMercatorQuad tiles only, not `tms` {tms}")
-        return PMTilesSink(out, ext, tile_type, fingerprint, overwrite)
-    return FolderSink(out, ext, fingerprint, overwrite)
 
 
 def _read_marker(path: Path) -> dict[str, Any]:
