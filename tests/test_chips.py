@@ -154,6 +154,7 @@ def test_png_composite_equals_the_seed_stretch(run):
         name = f"prj_{row['plot_id']}/{row['date']}_{row['item_id']}"
         with rasterio.open(run["out"] / "chips" / f"{name}.tif") as chip:
             raw, invalid = chip.read(), chip.read_masks(1) == 0
+            grid = (chip.crs, chip.transform)
         c1 = ((raw.astype(float) * 0.0000275 - 0.2) * 10000).astype(numpy.int16)
         bands = {k: c1[i] for i, k in enumerate(ASSETS)}
         ranges = [(151, 4951), (-300, 2500), (50, 1150)]
@@ -167,6 +168,29 @@ def test_png_composite_equals_the_seed_stretch(run):
         with rasterio.open(run["out"] / "b432" / f"{name}.png") as png:
             assert png.count == 3 and png.dtypes[0] == "uint8"
             assert (png.read() == ref).all()
+            # georeferenced as the chip (GDAL reads it from the .aux.xml beside the PNG)
+            assert (png.crs, png.transform) == grid
+
+
+def test_png_encoder_decodes_to_its_pixels_and_pam_reads_back(tmp_path):
+    from PIL import Image
+    from rasterio.crs import CRS
+    from rasterio.transform import from_origin
+
+    from mosaic_assembler.chips._outputs import encode_png, pam_xml
+
+    rng = numpy.random.default_rng(3)
+    for shape in ((3, 255, 255), (3, 1, 7), (3, 16, 1)):
+        rgb = rng.integers(0, 256, shape, dtype=numpy.uint8)
+        rgb[:, :2] = 0  # a fill corner
+        path = tmp_path / "a.png"
+        path.write_bytes(encode_png(rgb))
+        t = from_origin(500000.5, 4000000.25, 30, 30)
+        (tmp_path / "a.png.aux.xml").write_text(pam_xml(CRS.from_epsg(32631), t))
+        assert (numpy.asarray(Image.open(path)).transpose(2, 0, 1) == rgb).all()  # Pillow
+        with rasterio.open(path) as png:  # GDAL's PNG driver
+            assert (png.read() == rgb).all()
+            assert png.crs.to_epsg() == 32631 and png.transform == t
 
 
 def test_points_in_one_block_share_reads(demo, tmp_path):

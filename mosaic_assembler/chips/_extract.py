@@ -24,7 +24,7 @@ from mosaic_assembler.chips._composites import rescale_values
 from mosaic_assembler.chips._items import ItemRef, Observation
 from mosaic_assembler.chips._outputs import chip_name, value_row, write_chip, write_part
 from mosaic_assembler.chips._points import Point
-from mosaic_assembler.chips._reading import Grid, ItemReader, ReadStats, centred_window
+from mosaic_assembler.chips._reading import Grid, ItemReader, ReadStats
 from mosaic_assembler.chips._spec import ChipSpec
 
 logger = logging.getLogger(__name__)
@@ -124,7 +124,7 @@ def _process_date(
 
 
 def _window(spec: ChipSpec, reader: ItemReader, p: Point) -> Window:
-    return centred_window(reader.grid(spec.keys), spec.points_crs, p.x, p.y, spec.size)
+    return reader.window(spec.keys, spec.points_crs, p.x, p.y, spec.size)
 
 
 def _centre_ok(spec: ChipSpec, data: dict[str, Any], valid: dict[str, Any]) -> bool:
@@ -193,15 +193,17 @@ def _write(spec: ChipSpec, p: Point, chip: _Chip) -> dict[str, Any]:
     """Write the chip's GeoTIFF and composites; its row of values."""
     c = spec.size // 2
     valid = numpy.logical_and.reduce([chip.valid[k] for k in spec.assets])
-    values = {
-        k: chip.data[k]
-        if spec.mask and k == spec.mask.band
-        else rescale_values(chip.data[k], spec.rescale)
-        for k in spec.assets
-    }
+
+    def value(k: str, data: numpy.ndarray) -> numpy.ndarray:
+        is_mask = spec.mask is not None and k == spec.mask.band
+        return data if is_mask else rescale_values(data, spec.rescale)
+
+    # whole chips only for what the composites read; values.csv needs the centre pixel alone
+    centre = {k: value(k, chip.data[k][c : c + 1, c : c + 1])[0, 0] for k in spec.assets}
     pngs = {}
     if spec.composites:
-        floats = {k: v.astype("float64") for k, v in values.items()}
+        used = dict.fromkeys(a for comp in spec.composites for a in comp.assets)
+        floats = {k: value(k, chip.data[k]).astype("float64") for k in used}
         pngs = {comp.name: comp.render(floats, ~valid) for comp in spec.composites}
     transform = window_transform(chip.window, chip.grid.transform)
     name = chip_name(chip.ref)
@@ -211,4 +213,4 @@ def _write(spec: ChipSpec, p: Point, chip: _Chip) -> dict[str, Any]:
     if spec.mask is not None:
         qa_c = numpy.array([[chip.data[spec.mask.band][c, c]]])
         qa = int(bool(spec.mask.exclude(qa_c)[0, 0]))
-    return value_row(spec, p, chip.ref, {k: v[c, c] for k, v in values.items()}, qa)
+    return value_row(spec, p, chip.ref, centre, qa)
