@@ -49,6 +49,8 @@ class PointOutcome:
     status: str
     rows: int = 0
     error: str = ""
+    #: the point's values.csv part (header and rows) when OUT_DIR is on S3
+    part: str = ""
 
 
 @dataclass
@@ -63,10 +65,20 @@ class _Chip:
 
 
 def process_batch(spec: ChipSpec, batch: Batch, stats: ReadStats | None = None) -> list[Any]:
-    """Cut, write and tabulate the chips of a batch; returns (outcomes, read counters)."""
+    """Cut, write and tabulate the chips of a batch; returns (outcomes, read counters).
+
+    With an s3:// OUT_DIR the batch is written into local scratch, then uploaded
+    (`_remote.process_remote`).
+    """
     import rasterio
 
+    from mosaic_assembler.storage import is_s3
+
     stats = stats if stats is not None else ReadStats()
+    if is_s3(spec.out_dir):
+        from mosaic_assembler.chips._remote import process_remote
+
+        return process_remote(spec, batch, stats, process_batch)
     items = {r.index: r for r in batch.items}
     rows: dict[int, list[dict[str, Any]]] = defaultdict(list)
     failed: dict[int, str] = {}
@@ -74,7 +86,8 @@ def process_batch(spec: ChipSpec, batch: Batch, stats: ReadStats | None = None) 
     for n, obs in enumerate(batch.observations):
         for o in obs:
             by_date[o.date].append((n, o))
-    with rasterio.Env(GDAL_PAM_ENABLED="NO", **dict(spec.gdal_config)):
+    config = {"GDAL_PAM_ENABLED": "NO", "GDAL_TIFF_INTERNAL_MASK": True, **dict(spec.gdal_config)}
+    with rasterio.Env(**config):
         for date in sorted(by_date):
             _process_date(spec, batch, items, by_date[date], rows, failed, stats)
     outcomes = []
