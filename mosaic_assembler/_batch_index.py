@@ -1,7 +1,8 @@
 """mosaic_assembler._batch_index: a batch's outputs as a STAC ItemCollection and a mosaicJSON.
 
-Both are written from the ledger's entries alone (a rerun that skips every feature rewrites
-the same documents), each atomically (a temporary file renamed into place).
+Both are made from the ledger's entries alone (a rerun that skips every feature makes the
+same documents); `_batch_out` writes them atomically (locally or on S3), with the hrefs it
+gives (relative locally, s3:// URLs on S3).
 """
 
 from __future__ import annotations
@@ -9,9 +10,7 @@ from __future__ import annotations
 import datetime
 import json
 import math
-import os
-from collections.abc import Mapping, Sequence
-from pathlib import Path
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import mercantile
@@ -20,7 +19,7 @@ from shapely.geometry import box, mapping, shape
 from mosaic_assembler._features import Feature
 from mosaic_assembler.grid import MAX_LAT
 
-__all__ = ["stac_item", "write_index", "write_mosaicjson"]
+__all__ = ["index_text", "mosaicjson_text", "stac_item"]
 
 COG_TYPE = "image/tiff; application=geotiff; profile=cloud-optimized"
 STAC_VERSION = "1.1.0"  # the core schemas pystac ships: the index validates offline
@@ -30,16 +29,23 @@ PROJECTION = "https://stac-extensions.github.io/projection/v2.0.0/schema.json"
 EPSG = 3857
 
 
-def write_index(
-    path: Path, features: Sequence[Feature], entries: Mapping[str, Mapping[str, Any]]
-) -> Path:
-    """Write `index.json`: one STAC Item per COG (done features), in file order."""
-    items = [stac_item(f, entries[f.id]) for f in features if entries[f.id].get("event") == "done"]
-    _write_json(path, {"type": "FeatureCollection", "features": items})
-    return path
+def index_text(
+    features: Sequence[Feature],
+    entries: Mapping[str, Mapping[str, Any]],
+    href: Callable[[str], str] = lambda name: f"./{name}",
+) -> str:
+    """`index.json`: one STAC Item per COG (done features), in file order."""
+    items = [
+        stac_item(f, entries[f.id], href) for f in features if entries[f.id].get("event") == "done"
+    ]
+    return json.dumps({"type": "FeatureCollection", "features": items}, indent=1)
 
 
-def stac_item(feature: Feature, entry: Mapping[str, Any]) -> dict[str, Any]:
+def stac_item(
+    feature: Feature,
+    entry: Mapping[str, Any],
+    href: Callable[[str], str] = lambda name: f"./{name}",
+) -> dict[str, Any]:
     """The STAC Item of one COG: the feature's polygon, the COG (relative href), its grid.
 
     `datetime` is when the feature was finished (from the ledger), so a rerun that skips it
@@ -68,7 +74,7 @@ def stac_item(feature: Feature, entry: Mapping[str, Any]) -> dict[str, Any]:
         },
         "assets": {
             "data": {
-                "href": f"./{entry['path']}",
+                "href": href(entry["path"]),
                 "type": COG_TYPE,
                 "roles": ["data"],
             }
@@ -77,34 +83,33 @@ def stac_item(feature: Feature, entry: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def write_mosaicjson(path: Path, entries: Mapping[str, Mapping[str, Any]]) -> Path | None:
-    """Write `mosaic.json` over the COGs when they share a grid; else remove a stale one.
+def mosaicjson_text(
+    entries: Mapping[str, Mapping[str, Any]], path_of: Callable[[str], str]
+) -> str | None:
+    """`mosaic.json` over the COGs when they share a grid (else None).
 
-    The COGs are listed by absolute path (cogeo-mosaic resolves relative paths against the
-    working directory, not the document). `minzoom` is where the largest COG fits one tile.
+    `path_of` gives each COG's path (absolute: cogeo-mosaic resolves relative paths against
+    the working directory, not the document). `minzoom` is where the largest COG fits one tile.
     """
     done = [e for e in entries.values() if e.get("event") == "done"]
     grids = {(e["zoom"], e["tilesize"]) for e in done}
     if len(grids) != 1:
-        path.unlink(missing_ok=True)
         return None
     from cogeo_mosaic.mosaic import MosaicJSON
 
     ((zoom, tilesize),) = grids
     side = max(max(e["width"], e["height"]) for e in done)
     minzoom = max(0, zoom - math.ceil(math.log2(max(1.0, side / tilesize))))
-    root = path.parent.absolute()
     footprints = [
         {
             "type": "Feature",
             "geometry": _footprint(e["bounds"]),
-            "properties": {"path": str(root / e["path"])},
+            "properties": {"path": path_of(e["path"])},
         }
         for e in done
     ]
     mosaic = MosaicJSON.from_features(footprints, minzoom=minzoom, maxzoom=zoom, quiet=True)
-    _write_text(path, mosaic.model_dump_json(exclude_none=True))
-    return path
+    return str(mosaic.model_dump_json(exclude_none=True))
 
 
 def _footprint(bounds: Sequence[float]) -> dict[str, Any]:
@@ -118,13 +123,3 @@ def _footprint(bounds: Sequence[float]) -> dict[str, Any]:
 def _iso(t: float) -> str:
     when = datetime.datetime.fromtimestamp(t, datetime.UTC)
     return when.isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def _write_json(path: Path, doc: Any) -> None:
-    _write_text(path, json.dumps(doc, indent=1))
-
-
-def _write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)

@@ -21,7 +21,7 @@ from mosaic_assembler._features import Feature
 from mosaic_assembler.api import assemble
 from mosaic_assembler.errors import EmptyPlanError, MosaicAssemblerError
 from mosaic_assembler.executors import ExecutorOptions
-from mosaic_assembler.ledger import append_line
+from mosaic_assembler.ledger import FileLedger, S3Ledger
 from mosaic_assembler.options import AssembleOptions
 
 logger = logging.getLogger(__name__)
@@ -40,7 +40,9 @@ class FeatureJob:
     options: AssembleOptions
 
 
-def run_jobs(jobs: list[FeatureJob], workers: int, ledger: Path) -> Iterator[dict[str, Any]]:
+def run_jobs(
+    jobs: list[FeatureJob], workers: int, ledger: FileLedger | S3Ledger
+) -> Iterator[dict[str, Any]]:
     """Each job's ledger entry as it ends: threads here, or Dask tasks (one per feature)."""
     if not jobs:
         return
@@ -51,7 +53,7 @@ def run_jobs(jobs: list[FeatureJob], workers: int, ledger: Path) -> Iterator[dic
     from mosaic_assembler.chunks import bounded_map
 
     def start(args: tuple[Any, ...]) -> None:
-        append_line(ledger, {"event": "start", "feature": args[0].feature.id})
+        ledger.append({"event": "start", "feature": args[0].feature.id})
 
     n = min(workers, len(jobs))
     for _, fut in bounded_map(run_feature, ((j,) for j in jobs), n, n, "feature", start):
@@ -59,7 +61,7 @@ def run_jobs(jobs: list[FeatureJob], workers: int, ledger: Path) -> Iterator[dic
 
 
 def _run_dask(
-    jobs: list[FeatureJob], executor: ExecutorOptions, ledger: Path
+    jobs: list[FeatureJob], executor: ExecutorOptions, ledger: FileLedger | S3Ledger
 ) -> Iterator[dict[str, Any]]:
     """Every feature a Dask task running its own assemble, with its chunks on that worker."""
     from distributed import as_completed
@@ -72,7 +74,7 @@ def _run_dask(
     try:
         futures = {}
         for job in jobs:
-            append_line(ledger, {"event": "start", "feature": job.feature.id})
+            ledger.append({"event": "start", "feature": job.feature.id})
             task = dataclasses.replace(
                 job, options=dataclasses.replace(job.options, executor=local)
             )

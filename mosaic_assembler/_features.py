@@ -19,7 +19,7 @@ from typing import Any
 
 from mosaic_assembler.errors import ConfigError
 
-__all__ = ["Feature", "WKT_FIELDS", "read_features", "sanitise_id", "unique_ids"]
+__all__ = ["RESERVED_IDS", "Feature", "WKT_FIELDS", "read_features", "sanitise_id", "unique_ids"]
 
 #: CSV columns tried for the geometry when `wkt_field` is not given (case-insensitive).
 WKT_FIELDS = ("WKT", "geometry")
@@ -28,6 +28,13 @@ WKT_FIELDS = ("WKT", "geometry")
 MAX_ID = 100
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+#: Ids whose files would be a batch's own: `<id>.json` (the COG's STAC sidecar) would be
+#: OUT_DIR/index.json or mosaic.json, which the batch writes (and removes) after its features.
+RESERVED_IDS = frozenset({"index", "mosaic"})
+#: Companion suffixes of an output (`<id>.count.tif`, `<id>.date.tif` with `provenance`): an
+#: id `a.count` would be feature `a`'s companion, so its last dot becomes `_`.
+_COMPANION = re.compile(r"\.(count|date)$", re.IGNORECASE)
 _POLYGONAL = ("Polygon", "MultiPolygon")
 
 
@@ -59,17 +66,20 @@ class Feature:
 def sanitise_id(value: Any) -> str:
     """A file-name-safe id: letters, digits, `.`, `_`, `-`, neither starting nor ending one."""
     text = "" if value is None else str(value)
-    return _UNSAFE.sub("_", text).strip("._-")[:MAX_ID].rstrip("._-")
+    name = _UNSAFE.sub("_", text).strip("._-")[:MAX_ID].rstrip("._-")
+    return _COMPANION.sub(r"_\1", name)
 
 
 def unique_ids(values: Sequence[Any]) -> list[str]:
     """Sanitised ids, made unique (case-insensitively) with `_2`, `_3` … in file order.
 
-    An id that is empty once sanitised becomes `feature` (then `feature_2` …).
+    An id that is empty once sanitised becomes `feature` (then `feature_2` …); a reserved id
+    (`RESERVED_IDS`: the batch's own files) is taken from the start, so `index` becomes
+    `index_2`.
     """
     names = [sanitise_id(v) or "feature" for v in values]
-    taken = {n.casefold() for n in names}
-    seen: set[str] = set()
+    taken = {n.casefold() for n in names} | RESERVED_IDS
+    seen: set[str] = set(RESERVED_IDS)
     out = []
     for name in names:
         if name.casefold() in seen:

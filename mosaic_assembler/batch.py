@@ -34,20 +34,19 @@ from typing import Any, Literal
 
 from typing_extensions import Unpack
 
-from mosaic_assembler._batch_index import write_index, write_mosaicjson
+from mosaic_assembler._batch_index import index_text, mosaicjson_text
+from mosaic_assembler._batch_out import LEDGER, RUNS, LocalOut, S3Out, open_out
 from mosaic_assembler._batch_run import FeatureJob, failed_entry, run_jobs
 from mosaic_assembler._features import Feature, read_features
-from mosaic_assembler.errors import (
-    ConfigError,
-    OutputError,
-    StateMismatchError,
-)
-from mosaic_assembler.ledger import append_line, last_by, read_lines
+from mosaic_assembler.errors import ConfigError, StateMismatchError
+from mosaic_assembler.ledger import last_by
 from mosaic_assembler.options import AssembleKwargs, AssembleOptions, build_options
 
 logger = logging.getLogger(__name__)
 
 __all__ = [
+    "LEDGER",
+    "RUNS",
     "BatchProgress",
     "BatchResult",
     "Feature",
@@ -56,10 +55,8 @@ __all__ = [
     "read_features",
 ]
 
-LEDGER = "ledger.jsonl"
 INDEX = "index.json"
 MOSAICJSON = "mosaic.json"
-RUNS = ".runs"
 
 #: Features computed at once by default. One: each feature's run already uses every core for
 #: its tiles, and bench_batch (20 regions, 2 cores) measured 1, 2 and 3 workers within noise
@@ -111,7 +108,7 @@ class FeatureResult:
     id: str
     value: str
     status: Status
-    path: Path | None = None
+    path: Path | str | None = None
     message: str = ""
     skipped: bool = False
     seconds: float = 0.0
@@ -121,12 +118,12 @@ class FeatureResult:
 class BatchResult:
     """What a batch did; `failed` is not empty when a feature failed (no exception)."""
 
-    out_dir: Path
+    out_dir: Path | str
     features: tuple[FeatureResult, ...]
-    index: Path | None
-    mosaicjson: Path | None
+    index: Path | str | None
+    mosaicjson: Path | str | None
     seconds: float = 0.0
-    ledger: Path = field(default=Path(LEDGER))
+    ledger: Path | str = field(default=Path(LEDGER))
 
     def _of(self, status: str) -> tuple[FeatureResult, ...]:
         return tuple(f for f in self.features if f.status == status)
@@ -208,7 +205,7 @@ def assemble_batch(
         OutputError: `out_dir` cannot be used.
     """
     t0 = time.perf_counter()
-    out = _out_dir(out_dir)
+    out = open_out(out_dir)
     given: dict[str, Any] = dict(kwargs)
     for name, why in _REFUSED.items():
         if given.get(name) is not None:
@@ -218,16 +215,15 @@ def assemble_batch(
         raise ConfigError(f"`feature_workers` must be >= 1, got {workers}")
     feats = read_features(features, id_field, wkt_field=wkt_field, layer=layer)
     overwrite, restart = bool(given.get("overwrite")), bool(given.get("restart"))
-    runs = Path(given.pop("run_dir", None) or out / RUNS)
+    runs = str(given.pop("run_dir", None) or out.default_runs())
     jobs = {f.id: _job(f, out, runs, given) for f in feats}
     options_hash = _options_hash(next(iter(jobs.values())).options)
-    ledger = out / LEDGER
-    _check_out_dir(out, ledger, overwrite)
-    finished = {} if restart else _finished(ledger, feats, options_hash, out)
-    out.mkdir(parents=True, exist_ok=True)
-    runs.mkdir(parents=True, exist_ok=True)
-    append_line(ledger, {"event": "batch", "hash": options_hash, "features": len(feats),
-                         "skipped": sorted(finished), "restart": restart})  # fmt: skip
+    ledger = out.ledger
+    out.check(overwrite)
+    finished = {} if restart else _finished(out, feats, options_hash)
+    out.prepare(runs)
+    ledger.append({"event": "batch", "hash": options_hash, "features": len(feats),
+                   "skipped": sorted(finished), "restart": restart})  # fmt: skip
     counts = {"done": 0, "empty": 0, "failed": 0}
     for e in finished.values():
         counts[e["event"]] += 1
@@ -239,49 +235,39 @@ def assemble_batch(
 
     report("")
     pending = [jobs[f.id] for f in feats if f.id not in finished]
+    ends = []
     for entry in run_jobs(pending, workers, ledger):
-        append_line(ledger, entry)
+        ledger.append(entry)
+        ends.append({**entry, "t": round(time.time(), 3)})
         counts[entry["event"]] += 1
         report(entry["feature"])
-    last = last_by(_since_restart(read_lines(ledger)), "feature")  # with their times `t`
+    # what this run ended comes from memory (an S3 ledger is not listed again); skipped
+    # features keep the entries (and times `t`) an earlier run wrote
+    last = {**finished, **last_by(ends, "feature")}
     entries = {f.id: _final(last.get(f.id), jobs[f.id]) for f in feats}
-    index = write_index(out / INDEX, feats, entries)
-    mosaicjson = write_mosaicjson(out / MOSAICJSON, entries)
-    _remove_if_empty(runs)
+    out.write_text(INDEX, index_text(feats, entries, out.href))
+    index = out.result_path(INDEX)
+    mosaic = mosaicjson_text(entries, out.mosaic_path)
+    if mosaic is None:
+        out.remove(MOSAICJSON)
+    else:
+        out.write_text(MOSAICJSON, mosaic)
+    mosaicjson = out.result_path(MOSAICJSON) if mosaic is not None else None
+    out.finish(runs)
     return BatchResult(
-        out, tuple(_feature_result(f, entries[f.id], out, f.id in finished) for f in feats),
-        index, mosaicjson, time.perf_counter() - t0, ledger,
+        out.where, tuple(_feature_result(f, entries[f.id], out, f.id in finished) for f in feats),
+        index, mosaicjson, time.perf_counter() - t0, ledger.location,
     )  # fmt: skip
 
 
-def _out_dir(out_dir: str | Path) -> Path:
-    text = str(out_dir)
-    if "://" in text or text.startswith("/vsi"):
-        raise ConfigError(
-            f"`out_dir` {text}: object storage is not available yet; give a local directory"
-        )
-    return Path(out_dir)
-
-
-def _check_out_dir(out: Path, ledger: Path, overwrite: bool) -> None:
-    """Refuse a directory that is not a batch's, unless `overwrite`."""
-    if out.exists() and not out.is_dir():
-        raise OutputError(f"`out_dir` {out} exists and is not a directory")
-    if out.is_dir() and not ledger.exists() and any(out.iterdir()) and not overwrite:
-        raise OutputError(
-            f"`out_dir` {out} is not empty and holds no batch ledger ({LEDGER}); "
-            "give an empty or new directory, or `overwrite`"
-        )
-
-
-def _job(feature: Feature, out: Path, runs: Path, kwargs: dict[str, Any]) -> FeatureJob:
+def _job(feature: Feature, out: LocalOut | S3Out, runs: str, kwargs: dict[str, Any]) -> FeatureJob:
     """The feature's run: its polygon as the AOI, its own run directory, its own COG."""
     opts = build_options(
         **{**kwargs, "allow_empty": False, "overwrite": True},
         aoi=feature.geometry,
-        run_dir=runs / feature.id,
+        run_dir=out.run_dir(runs, feature.id),
     )
-    return FeatureJob(feature, str(out / f"{feature.id}.tif"), opts)
+    return FeatureJob(feature, out.output(f"{feature.id}.tif"), opts)
 
 
 def _options_hash(opts: AssembleOptions) -> str:
@@ -294,14 +280,14 @@ def _options_hash(opts: AssembleOptions) -> str:
 
 
 def _finished(
-    ledger: Path, feats: list[Feature], options_hash: str, out: Path
+    out: LocalOut | S3Out, feats: list[Feature], options_hash: str
 ) -> dict[str, dict[str, Any]]:
     """The features an earlier run finished: their last entry, done (COG there) or empty."""
-    entries = _since_restart(read_lines(ledger))
+    entries = _since_restart(out.ledger.read())
     batches = [e for e in entries if e.get("event") == "batch"]
     if batches and batches[-1].get("hash") != options_hash:
         raise StateMismatchError(
-            f"`out_dir` {out} holds a batch made with other options; use another directory, "
+            f"`out_dir` {out.where} holds a batch made with other options; use another directory, "
             "or `restart` to redo every feature with these"
         )
     last = last_by(entries, "feature")
@@ -310,7 +296,7 @@ def _finished(
         e = last.get(f.id)
         if e is None or e.get("g") != f.token:
             continue
-        if e["event"] == "empty" or (e["event"] == "done" and (out / e["path"]).is_file()):
+        if e["event"] == "empty" or (e["event"] == "done" and out.has(e["path"])):
             finished[f.id] = e
     return finished
 
@@ -328,16 +314,11 @@ def _final(entry: dict[str, Any] | None, job: FeatureJob) -> dict[str, Any]:
     return failed_entry(job, "the feature did not finish (its task was lost)")
 
 
-def _feature_result(f: Feature, e: dict[str, Any], out: Path, skipped: bool) -> FeatureResult:
+def _feature_result(
+    f: Feature, e: dict[str, Any], out: LocalOut | S3Out, skipped: bool
+) -> FeatureResult:
     status: Status = e["event"]
     return FeatureResult(
-        f.id, f.value, status, out / e["path"] if status == "done" else None,
+        f.id, f.value, status, out.result_path(e["path"]) if status == "done" else None,
         e.get("message", ""), skipped, 0.0 if skipped else float(e.get("seconds", 0.0)),
     )  # fmt: skip
-
-
-def _remove_if_empty(path: Path) -> None:
-    try:
-        path.rmdir()
-    except OSError:
-        pass

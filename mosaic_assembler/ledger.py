@@ -3,6 +3,8 @@
 One line per event, written with one `write` and then `fsync`ed, so a line is either whole
 or (the last one, after a kill) torn and ignored. The run directory's manifest and the
 ledgers of batch runs are such logs; `last_by` folds them into the latest event per key.
+`FileLedger` and `S3Ledger` give a batch one interface over a local file and over an s3://
+prefix of one object per event (object storage has no append).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from typing import Any
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["append_line", "append_lines", "last_by", "read_lines"]
+__all__ = ["FileLedger", "S3Ledger", "append_line", "append_lines", "last_by", "read_lines"]
 
 
 def append_line(path: Path, entry: dict[str, Any]) -> None:
@@ -74,3 +76,91 @@ def last_by(entries: Iterable[dict[str, Any]], key: str, event: str | None = Non
         if key in e and (event is None or e.get("event") == event):
             last[e[key]] = e
     return last
+
+
+class FileLedger:
+    """A ledger in a local file (`append_line` / `read_lines`)."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    @property
+    def location(self) -> Path:
+        """Where the ledger is."""
+        return self.path
+
+    def exists(self) -> bool:
+        """Whether any event was written."""
+        return self.path.exists()
+
+    def append(self, entry: dict[str, Any]) -> None:
+        """Append one event durably."""
+        append_line(self.path, entry)
+
+    def read(self) -> list[dict[str, Any]]:
+        """Every whole event, in order."""
+        return read_lines(self.path)
+
+
+class S3Ledger:
+    """A ledger on object storage: one create-only object per event under a prefix.
+
+    Objects are never appended to, so each event is its own object, written in one PUT
+    with `If-None-Match: *` (it is whole or absent, as a fsync'ed line); its key starts with
+    the time in nanoseconds, so the listing's order is the events' (one driver writes them).
+    `start` events are not kept (a rerun needs only the ends, and each would cost a PUT now
+    and a GET on every resume): reading costs one LIST per 1,000 events and a GET each.
+    """
+
+    SKIPPED_EVENTS = frozenset({"start"})
+
+    def __init__(self, prefix: Any):
+        self.prefix = prefix  # storage._url.S3Url
+
+    @property
+    def location(self) -> str:
+        """Where the ledger is (its prefix, s3://…/ledger/)."""
+        return f"{self.prefix.url}/"
+
+    def _keys(self) -> list[str]:
+        from mosaic_assembler.storage import _s3
+
+        return sorted(
+            o["Key"] for o in _s3.list_objects(self.prefix, "batch ledger")
+            if o["Key"].endswith(".json")
+        )  # fmt: skip
+
+    def exists(self) -> bool:
+        """Whether any event was written."""
+        return bool(self._keys())
+
+    def append(self, entry: dict[str, Any]) -> None:
+        """Write one event as its own object (create-only)."""
+        if entry.get("event") in self.SKIPPED_EVENTS:
+            return
+        import uuid
+
+        from mosaic_assembler.storage import _s3
+
+        record = {**entry, "t": round(time.time(), 3)}
+        name = f"{time.time_ns():020d}-{uuid.uuid4().hex[:8]}.json"
+        _s3.put_bytes(self.prefix.child(name), json.dumps(record).encode(), True, "ledger record")
+
+    def read(self) -> list[dict[str, Any]]:
+        """Every event, in order (an unreadable record is skipped with a warning)."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        from mosaic_assembler.errors import OutputError
+        from mosaic_assembler.storage import _s3
+        from mosaic_assembler.storage._url import S3Url
+
+        def get(key: str) -> dict[str, Any] | None:
+            try:
+                doc = json.loads(_s3.get_bytes(S3Url(self.prefix.bucket, key), "ledger record"))
+            except (OutputError, ValueError) as e:
+                logger.warning("ignoring ledger record s3://%s/%s: %s", self.prefix.bucket, key, e)
+                return None
+            return doc if isinstance(doc, dict) else None
+
+        with ThreadPoolExecutor(16, thread_name_prefix="ledger") as pool:
+            return [e for e in pool.map(get, self._keys()) if e is not None]

@@ -5,11 +5,15 @@ each observation it opens the QA band to test the centre pixel, then opens every
 reads its boundless window, rescales to Collection 1, and writes the PNG composites and a
 CSV row. `seed_loop` below re-implements that loop faithfully (one item per observation:
 the demo's scenes overlap, so the seed's same-day sum would not apply) with the b432
-composite (the demo has no SWIR bands for b743/tcap). So that the ratio compares the same
-work, the seed loop also writes what chips writes: the chip GeoTIFF of every observation
-(the source bands, their mask) besides the PNG and the values, with chips' encoder settings
-(`TIFF_OPTIONS`, `PNG_OPTIONS`). The script asserts identical values and, byte for byte,
-identical GeoTIFF and PNG files (same names, same bytes).
+composite (the demo has no SWIR bands for b743/tcap), and writes what the seed writes, the
+way it writes it: each PNG through rasterio's PNG driver with `crs` and `transform` (GDAL's
+defaults: zlib level 6, and the georeferencing in `<png>.aux.xml`), one CSV row per
+observation. chips writes more: the chip GeoTIFF of every observation (source bands, mask)
+besides each PNG and its .aux.xml, and values.csv. The script asserts identical values and,
+for every PNG, identical decoded pixels (not bytes: chips encodes them itself, faster) with
+the same CRS and pixel size; the seed's origin is its `build_affine(centered_bounds(…))`, the
+plot's coordinates ± 127 pixels (within a pixel of chips', which is the chip's pixel corner).
+It prints the files' counts and sizes.
 
 Each run is its own process (peak RSS = its VmHWM; CPU = user + system time of the process
 and of its worker processes); runs alternate seed, chips, ...; the figures are medians of
@@ -57,8 +61,6 @@ def seed_loop(points: list[dict], items: list[dict], root: Path, out: Path, size
     from pyproj import Transformer
     from shapely.geometry import Point, shape
 
-    from mosaic_assembler.chips._outputs import PNG_OPTIONS, TIFF_OPTIONS
-
     footprints = [shape(f["geometry"]) for f in items]
     rows = []
     for plot in points:
@@ -75,29 +77,16 @@ def seed_loop(points: list[dict], items: list[dict], root: Path, out: Path, size
                 qa = ds.read(1, window=rio.windows.Window(col, row, 1, 1), boundless=False)
             if qa.size == 0 or int(qa.item()) & 1:
                 continue
-            data, valid, grid = {}, {}, {}
+            data = {}
             for band in (*ASSETS, "qa_pixel"):  # read_bands: every band opened per plot
                 with rio.open(href[band]) as ds:
                     row, col = ds.index(x, y)
                     win = rio.windows.Window(col - size // 2, row - size // 2, size, size)
                     arr = ds.read(1, window=win, boundless=True, fill_value=0, masked=True)
-                    data[band], valid[band] = arr.filled(), ~numpy.ma.getmaskarray(arr)
-                    grid.setdefault("crs", ds.crs)
-                    grid.setdefault("transform", ds.window_transform(win))
-                    grid.setdefault("nodata", ds.nodata)
+                    data[band] = arr.filled()
+                    res = ds.res[0]
             date = record["properties"]["datetime"][:10]
             name = f"{date}_{record['id']}"
-            tif = out / "chips" / plot["key"] / f"{name}.tif"  # the chip, as chips writes it
-            tif.parent.mkdir(parents=True, exist_ok=True)
-            bands = numpy.stack([data[k] for k in ASSETS])
-            mask = numpy.logical_and.reduce([valid[k] for k in ASSETS])
-            with rio.Env(GDAL_TIFF_INTERNAL_MASK=True), rio.open(
-                tif, "w", driver="GTiff", width=size, height=size, count=len(ASSETS),
-                dtype=bands.dtype, crs=grid["crs"], transform=grid["transform"],
-                **TIFF_OPTIONS, tiled=size >= 256, nodata=grid["nodata"],
-            ) as dst:  # fmt: skip
-                dst.write(bands)
-                dst.write_mask(mask.astype("uint8") * 255)
             combined = {k: convert_sr(v) if k != "qa_pixel" else v for k, v in data.items()}
             mask = (numpy.stack([combined[k] for k in ASSETS]) == convert_sr(numpy.array(0))).any(0)
             b432 = numpy.stack([combined[k] for k in ("nir08", "red", "green")])
@@ -106,8 +95,14 @@ def seed_loop(points: list[dict], items: list[dict], root: Path, out: Path, size
             rgb[:, mask] = 0
             png = out / "b432" / plot["key"] / f"{name}.png"
             png.parent.mkdir(parents=True, exist_ok=True)
-            with rio.open(png, "w", driver="PNG", width=size, height=size, count=3,
-                          dtype="uint8", **PNG_OPTIONS) as dst:  # fmt: skip
+            # the seed's write_to_png: rasterio's PNG driver with the CRS and its build_affine
+            # of centered_bounds (the plot's coordinates ± 127 pixels of 30 m): GDAL keeps them
+            # in png.aux.xml
+            # (30 m in the seed, Landsat's pixel: the band's own pixel size here)
+            px = res
+            aff = rio.Affine(px, 0, x - (size // 2) * px, 0, -px, y + (size // 2) * px)
+            with rio.open(png, "w", driver="PNG", count=3, nodata=None, crs=crs, transform=aff,
+                          height=size, width=size, dtype=numpy.uint8) as dst:  # fmt: skip
                 dst.write(rgb)
             c = size // 2
             qa_c = int(combined["qa_pixel"][c, c])
@@ -135,16 +130,13 @@ def chips_run(points_csv: Path, items_path: Path, out: Path, size: int, concurre
 
 def child(kind: str, work: Path, out: Path, size: int, concurrency: int) -> None:
     """One measured run in this process; prints a JSON line."""
-    import rasterio
-
     pts = json.loads((work / "points.json").read_text())
     t0, c0 = time.perf_counter(), _cpu_seconds()
     if kind == "seed":
         items = json.loads((work / "demo" / "items.json").read_text())["features"]
-        with warnings.catch_warnings():  # the seed's PNGs carry no georeferencing either
+        with warnings.catch_warnings():  # rasterio warns that the PNG driver copies on close
             warnings.simplefilter("ignore")
-            with rasterio.Env(GDAL_PAM_ENABLED="NO"):  # no .aux.xml beside the PNGs (as chips)
-                n = seed_loop(pts, items, work / "demo", out, size)
+            n = seed_loop(pts, items, work / "demo", out, size)
     else:
         n = chips_run(work / "points.csv", work / "demo" / "items.json", out, size, concurrency)
     dt, cpu = time.perf_counter() - t0, _cpu_seconds() - c0
@@ -208,7 +200,8 @@ def main() -> None:
         sample = make_demo_sample(work / "demo")
         _make_points(work, a.points, sample.bbox)
         results: dict[str, list[dict]] = {"seed": [], "chips": []}
-        files: dict[str, dict[str, str]] = {}
+        files: dict[str, dict[str, tuple]] = {}
+        sizes: dict[str, dict[str, tuple[int, int]]] = {}
         values: dict[str, set[tuple]] = {}
         for r in range(a.repeat):
             for kind in ("seed", "chips"):
@@ -221,22 +214,62 @@ def main() -> None:
                 if r == 0:  # the outputs compared
                     files[kind] = _output_files(out)
                     values[kind] = _values(kind, out)
+                    sizes[kind] = _sizes(out)
                 else:
                     shutil.rmtree(out)
         assert values["seed"] == values["chips"], (
             len(values["seed"]), len(values["chips"]),
             list(values["seed"] ^ values["chips"])[:5],
         )  # fmt: skip
-        assert files["seed"] == files["chips"], _first_difference(files["seed"], files["chips"])
+        problem = _same_pixels_and_georeferencing(files["seed"], files["chips"])
+        assert not problem, problem
         reads = json.loads((work / "chips0" / "reads.json").read_text())
-        _print_summary(a, results, len(values["seed"]), files["seed"], reads)
+        _print_summary(a, results, len(values["seed"]), len(files["seed"]), reads, sizes)
 
 
-def _output_files(out: Path) -> dict[str, str]:
-    """Every chip GeoTIFF and PNG composite of a run: relative path → sha256 of its bytes."""
-    return {str(p.relative_to(out)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for sub in ("chips", "b432") for p in sorted((out / sub).rglob("*"))
-            if p.suffix in (".tif", ".png")}  # fmt: skip
+def _output_files(out: Path) -> dict[str, tuple]:
+    """Every PNG composite of a run: path -> (sha256 of its decoded pixels, EPSG, transform).
+
+    Decoded, not bytes: chips encodes its PNGs faster (zlib level 1, one filter), the seed
+    through GDAL's PNG driver. The CRS and transform are what rasterio reads back (from the
+    .aux.xml beside each PNG, on both sides).
+    """
+    import rasterio
+
+    got = {}
+    for p in sorted((out / "b432").rglob("*.png")):
+        with rasterio.open(p) as ds:
+            pixels = ds.read()
+            got[str(p.relative_to(out))] = (hashlib.sha256(pixels.tobytes()).hexdigest(),
+                                            ds.crs.to_epsg(), ds.transform)  # fmt: skip
+    return got
+
+
+def _same_pixels_and_georeferencing(seed: dict[str, tuple], chips: dict[str, tuple]) -> str:
+    """'' when every PNG decodes to the same pixels with the same CRS and pixel size, and
+    origins less than a pixel apart (the seed's transform puts the plot's coordinates, not
+    its pixel's corner, 127 pixels from the chip's corner); else what differs."""
+    if seed.keys() != chips.keys():
+        return _first_difference({k: v[0] for k, v in seed.items()}, chips)
+    for name, (sha, epsg, t) in seed.items():
+        sha2, epsg2, t2 = chips[name]
+        if sha != sha2:
+            return f"{name}: decoded pixels differ"
+        if epsg != epsg2 or (t.a, t.e) != (t2.a, t2.e):
+            return f"{name}: CRS or pixel size differ ({epsg} {t} vs {epsg2} {t2})"
+        if abs(t.c - t2.c) >= abs(t.a) or abs(t.f - t2.f) >= abs(t.e):
+            return f"{name}: origins more than a pixel apart ({t} vs {t2})"
+    return ""
+
+
+def _sizes(out: Path) -> dict[str, tuple[int, int]]:
+    """(files, bytes) of the chip GeoTIFFs, the PNGs and their .aux.xml."""
+    sizes = {}
+    for kind, pattern in (("tif", "chips/**/*.tif"), ("png", "b432/**/*.png"),
+                          ("aux.xml", "b432/**/*.aux.xml")):  # fmt: skip
+        files = list(out.glob(pattern))
+        sizes[kind] = (len(files), sum(f.stat().st_size for f in files))
+    return sizes
 
 
 def _first_difference(a: dict[str, str], b: dict[str, str]) -> str:
@@ -248,14 +281,13 @@ def _first_difference(a: dict[str, str], b: dict[str, str]) -> str:
 
 
 def _print_summary(
-    a: argparse.Namespace, results: dict, rows: int, files: dict, reads: dict
+    a: argparse.Namespace, results: dict, rows: int, pngs: int, reads: dict, sizes: dict
 ) -> None:
     metrics = ("pps", "rss_mb", "seconds", "cpu_s", "worker_rss_mb")
     med = {k: {m: statistics.median(r[m] for r in v) for m in metrics}
            for k, v in results.items()}  # fmt: skip
-    n_tif = sum(f.endswith(".tif") for f in files)
-    print(f"\n{a.points} points, {rows} observations (values identical: yes; {n_tif} GeoTIFFs "
-          f"and {len(files) - n_tif} PNGs, byte-identical: yes), chip {a.size} px, medians of "
+    print(f"\n{a.points} points, {rows} observations (values identical: yes; {pngs} PNGs: "
+          f"decoded pixels identical, same CRS and pixel size: yes), chip {a.size} px, medians of "
           f"{a.repeat} runs, chips --concurrency {a.concurrency}, {os.cpu_count()} CPUs, "
           f"load average {os.getloadavg()[0]:.1f}")  # fmt: skip
     for k in ("seed", "chips"):
@@ -263,6 +295,9 @@ def _print_summary(
               f"{med[k]['cpu_s']:.1f} s)  peak RSS {med[k]['rss_mb']:.0f} MB"
               + (f" (worker processes: {med[k]['worker_rss_mb']:.0f} MB each at most)"
                  if med[k]["worker_rss_mb"] else ""))  # fmt: skip
+    for k in ("seed", "chips"):
+        listed = [f"{n} {kind} {b / 2**20:.1f} MiB" for kind, (n, b) in sizes[k].items() if n]
+        print(f"  {k:5s} files: " + ", ".join(listed))
     print(f"  chips reads: {reads}; the seed opens {len(ASSETS) + 2} files per observation")
     print(f"  speed-up: {med['chips']['pps'] / med['seed']['pps']:.1f}x (target >= 5x)")
 

@@ -20,6 +20,7 @@ import numpy
 import pytest
 import rasterio
 from click.testing import CliRunner
+from s3_fixtures import FAKE_KEY_ID, FAKE_SECRET
 from shapely.geometry import Polygon, box, mapping, shape
 
 from mosaic_assembler import assemble
@@ -278,6 +279,30 @@ def test_ids_are_sanitised_and_made_unique():
     assert sanitise_id(None) == "" and sanitise_id(" .. ") == ""
     assert unique_ids(["a", "A", "a_2", "", None, "b"]) == ["a", "A_3", "a_2", "feature",
                                                             "feature_2", "b"]  # fmt: skip
+    # the batch's own files and an output's companions are not ids
+    assert unique_ids(["index", "Mosaic", "index_2", "a", "a.count", "b.Date"]) == [
+        "index_3", "Mosaic_2", "index_2", "a", "a_count", "b_Date",
+    ]  # fmt: skip
+
+
+def test_features_named_index_or_mosaic_overwrite_no_batch_file(demo, tmp_path):
+    cells = _polygons(demo)[:2]
+    features = _write_geojson(tmp_path / "f.geojson", [("index", cells[0][1]),
+                                                       ("mosaic", cells[1][1])])  # fmt: skip
+    out = tmp_path / "out"
+    res = assemble_batch(features, out, id_field="name", zoom=9, items=str(demo.items_path),
+                         assets="red")  # fmt: skip
+    assert [f.id for f in res.done] == ["index_2", "mosaic_2"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "index.json", "index_2.json", "index_2.tif", "ledger.jsonl", "mosaic.json",
+        "mosaic_2.json", "mosaic_2.tif",
+    ]  # fmt: skip
+    index = json.loads((out / "index.json").read_text())
+    assert index["type"] == "FeatureCollection" and len(index["features"]) == 2
+    assert "tiles" in json.loads((out / "mosaic.json").read_text())  # the mosaicJSON
+    for fid in ("index_2", "mosaic_2"):  # each COG's own STAC Item sidecar, untouched
+        item = json.loads((out / f"{fid}.json").read_text())
+        assert item["type"] == "Feature" and item["assets"]
 
 
 @pytest.fixture
@@ -303,7 +328,8 @@ def bad_files(tmp_path):
         ("points.geojson", "o", (), "has a Point; every feature must be a Polygon"),
         ("nowkt.csv", "o", (), "has no WKT column"),
         ("badwkt.csv", "o", (), "line 2: column 'WKT' is not WKT"),
-        ("FEATURES", "s3://bucket/prefix", (), "object storage is not available yet"),
+        ("FEATURES", "gs://bucket/prefix", (), "give a local directory or an s3://bucket/prefix"),
+        ("FEATURES", "s3://bucket", (), "names a bucket: give a prefix"),
         ("FEATURES", "o", ("--split-zoom", "8"), "--split-zoom is not an option of a batch"),
         ("FEATURES", "full", (), "is not empty and holds no batch ledger"),
         ("FEATURES", "BATCH", ("--pixel-selection", "first"), "made with other options"),
@@ -338,3 +364,120 @@ def test_features_as_dask_tasks_equal_the_threaded_batch(batch, demo, tmp_path):
     assert [f.id for f in res.empty] == ["far_away"]
     for f in res.done:
         _same_cog(f.path, reference / f"{f.id}.tif")
+
+
+# ------------------------------------------------------------------ OUT_DIR on S3
+def _download(s3, prefix: str, dest: Path) -> dict[str, Path]:
+    dest.mkdir(parents=True, exist_ok=True)
+    return {
+        k[len(prefix) :]: s3.download(k, dest / k[len(prefix) :].replace("/", "_"))
+        for k in s3.keys(prefix)
+    }
+
+
+def _assert_no_secret(texts: dict[str, str]) -> None:
+    for name, text in texts.items():
+        for secret in (FAKE_SECRET, FAKE_KEY_ID):
+            assert secret not in text, f"{secret[:6]}… found in {name}"
+
+
+def test_batch_to_s3_equals_the_local_batch(batch, demo, s3, tmp_path, caplog):
+    _, reference, _ = batch
+    polygons = [_polygons(demo)[k] for k in (0, 1, 4, 6, 7)]  # 3 cells, empty, failing
+    features = _write_geojson(tmp_path / "f.geojson", polygons)
+    caplog.set_level("DEBUG")
+    res = assemble_batch(features, s3.url("b/out"), id_field="name", clip=True, **_options(demo))
+    assert [f.id for f in res.done] == ["cell_1_a", "cell_2_a", "cell_5_a"]
+    assert [f.id for f in res.empty] == ["far_away"] and [f.id for f in res.failed] == ["pole"]
+    assert res.index == s3.url("b/out/index.json") and res.done[0].path == s3.url(
+        "b/out/cell_1_a.tif"
+    )
+    got = _download(s3, "b/out/", tmp_path / "got")
+    names = {n for n in got if not n.startswith("ledger/")}
+    assert names == {"index.json", "mosaic.json"} | {
+        f"{f.id}.{ext}" for f in res.done for ext in ("tif", "json")
+    }  # no run directory left behind
+    for f in res.done:
+        _same_cog(got[f"{f.id}.tif"], reference / f"{f.id}.tif")
+    index = json.loads(got["index.json"].read_text())
+    assert [i["assets"]["data"]["href"] for i in index["features"]] == [
+        s3.url(f"b/out/{f.id}.tif") for f in res.done
+    ]
+    mosaic = json.loads(got["mosaic.json"].read_text())
+    listed = {p for paths in mosaic["tiles"].values() for p in paths}
+    assert listed == {s3.url(f"b/out/{f.id}.tif") for f in res.done}
+    records = [json.loads(got[n].read_text()) for n in sorted(got) if n.startswith("ledger/")]
+    assert [r["event"] for r in records][0] == "batch"
+    assert {r["feature"]: r["event"] for r in records if "feature" in r} == {
+        "cell_1_a": "done", "cell_2_a": "done", "cell_5_a": "done", "far_away": "empty",
+        "pole": "failed",
+    }  # fmt: skip
+    # a rerun skips the finished features (no PUT of theirs) and retries the failed one
+    offset = s3.server.log_offset()
+    again = assemble_batch(features, s3.url("b/out"), id_field="name", clip=True,
+                           **_options(demo))  # fmt: skip
+    assert {f.id for f in again.skipped} == {"cell_1_a", "cell_2_a", "cell_5_a", "far_away"}
+    puts = [p for m, p, _ in s3.server.requests(offset) if m == "PUT"]
+    assert not [p for p in puts if ".tif" in p or "/.runs/" in p and "pole" not in p], puts
+    texts = {n: p.read_bytes().decode("latin-1") for n, p in got.items()}
+    texts["log"] = caplog.text
+    texts["result"] = res.to_json()
+    _assert_no_secret(texts)
+
+
+def test_s3_batch_sigkill_then_rerun_recomputes_no_finished_feature(
+    batch, features, demo, s3, tmp_path
+):
+    _, reference, _ = batch
+    url = s3.url("k/out")
+
+    def finished() -> set[str]:
+        ends = set()
+        for key in s3.keys("k/out/ledger/"):
+            e = json.loads(s3.get(key))
+            if e.get("event") in ("done", "empty"):
+                ends.add(e["feature"])
+        return ends
+
+    proc = subprocess.Popen(_cli_batch(features, url, demo, "-q"), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE)  # fmt: skip
+    deadline = time.monotonic() + 180
+    while not finished() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert proc.poll() is None, "the batch ended before it could be killed"
+    proc.send_signal(signal.SIGKILL)
+    _, killed_err = proc.communicate()
+    before = finished()
+    assert before and set(IDS) - before, "kill mid-batch: some finished, some not"
+    offset = s3.server.log_offset()
+    r = subprocess.run(_cli_batch(features, url, demo, "-v"), capture_output=True, text=True,
+                       timeout=600)  # fmt: skip
+    assert r.returncode == 1, r.stderr  # `pole` fails
+    assert r.stderr.strip().splitlines()[-1].startswith("Error: 1 of 9 feature(s) failed (pole)")
+    puts = [p for m, p, _ in s3.server.requests(offset) if m == "PUT"]
+    for i in before:  # nothing of a finished feature was written again
+        assert not [p for p in puts if f"/{i}.tif" in p or f"/.runs/{i}/" in p], (i, puts)
+    got = _download(s3, "k/out/", tmp_path / "got")
+    for i in DONE:
+        _same_cog(got[f"{i}.tif"], reference / f"{i}.tif")
+    assert not [n for n in got if n.startswith(".runs/")]
+    batches = [json.loads(got[n].read_text()) for n in sorted(got) if n.startswith("ledger/")]
+    batches = [e for e in batches if e["event"] == "batch"]
+    assert len(batches) == 2 and set(batches[-1]["skipped"]) == before
+    texts = {n: p.read_bytes().decode("latin-1") for n, p in got.items()}
+    texts["stderr"] = r.stderr + killed_err.decode(errors="replace")
+    _assert_no_secret(texts)
+
+
+def test_s3_batch_features_as_dask_tasks(batch, demo, s3, tmp_path):
+    pytest.importorskip("distributed")
+    _, reference, _ = batch
+    subset = [_polygons(demo)[k] for k in (0, 1, 6)]
+    features = _write_geojson(tmp_path / "f.geojson", subset)
+    res = assemble_batch(features, s3.url("d/out"), id_field="name", clip=True, dask_local=1,
+                         **_options(demo))  # fmt: skip
+    assert [f.id for f in res.done] == ["cell_1_a", "cell_2_a"]
+    got = _download(s3, "d/out/", tmp_path / "got")
+    for f in res.done:  # uploaded by the worker; the driver wrote the ledger and the index
+        _same_cog(got[f"{f.id}.tif"], reference / f"{f.id}.tif")
+    assert len(json.loads(got["index.json"].read_text())["features"]) == 2

@@ -15,6 +15,7 @@ import pytest
 import rasterio
 from pyproj import Transformer
 from rasterio.windows import Window
+from s3_fixtures import FAKE_KEY_ID, FAKE_SECRET
 
 from mosaic_assembler.chips import extract_chips, solar_date
 from mosaic_assembler.cli import main
@@ -154,6 +155,7 @@ def test_png_composite_equals_the_seed_stretch(run):
         name = f"prj_{row['plot_id']}/{row['date']}_{row['item_id']}"
         with rasterio.open(run["out"] / "chips" / f"{name}.tif") as chip:
             raw, invalid = chip.read(), chip.read_masks(1) == 0
+            grid = (chip.crs, chip.transform)
         c1 = ((raw.astype(float) * 0.0000275 - 0.2) * 10000).astype(numpy.int16)
         bands = {k: c1[i] for i, k in enumerate(ASSETS)}
         ranges = [(151, 4951), (-300, 2500), (50, 1150)]
@@ -167,6 +169,29 @@ def test_png_composite_equals_the_seed_stretch(run):
         with rasterio.open(run["out"] / "b432" / f"{name}.png") as png:
             assert png.count == 3 and png.dtypes[0] == "uint8"
             assert (png.read() == ref).all()
+            # georeferenced as the chip (GDAL reads it from the .aux.xml beside the PNG)
+            assert (png.crs, png.transform) == grid
+
+
+def test_png_encoder_decodes_to_its_pixels_and_pam_reads_back(tmp_path):
+    from PIL import Image
+    from rasterio.crs import CRS
+    from rasterio.transform import from_origin
+
+    from mosaic_assembler.chips._outputs import encode_png, pam_xml
+
+    rng = numpy.random.default_rng(3)
+    for shape in ((3, 255, 255), (3, 1, 7), (3, 16, 1)):
+        rgb = rng.integers(0, 256, shape, dtype=numpy.uint8)
+        rgb[:, :2] = 0  # a fill corner
+        path = tmp_path / "a.png"
+        path.write_bytes(encode_png(rgb))
+        t = from_origin(500000.5, 4000000.25, 30, 30)
+        (tmp_path / "a.png.aux.xml").write_text(pam_xml(CRS.from_epsg(32631), t))
+        assert (numpy.asarray(Image.open(path)).transpose(2, 0, 1) == rgb).all()  # Pillow
+        with rasterio.open(path) as png:  # GDAL's PNG driver
+            assert (png.read() == rgb).all()
+            assert png.crs.to_epsg() == 32631 and png.transform == t
 
 
 def test_points_in_one_block_share_reads(demo, tmp_path):
@@ -463,7 +488,7 @@ def test_cli_writes_chips_and_composites(demo, tmp_path, capsys):
             ["POINTS", "out", "--items", "ITEMS", "--assets", "red", "--composite", "x=red:1"],
             "NAME=EXPR",
         ),
-        (["POINTS", "s3://bucket/x", "--items", "ITEMS", "--assets", "red"], "s3://"),
+        (["POINTS", "gs://bucket/x", "--items", "ITEMS", "--assets", "red"], "or an s3://"),
         (
             ["POINTS", "out", "--items", "ITEMS", "--assets", "red", "--points-crs", "EPSG:0"],
             "--points-crs",
@@ -501,3 +526,107 @@ def test_dask_local_gives_the_threads_values(demo, tmp_path):
     assert (tmp_path / "dask" / "values.csv").read_text() == (
         tmp_path / "threads" / "values.csv"
     ).read_text()
+
+
+# ------------------------------------------------------------------ OUT_DIR on S3
+def _s3_files(s3, prefix: str) -> dict[str, bytes]:
+    return {k[len(prefix) :]: s3.get(k) for k in s3.keys(prefix)}
+
+
+def _local_files(out: Path) -> dict[str, bytes]:
+    return {f.relative_to(out).as_posix(): f.read_bytes() for f in sorted(out.rglob("*"))
+            if f.is_file() and f.suffix in (".tif", ".png", ".xml")}  # fmt: skip
+
+
+def _no_secret(texts: dict[str, str]) -> None:
+    for name, text in texts.items():
+        for secret in (FAKE_SECRET, FAKE_KEY_ID):
+            assert secret not in text, f"{secret[:6]}… found in {name}"
+
+
+S3_KW = dict(assets=ASSETS_ARG, size=SIZE, mask_band="qa_pixel", mask_bits="landsat",
+             composites=("b432",), rescale="c1")  # fmt: skip
+
+
+@pytest.mark.parametrize("concurrency", [1, 2])
+def test_chips_to_s3_equal_the_local_run(demo, s3, tmp_path, caplog, concurrency):
+    points = _write_points(tmp_path / "plots.csv", _random_points(demo, 14, seed=11))
+    kw = dict(items=demo["sample"].items_path, batch_points=4, concurrency=concurrency, **S3_KW)
+    local = extract_chips(points, tmp_path / "local", **kw)
+    caplog.set_level("DEBUG")
+    remote = extract_chips(points, s3.url("c/out"), **kw)
+    assert (remote.rows, remote.done, remote.empty) == (local.rows, local.done, local.empty) != (
+        0, 0, 0,
+    )  # fmt: skip
+    assert remote.values_path == s3.url("c/out/values.csv")
+    got = _s3_files(s3, "c/out/")
+    assert got.pop("values.csv") == (tmp_path / "local" / "values.csv").read_bytes()
+    records = {k: v for k, v in got.items() if k.startswith("ledger/")}
+    files = {k: v for k, v in got.items() if not k.startswith("ledger/")}
+    assert files == _local_files(tmp_path / "local")  # every chip, PNG and aux.xml, same bytes
+    # a rerun computes nothing: no PUT but its ledger record and values.csv
+    offset = s3.server.log_offset()
+    again = extract_chips(points, s3.url("c/out"), **kw)
+    assert again.skipped == 14 and again.rows == local.rows
+    puts = [p for m, p, _ in s3.server.requests(offset) if m == "PUT"]
+    assert all("/ledger/" in p or p.endswith("/values.csv") for p in puts), puts
+    texts = {k: v.decode("latin-1") for k, v in {**records, **files}.items()}
+    texts["log"] = caplog.text
+    _no_secret(texts)
+
+
+def test_chips_to_s3_sigkill_then_rerun_recomputes_no_finished_point(demo, s3, tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    points = _write_points(tmp_path / "plots.csv", _random_points(demo, 30, seed=12))
+    kw = dict(items=demo["sample"].items_path, batch_points=2, concurrency=1, **S3_KW)
+    local = extract_chips(points, tmp_path / "local", **kw)
+    cmd = [sys.executable, "-m", "mosaic_assembler.cli", "chips", str(points), s3.url("k/out"),
+           "--items", str(demo["sample"].items_path), "--assets", ASSETS_ARG, "--size",
+           str(SIZE), "--mask-band", "qa_pixel", "--mask-bits", "landsat", "--composite", "b432",
+           "--rescale-c1", "--batch-points", "2", "--concurrency", "1"]  # fmt: skip
+
+    def finished() -> set[str]:
+        keys = set()
+        for k in s3.keys("k/out/ledger/"):
+            e = json.loads(s3.get(k))
+            keys |= {p["point"] for p in e.get("points", ()) if p["status"] != "failed"}
+        return keys
+
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while len(finished()) < 4 and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert proc.poll() is None, "the run ended before it could be killed"
+    proc.send_signal(signal.SIGKILL)
+    _, killed_err = proc.communicate()
+    before = finished()
+    assert 4 <= len(before) < 30
+    offset = s3.server.log_offset()
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    puts = [p for m, p, _ in s3.server.requests(offset) if m == "PUT"]
+    for key in before:  # none of a finished point's files was written again
+        assert not [p for p in puts if f"/{key}/" in p], (key, puts)
+    got = _s3_files(s3, "k/out/")
+    assert got.pop("values.csv") == (tmp_path / "local" / "values.csv").read_bytes()
+    files = {k: v for k, v in got.items() if not k.startswith("ledger/")}
+    assert files == _local_files(tmp_path / "local") and local.rows > 0
+    _no_secret({"stderr": r.stderr + killed_err.decode(errors="replace"),
+                **{k: v.decode("latin-1") for k, v in got.items()}})  # fmt: skip
+
+
+def test_chips_to_s3_on_dask(demo, s3, tmp_path):
+    pytest.importorskip("distributed")
+    points = _write_points(tmp_path / "plots.csv", _random_points(demo, 8, seed=13))
+    kw = dict(items=demo["sample"].items_path, batch_points=3, **S3_KW)
+    local = extract_chips(points, tmp_path / "local", concurrency=1, **kw)
+    extract_chips(points, s3.url("d/out"), dask_local=1, **kw)  # the worker uploads
+    got = _s3_files(s3, "d/out/")
+    assert got.pop("values.csv") == (tmp_path / "local" / "values.csv").read_bytes()
+    assert {k: v for k, v in got.items() if not k.startswith("ledger/")} == _local_files(
+        tmp_path / "local"
+    ) and local.rows > 0

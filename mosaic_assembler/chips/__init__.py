@@ -4,10 +4,11 @@ For each point of POINTS and each observation (an item, or the items of one sola
 chip in the source's native grid centred on the point's pixel (GeoTIFF, source dtype, with
 its mask), optional 8-bit composites (PNG) and one row of values.csv with the centre
 pixel's values. Reads are shared: the chips of neighbouring points are slices of one read.
-A ledger in OUT_DIR lets a rerun skip the finished points.
+A ledger in OUT_DIR lets a rerun skip the finished points. OUT_DIR may be an s3:// prefix
+(`_remote`: batches written in local scratch and uploaded, the ledger as S3 objects).
 
 Dependency order: _points, _composites <- _spec, _items <- _reading <- _warp, _outputs
-<- _extract <- _options <- _run <- chips.
+<- _remote <- _extract <- _options <- _run <- chips.
 """
 
 from __future__ import annotations

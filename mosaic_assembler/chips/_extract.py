@@ -24,7 +24,7 @@ from mosaic_assembler.chips._composites import rescale_values
 from mosaic_assembler.chips._items import ItemRef, Observation
 from mosaic_assembler.chips._outputs import chip_name, value_row, write_chip, write_part
 from mosaic_assembler.chips._points import Point
-from mosaic_assembler.chips._reading import Grid, ItemReader, ReadStats, centred_window
+from mosaic_assembler.chips._reading import Grid, ItemReader, ReadStats
 from mosaic_assembler.chips._spec import ChipSpec
 
 logger = logging.getLogger(__name__)
@@ -49,6 +49,8 @@ class PointOutcome:
     status: str
     rows: int = 0
     error: str = ""
+    #: the point's values.csv part (header and rows) when OUT_DIR is on S3
+    part: str = ""
 
 
 @dataclass
@@ -63,10 +65,20 @@ class _Chip:
 
 
 def process_batch(spec: ChipSpec, batch: Batch, stats: ReadStats | None = None) -> list[Any]:
-    """Cut, write and tabulate the chips of a batch; returns (outcomes, read counters)."""
+    """Cut, write and tabulate the chips of a batch; returns (outcomes, read counters).
+
+    With an s3:// OUT_DIR the batch is written into local scratch, then uploaded
+    (`_remote.process_remote`).
+    """
     import rasterio
 
+    from mosaic_assembler.storage import is_s3
+
     stats = stats if stats is not None else ReadStats()
+    if is_s3(spec.out_dir):
+        from mosaic_assembler.chips._remote import process_remote
+
+        return process_remote(spec, batch, stats, process_batch)
     items = {r.index: r for r in batch.items}
     rows: dict[int, list[dict[str, Any]]] = defaultdict(list)
     failed: dict[int, str] = {}
@@ -74,7 +86,8 @@ def process_batch(spec: ChipSpec, batch: Batch, stats: ReadStats | None = None) 
     for n, obs in enumerate(batch.observations):
         for o in obs:
             by_date[o.date].append((n, o))
-    with rasterio.Env(GDAL_PAM_ENABLED="NO", **dict(spec.gdal_config)):
+    config = {"GDAL_PAM_ENABLED": "NO", "GDAL_TIFF_INTERNAL_MASK": True, **dict(spec.gdal_config)}
+    with rasterio.Env(**config):
         for date in sorted(by_date):
             _process_date(spec, batch, items, by_date[date], rows, failed, stats)
     outcomes = []
@@ -124,7 +137,7 @@ def _process_date(
 
 
 def _window(spec: ChipSpec, reader: ItemReader, p: Point) -> Window:
-    return centred_window(reader.grid(spec.keys), spec.points_crs, p.x, p.y, spec.size)
+    return reader.window(spec.keys, spec.points_crs, p.x, p.y, spec.size)
 
 
 def _centre_ok(spec: ChipSpec, data: dict[str, Any], valid: dict[str, Any]) -> bool:
@@ -193,15 +206,17 @@ def _write(spec: ChipSpec, p: Point, chip: _Chip) -> dict[str, Any]:
     """Write the chip's GeoTIFF and composites; its row of values."""
     c = spec.size // 2
     valid = numpy.logical_and.reduce([chip.valid[k] for k in spec.assets])
-    values = {
-        k: chip.data[k]
-        if spec.mask and k == spec.mask.band
-        else rescale_values(chip.data[k], spec.rescale)
-        for k in spec.assets
-    }
+
+    def value(k: str, data: numpy.ndarray) -> numpy.ndarray:
+        is_mask = spec.mask is not None and k == spec.mask.band
+        return data if is_mask else rescale_values(data, spec.rescale)
+
+    # whole chips only for what the composites read; values.csv needs the centre pixel alone
+    centre = {k: value(k, chip.data[k][c : c + 1, c : c + 1])[0, 0] for k in spec.assets}
     pngs = {}
     if spec.composites:
-        floats = {k: v.astype("float64") for k, v in values.items()}
+        used = dict.fromkeys(a for comp in spec.composites for a in comp.assets)
+        floats = {k: value(k, chip.data[k]).astype("float64") for k in used}
         pngs = {comp.name: comp.render(floats, ~valid) for comp in spec.composites}
     transform = window_transform(chip.window, chip.grid.transform)
     name = chip_name(chip.ref)
@@ -211,4 +226,4 @@ def _write(spec: ChipSpec, p: Point, chip: _Chip) -> dict[str, Any]:
     if spec.mask is not None:
         qa_c = numpy.array([[chip.data[spec.mask.band][c, c]]])
         qa = int(bool(spec.mask.exclude(qa_c)[0, 0]))
-    return value_row(spec, p, chip.ref, {k: v[c, c] for k, v in values.items()}, qa)
+    return value_row(spec, p, chip.ref, centre, qa)

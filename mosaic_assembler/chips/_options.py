@@ -25,7 +25,7 @@ class ChipsOptions:
 
     Attributes:
         points: CSV (id column(s), x, y) or GeoJSON points.
-        out_dir: the output directory (local; `s3://` is not supported yet).
+        out_dir: the output directory, or an s3://bucket/prefix (`chips._remote`).
         assets: asset keys, one chip band (and one values.csv column) each.
         items: a STAC items file, or
         stac: a STAC API search (its area is the points' bounds).
@@ -64,10 +64,9 @@ class ChipsOptions:
     restart: bool = False
 
     def __post_init__(self) -> None:
-        if str(self.out_dir).startswith("s3://"):
-            raise ConfigError(
-                "`out_dir` on s3:// is not supported by chips yet: give a local directory"
-            )
+        text = str(self.out_dir)
+        if "://" in text and not text.startswith("s3://"):
+            raise ConfigError(f"`out_dir` {text}: give a local directory or an s3://bucket/prefix")
         if (self.items is None) == (self.stac is None):
             raise ConfigError("give exactly one source: `items` FILE or `stac` URL")
         if not self.assets:

@@ -4,7 +4,7 @@ Every file is written under a temporary name and renamed into place, so a file t
 is whole (a killed run leaves at most `.tmp` files, which the rerun overwrites)::
 
     OUT_DIR/chips/<point>/<date>_<item>.tif     the chip: one band per asset, its mask
-    OUT_DIR/<composite>/<point>/<date>_<item>.png
+    OUT_DIR/<composite>/<point>/<date>_<item>.png (+ .png.aux.xml: its CRS and transform)
     OUT_DIR/values/<point>.csv                  the point's rows (values.csv is their union)
     OUT_DIR/values.csv
     OUT_DIR/ledger.jsonl                        per point: done / empty / failed
@@ -16,13 +16,14 @@ import csv
 import datetime as dt
 import io
 import os
-import warnings
+import struct
+import zlib
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
+from xml.sax.saxutils import escape as xml_escape
 
 import numpy
-from rasterio.errors import NotGeoreferencedWarning
 
 from mosaic_assembler.chips._composites import RESCALES
 from mosaic_assembler.chips._items import ItemRef
@@ -33,6 +34,8 @@ __all__ = [
     "assemble_values",
     "chip_name",
     "columns",
+    "encode_png",
+    "pam_xml",
     "part_is_whole",
     "value_row",
     "write_chip",
@@ -40,12 +43,16 @@ __all__ = [
 ]
 
 FIXED_COLUMNS = ("item_id", "collection", "datetime", "date", "year", "doy")
-#: Encoding of the files written per chip: writing them is most of a run's time. zlib level 1
-#: writes a 255-px PNG in 10.6 ms instead of 17.8 (level 6, GDAL's default) for 10 % more
-#: bytes; ZSTD level 1 with the predictor writes a 4-band chip in 8.8 ms instead of 17.7
-#: (DEFLATE 6) for 4 % more (scripts/bench_chips.py machine, 2026-12). Pixels are the same.
-PNG_OPTIONS = {"ZLEVEL": 1}
-TIFF_OPTIONS = {"compress": "zstd", "zstd_level": 1, "predictor": 2}
+#: Encoding of the chip GeoTIFFs: writing files is most of a run's time. ZSTD level 1 with
+#: the predictor writes a 4-band chip in 8.8 ms instead of 17.7 (DEFLATE 6) for 4 % more
+#: bytes; band interleaving (each band's strips compressed apart) then takes 5.6 ms CPU
+#: instead of 7.5 (pixel interleaving) for the same size, 296 KiB per 255-px uint16 chip
+#: (scripts/bench_chips.py machine, 2026-12). Pixels are the same.
+TIFF_OPTIONS = {"compress": "zstd", "zstd_level": 1, "predictor": 2, "interleave": "band"}
+#: zlib level of the PNG composites: level 1 with the "sub" filter on every row writes a
+#: 255-px RGB chip in about a third of GDAL's PNG driver's time (level 6, adaptive filters,
+#: through a MEM copy) for about 10 % more bytes; the decoded pixels are the same.
+PNG_ZLEVEL = 1
 
 
 def chip_name(ref: ItemRef) -> str:
@@ -93,7 +100,12 @@ def write_chip(
     nodata: float | None,
     pngs: dict[str, numpy.ndarray],
 ) -> None:
-    """The chip GeoTIFF (source dtype and nodata, an internal mask) and the PNGs."""
+    """The chip GeoTIFF (source dtype and nodata, its mask) and the PNGs with their aux.xml.
+
+    The mask is written as an internal mask band unless the nodata value says exactly the
+    same in every band (a pixel is nodata in a band iff it is invalid): then GDAL's masks
+    from the nodata value are that mask already, and the chip is written a third faster.
+    """
     import rasterio
 
     root = Path(spec.out_dir)
@@ -104,28 +116,64 @@ def write_chip(
     profile = dict(driver="GTiff", width=data.shape[2], height=data.shape[1], count=len(bands),
                    dtype=data.dtype, crs=crs, transform=transform, **TIFF_OPTIONS,
                    tiled=data.shape[1] >= 256, nodata=nodata)  # fmt: skip
-    with rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True):
-        with rasterio.open(tmp, "w", **profile) as dst:
-            dst.write(data)
+    by_nodata = nodata is not None and bool(((data == nodata) == ~valid[None]).all())
+    # (GDAL_TIFF_INTERNAL_MASK is set by the batch's rasterio.Env: an Env per chip would
+    # build a boto3 session per chip whenever AWS variables are set: ~100 ms each measured)
+    with rasterio.open(tmp, "w", **profile) as dst:
+        dst.write(data)
+        if not by_nodata:
             dst.write_mask(valid.astype("uint8") * 255)
     _replace_into(tmp, path)
+    aux = pam_xml(crs, transform) if pngs else ""
     for comp, rgb in pngs.items():
         png = root / comp / p.key / f"{name}.png"
         png.parent.mkdir(parents=True, exist_ok=True)
-        tmp = png.with_name(png.name + ".tmp")
-        with warnings.catch_warnings():  # a PNG chip carries no georeferencing (as the seed's)
-            warnings.simplefilter("ignore", NotGeoreferencedWarning)
-            _write_png(tmp, rgb)
-        _replace_into(tmp, png)
+        # the georeferencing first: a PNG that exists is whole and georeferenced
+        _write_bytes(png.with_name(png.name + ".aux.xml"), aux.encode())
+        _write_bytes(png, encode_png(rgb))
 
 
-def _write_png(path: Path, rgb: numpy.ndarray) -> None:
-    import rasterio
+def _write_bytes(path: Path, data: bytes) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("wb") as f:
+        f.write(data)
+    _replace_into(tmp, path)
 
-    profile = dict(driver="PNG", width=rgb.shape[2], height=rgb.shape[1], count=rgb.shape[0],
-                   dtype="uint8", **PNG_OPTIONS)  # fmt: skip
-    with rasterio.open(path, "w", **profile) as dst:
-        dst.write(rgb)
+
+def _png_chunk(tag: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data))
+
+
+def encode_png(rgb: numpy.ndarray) -> bytes:
+    """An 8-bit RGB PNG of a (3, height, width) array: the "sub" filter, zlib `PNG_ZLEVEL`."""
+    _, height, width = rgb.shape
+    pixels = numpy.ascontiguousarray(rgb.transpose(1, 2, 0), dtype=numpy.uint8)
+    rows = numpy.empty((height, width * 3 + 1), dtype=numpy.uint8)
+    rows[:, 0] = 1  # filter type 1 (sub): each byte minus the same channel's byte to the left
+    body = rows[:, 1:].reshape(height, width, 3)
+    body[:, 0] = pixels[:, 0]
+    numpy.subtract(pixels[:, 1:], pixels[:, :-1], out=body[:, 1:])  # modulo 256, as PNG's
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)  # 8 bits, RGB
+    return b"".join((
+        b"\x89PNG\r\n\x1a\n", _png_chunk(b"IHDR", header),
+        _png_chunk(b"IDAT", zlib.compress(rows.tobytes(), PNG_ZLEVEL)), _png_chunk(b"IEND", b""),
+    ))  # fmt: skip
+
+
+def pam_xml(crs: Any, transform: Any) -> str:
+    """The .aux.xml GDAL writes beside a georeferenced PNG (its CRS and geotransform).
+
+    The seed writes its PNGs through rasterio with `crs` and `transform`: GDAL's PNG driver
+    keeps them in this sidecar, which GDAL, rasterio and QGIS read back with the PNG.
+    """
+    gt = ",".join(f"{v: .16e}" for v in transform.to_gdal())
+    wkt = xml_escape(crs.to_wkt())
+    return (
+        "<PAMDataset>\n"
+        f'  <SRS dataAxisToSRSAxisMapping="1,2">{wkt}</SRS>\n'
+        f"  <GeoTransform>{gt}</GeoTransform>\n"
+        "</PAMDataset>\n"
+    )
 
 
 def _csv_text(header: Sequence[str], rows: Iterable[dict[str, Any]]) -> str:

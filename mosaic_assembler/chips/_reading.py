@@ -101,6 +101,8 @@ class ItemReader:
         self._regions: dict[tuple[int, int], Window] = {}
         self._cache: dict[tuple[str, tuple[int, int]], tuple[numpy.ndarray, numpy.ndarray]] = {}
         self._grid: Grid | None = None
+        self._windows: dict[tuple[float, float, int], Window] = {}
+        self._to_grid: Any = None
 
     def dataset(self, key: str) -> Any:
         """The open dataset of asset `key`."""
@@ -129,6 +131,22 @@ class ItemReader:
                         "grids; chips need `assets` on one grid"
                     )
         return self._grid
+
+    def window(
+        self, keys: tuple[str, ...], points_crs: str, x: float, y: float, size: int
+    ) -> Window:
+        """`centred_window` on the item's grid, computed once per point and item."""
+        key = (x, y, size)
+        win = self._windows.get(key)
+        if win is None:
+            grid = self.grid(keys)
+            if self._to_grid is None:  # (a CRS's WKT takes longer than the transform)
+                self._to_grid = _transformer(points_crs, grid.crs.to_wkt())
+            gx, gy = self._to_grid.transform(x, y)
+            col, row = ~grid.transform * (gx, gy)
+            win = Window(math.floor(col) - size // 2, math.floor(row) - size // 2, size, size)
+            self._windows[key] = win
+        return win
 
     def _cell(self, win: Window) -> tuple[int, int]:
         assert self._grid is not None

@@ -21,12 +21,14 @@ from typing import Any
 from mosaic_assembler.chips._extract import Batch, PointOutcome, process_batch
 from mosaic_assembler.chips._items import ItemRef, Observation, observations_for, to_refs
 from mosaic_assembler.chips._options import ChipsOptions
-from mosaic_assembler.chips._outputs import assemble_values, part_is_whole
+from mosaic_assembler.chips._outputs import assemble_values, columns, part_is_whole
 from mosaic_assembler.chips._points import Point, PointSet, load_points
+from mosaic_assembler.chips._remote import RemoteOut
 from mosaic_assembler.chips._spec import ChipSpec
 from mosaic_assembler.errors import ConfigError, OutputError
 from mosaic_assembler.ledger import append_line, append_lines, last_by, read_lines
 from mosaic_assembler.results import Progress
+from mosaic_assembler.storage import is_s3
 
 logger = logging.getLogger(__name__)
 
@@ -50,8 +52,8 @@ class ChipsResult:
         seconds: wall time.
     """
 
-    out_dir: Path
-    values_path: Path
+    out_dir: Path | str
+    values_path: Path | str
     points: int
     done: int
     empty: int
@@ -151,17 +153,25 @@ def run_chips(
 ) -> ChipsResult:
     """Run a chips extraction (see `extract_chips`)."""
     t0 = time.perf_counter()
-    out = Path(opts.out_dir)
+    remote = RemoteOut(str(opts.out_dir)) if is_s3(opts.out_dir) else None
+    out: Path | str = remote.url.url if remote is not None else Path(opts.out_dir)
     pts = load_points(opts.points, opts.id_fields, opts.points_crs)
     spec = _spec(opts, pts)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise OutputError(f"cannot create `out_dir` {str(out)!r}: {e}") from e
+    if remote is not None:
+        remote.check()
+    else:
+        try:
+            Path(out).mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise OutputError(f"cannot create `out_dir` {str(out)!r}: {e}") from e
     source = _open_source(opts, spec, pts)
     refs, footprints = to_refs(source, spec.keys, opts.group_by)
     half_m = opts.size / 2 * _pixel_size(source) * 1.5
-    ledger, finished = _ledger(opts, spec, out)
+    if remote is not None:
+        ledger = None
+        finished = remote.finished(opts.fingerprint(), opts.restart)
+    else:
+        ledger, finished = _ledger(opts, spec, Path(out))
     todo = [k for k, p in enumerate(pts.points) if p.key not in finished]
     todo_pts = [pts.points[k] for k in todo]
     obs = observations_for(todo_pts, refs, footprints, opts.group_by, half_m)
@@ -170,11 +180,17 @@ def run_chips(
     counts = {"done": 0, "empty": 0, "failed": 0}
     failures: list[tuple[str, str]] = []
     reads = {"opens": 0, "reads": 0, "blocks": 0, "pixels": 0}
-    rows = 0
+    parts = {k: str(e.get("part", "")) for k, e in finished.items()}
 
     def on_result(outcomes: list[PointOutcome], stats: dict[str, int]) -> None:
-        append_lines(ledger, [{"event": "point", "point": o.key, "status": o.status,
-                               "rows": o.rows, "error": o.error} for o in outcomes])  # fmt: skip
+        if remote is not None:
+            remote.record(outcomes)
+            parts.update((o.key, o.part) for o in outcomes if o.status != "failed")
+        else:
+            assert ledger is not None
+            append_lines(ledger, [{"event": "point", "point": o.key, "status": o.status,
+                                   "rows": o.rows, "error": o.error}
+                                  for o in outcomes])  # fmt: skip
         for o in outcomes:
             counts[o.status] += 1
             if o.status == "failed":
@@ -187,7 +203,13 @@ def run_chips(
     _execute(spec, batches, opts, on_result)
     failed = {k for k, _ in failures}
     keys = [p.key for p in pts.points if p.key not in failed]
-    values_path, rows = assemble_values(spec, keys)
+    values_path: Path | str
+    if remote is not None:
+        values_path, rows = remote.write_values(
+            columns(spec), [parts[k] for k in keys if k in parts]
+        )
+    else:
+        values_path, rows = assemble_values(spec, keys)
     return ChipsResult(out, values_path, len(pts.points), counts["done"], counts["empty"],
                        counts["failed"], len(finished), rows, tuple(failures), reads,
                        round(time.perf_counter() - t0, 3))  # fmt: skip

@@ -103,6 +103,8 @@ def batch_command(
     OUT_DIR/ledger.jsonl (done / empty / failed per feature: a rerun skips finished ones),
     OUT_DIR/index.json (a STAC ItemCollection of the COGs) and OUT_DIR/mosaic.json.
     --run-dir is the parent of the features' run directories [default: OUT_DIR/.runs].
+    OUT_DIR may be an s3://bucket/prefix (the ledger is then OUT_DIR/ledger/, one object
+    per event).
     Exit code 1 when a feature failed (the others are still written).
     """
     setup_logging(verbose, quiet)
@@ -134,13 +136,18 @@ def batch_command(
 
 def _print_summary(r: Any) -> None:
     """The batch's lines on stderr: the counts, what was written, then each failure."""
-    written = [display_path(p) for p in (r.index, r.mosaicjson) if p is not None]
+    written = [_show(p) for p in (r.index, r.mosaicjson) if p is not None]
     skipped = f" ({len(r.skipped)} finished before, skipped)" if r.skipped else ""
     click.echo(
-        f"batch {display_path(r.out_dir)}: {len(r.features)} features: {len(r.done)} done, "
+        f"batch {_show(r.out_dir)}: {len(r.features)} features: {len(r.done)} done, "
         f"{len(r.empty)} empty, {len(r.failed)} failed{skipped}; wrote "
         f"{', '.join(written) or 'no index'}; {r.seconds:.1f} s",
         err=True,
     )
     for f in r.failed:
         click.echo(f"failed: {f.id}: {_message(f.message)}", err=True)
+
+
+def _show(path: Any) -> str:
+    """A local path relative to the working directory, or an s3:// URL as it is."""
+    return path if isinstance(path, str) and "://" in path else display_path(path)

@@ -88,8 +88,6 @@ def chips_command(
     from mosaic_assembler.errors import MosaicAssemblerError
 
     setup_logging(verbose, quiet)
-    if str(out_dir).startswith("s3://"):
-        raise RunError("OUT_DIR on s3:// is not supported by chips yet: give a local directory")
     bar = _bar(bool(quiet) or as_json)
     try:
         r = extract_chips(points, out_dir, rescale="c1" if rescale_c1 else "none",
