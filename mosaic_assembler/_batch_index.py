@@ -25,8 +25,8 @@ COG_TYPE = "image/tiff; application=geotiff; profile=cloud-optimized"
 STAC_VERSION = "1.1.0"  # the core schemas pystac ships: the index validates offline
 PROJECTION = "https://stac-extensions.github.io/projection/v2.0.0/schema.json"
 
-#: Every output is on this grid today (WebMercatorQuad).
-EPSG = 3857
+#: The grid of a ledger entry that names none (WebMercatorQuad: older ledgers).
+DEFAULT_CRS, DEFAULT_TMS = "EPSG:3857", "WebMercatorQuad"
 
 
 def index_text(
@@ -67,7 +67,7 @@ def stac_item(
             "datetime": when,
             "created": when,
             "mosaic:feature": feature.value,
-            "proj:code": f"EPSG:{EPSG}",
+            "proj:code": _proj_code(entry),
             "proj:shape": [height, width],
             "proj:transform": [res_x, 0.0, left, 0.0, -res_y, top],
             "proj:bbox": [left, bottom, right, top],
@@ -86,18 +86,20 @@ def stac_item(
 def mosaicjson_text(
     entries: Mapping[str, Mapping[str, Any]], path_of: Callable[[str], str]
 ) -> str | None:
-    """`mosaic.json` over the COGs when they share a grid (else None).
+    """`mosaic.json` over the COGs when they share a WebMercatorQuad grid (else None).
 
-    `path_of` gives each COG's path (absolute: cogeo-mosaic resolves relative paths against
-    the working directory, not the document). `minzoom` is where the largest COG fits one tile.
+    A mosaicJSON indexes Web Mercator quadkeys; COGs on another grid (`tms`, `crs`) get
+    only the index. `path_of` gives each COG's path (absolute: cogeo-mosaic resolves
+    relative paths against the working directory, not the document). `minzoom` is where the
+    largest COG fits one tile.
     """
     done = [e for e in entries.values() if e.get("event") == "done"]
-    grids = {(e["zoom"], e["tilesize"]) for e in done}
-    if len(grids) != 1:
+    grids = {(e.get("tms", DEFAULT_TMS), e["zoom"], e["tilesize"]) for e in done}
+    if len(grids) != 1 or next(iter(grids))[0] != DEFAULT_TMS:
         return None
     from cogeo_mosaic.mosaic import MosaicJSON
 
-    ((zoom, tilesize),) = grids
+    ((_, zoom, tilesize),) = grids
     side = max(max(e["width"], e["height"]) for e in done)
     minzoom = max(0, zoom - math.ceil(math.log2(max(1.0, side / tilesize))))
     footprints = [
@@ -118,6 +120,12 @@ def _footprint(bounds: Sequence[float]) -> dict[str, Any]:
     west, north = mercantile.lnglat(left, top)
     east, south = mercantile.lnglat(right, bottom)
     return dict(mapping(box(west, max(south, -MAX_LAT), east, min(north, MAX_LAT))))
+
+
+def _proj_code(entry: Mapping[str, Any]) -> str | None:
+    """The COG's `proj:code`: its EPSG code, None for a CRS that has none ("custom")."""
+    crs = str(entry.get("crs", DEFAULT_CRS))
+    return crs if crs.upper().startswith("EPSG:") else None
 
 
 def _iso(t: float) -> str:

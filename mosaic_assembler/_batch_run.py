@@ -124,7 +124,8 @@ def run_feature(job: FeatureJob) -> dict[str, Any]:
     return {
         **base, "event": "done", "path": Path(job.output).name, "width": r.width,
         "height": r.height, "count": r.count, "dtype": r.dtype, "zoom": r.zoom,
-        "tilesize": r.tilesize, "bounds": list(r.bounds), "tiles_done": r.tiles_done,
+        "tilesize": r.tilesize, "tms": r.tms, "crs": r.crs, "bounds": list(r.bounds),
+        "tiles_done": r.tiles_done,
         "tiles_empty": r.tiles_empty, "tiles_failed": r.tiles_failed,
         "chunks_resumed": r.chunks_resumed, "size_bytes": r.size_bytes, "seconds": _since(t0),
     }  # fmt: skip

@@ -7,7 +7,6 @@ compared with the COG's own; secrets planted in a header and a URL must appear n
 from __future__ import annotations
 
 import json
-import warnings
 
 import pytest
 import rasterio
@@ -33,15 +32,11 @@ def demo(tmp_path_factory):
 def _validate(doc):
     import pystac
     from pystac.validation import validate_dict
-    from pystac.validation.stac_validator import GetSchemaError
 
-    validate_dict(doc, extensions=[])  # the core schema, offline
-    obj = (pystac.Item if doc["type"] == "Feature" else pystac.Collection).from_dict(doc)
-    try:
-        obj.validate()
-    except GetSchemaError as e:  # the extensions' schemas are fetched online
-        warnings.warn(f"extensions not validated (offline): {e}", stacklevel=1)
-    return obj
+    # the core schema, which pystac ships; the extensions' schemas would be fetched online
+    # (tests reach nothing beyond 127.0.0.1), so their fields are checked by the tests
+    validate_dict(doc, extensions=[])
+    return (pystac.Item if doc["type"] == "Feature" else pystac.Collection).from_dict(doc)
 
 
 def test_sidecar_describes_the_cog_and_its_inputs(demo, tmp_path):

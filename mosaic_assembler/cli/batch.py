@@ -75,6 +75,7 @@ def feature_bar(quiet: bool) -> Any:
     "--dask-scheduler each feature is a Dask task instead.",
 )
 @o.grid
+@o.output_grid
 @o.sources
 @o.tiler
 @o.pixels
