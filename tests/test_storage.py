@@ -285,3 +285,27 @@ def test_credentials_are_never_written_or_printed(s3, demo, tmp_path, capfd):
     for name, text in texts.items():
         for secret in (FAKE_SECRET, FAKE_KEY_ID):
             assert secret not in text, f"{secret[:6]}… found in {name}"
+
+
+def test_s3_chunk_files_are_compressed_losslessly(s3, demo, tmp_path):
+    """Chunk files of an S3 run directory go up ZSTD-compressed; a local one's stay raw; both
+    hold the same pixels and mask, and the S3 ones are smaller."""
+    opts = _options(str(demo.items_path), keep_run_dir=True)
+    assemble(tmp_path / "a.tif", progress=False, run_dir=str(tmp_path / "run"), **opts)
+    assemble(tmp_path / "b.tif", progress=False, run_dir=s3.url("zrun"), **opts)
+    local = sorted((tmp_path / "run" / "chunks").glob("r*-c*.tif"))
+    remote = sorted(k for k in s3.keys("zrun/chunks/"))
+    assert [p.name for p in local] == [k.rsplit("/", 1)[1] for k in remote] and local
+    local_bytes = remote_bytes = 0
+    for path, key in zip(local, remote, strict=True):
+        got = s3.download(key, tmp_path / "got.tif")
+        with rasterio.open(path) as want, rasterio.open(got) as have:
+            assert want.compression is None
+            assert have.compression is not None and have.compression.name == "zstd"
+            assert have.overviews(1) == want.overviews(1)
+            numpy.testing.assert_array_equal(have.read(), want.read())
+            numpy.testing.assert_array_equal(have.read_masks(1), want.read_masks(1))
+        local_bytes += path.stat().st_size
+        remote_bytes += got.stat().st_size
+    assert remote_bytes < local_bytes / 2, (remote_bytes, local_bytes)
+    assert_same(tmp_path / "b.tif", tmp_path / "a.tif")

@@ -31,13 +31,16 @@ def compute_remote_chunk(
 ) -> Any:
     """Compute a chunk of an S3 run directory: locally in TMPDIR, then upload, then record.
 
-    The chunk file goes up first (one PUT, replacing an earlier attempt's), then the end record
-    create-only: a record means its file is complete.
+    The chunk file (ZSTD-compressed: S3_CHUNK_CODEC) goes up first (one PUT, replacing an
+    earlier attempt's), then the end record create-only: a record means its file is complete.
     """
+    from mosaic_assembler.writer._chunkfile import S3_CHUNK_CODEC, chunk_compression
+
     chunks = S3Url.parse(spec.chunk_dir, "`run_dir`")
     run_prefix = S3Url(chunks.bucket, chunks.key.rsplit("/", 1)[0])
     with tempfile.TemporaryDirectory(prefix="mosaic-assembler-chunk-") as tmp:
-        result = compute(dataclasses.replace(spec, chunk_dir=tmp), job, on_tile)
+        with chunk_compression(S3_CHUNK_CODEC):  # uploaded and read back: bytes cost more
+            result = compute(dataclasses.replace(spec, chunk_dir=tmp), job, on_tile)
         if result.status.has_file:
             _s3.put_file(
                 Path(tmp) / f"{job.key}.tif", chunks.child(f"{job.key}.tif"), False, "chunk"
