@@ -6,6 +6,8 @@ Oracle: the same run written locally, read back with rasterio (pixels and mask).
 from __future__ import annotations
 
 import json
+import os
+import uuid
 from pathlib import Path
 
 import numpy
@@ -13,7 +15,7 @@ import pytest
 import rasterio
 from click.testing import CliRunner
 from rio_cogeo.cogeo import cog_validate
-from s3_fixtures import FAKE_KEY_ID, FAKE_SECRET
+from s3_fixtures import FAKE_KEY_ID, FAKE_SECRET, MotoServer, S3Bucket
 
 from mosaic_assembler import assemble
 from mosaic_assembler.cli import cli
@@ -309,3 +311,60 @@ def test_s3_chunk_files_are_compressed_losslessly(s3, demo, tmp_path):
         remote_bytes += got.stat().st_size
     assert remote_bytes < local_bytes / 2, (remote_bytes, local_bytes)
     assert_same(tmp_path / "b.tif", tmp_path / "a.tif")
+
+
+@pytest.fixture(scope="module")
+def recording_moto(tmp_path_factory):
+    """A moto server that keeps each request's x-amz-request-payer header."""
+    server = MotoServer(record=tmp_path_factory.mktemp("moto") / "requests.jsonl")
+    yield server
+    server.stop()
+
+
+def _bucket_of(server: MotoServer, monkeypatch) -> S3Bucket:
+    from mosaic_assembler.storage import reset_clients
+
+    for name in list(os.environ):
+        if name.startswith("AWS_"):
+            monkeypatch.delenv(name)
+    for name, value in server.env().items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", os.devnull)
+    monkeypatch.setenv("AWS_CONFIG_FILE", os.devnull)
+    reset_clients()
+    client = server.client()
+    name = f"test-{uuid.uuid4().hex[:16]}"
+    client.create_bucket(Bucket=name)
+    return S3Bucket(server, name, client)
+
+
+@pytest.mark.parametrize("payer", ["requester", None])
+def test_requester_pays_is_sent_on_every_request(recording_moto, demo, oracle, tmp_path,
+                                                 monkeypatch, payer):  # fmt: skip
+    """With AWS_REQUEST_PAYER=requester, GDAL's /vsis3/ reads (inputs, the finalize's chunk
+    reads) and every boto3 request of the run (run directory, output) carry
+    x-amz-request-payer: requester, as the server saw them; without it, none does."""
+    bucket = _bucket_of(recording_moto, monkeypatch)
+    items = upload_demo(bucket, demo)
+    if payer:
+        monkeypatch.setenv("AWS_REQUEST_PAYER", payer)
+    start = len(recording_moto.recorded())
+    opts = _options(items, run_dir=bucket.url("rp/run"), keep_run_dir=True)
+    assemble(bucket.url("rp/out.tif"), progress=False, **opts)
+    assert CliRunner().invoke(cli, ["status", bucket.url("rp/run")]).exit_code == 0
+    seen = [r for r in recording_moto.recorded()[start:] if r["path"].startswith(f"/{bucket.name}")]
+    assert_same(bucket.download("rp/out.tif", tmp_path / "out.tif"), oracle)  # (the test's GET)
+    head_bucket = [
+        r for r in seen if r["method"] == "HEAD" and r["path"].rstrip("/").count("/") == 1
+    ]
+    inputs = [r for r in seen if r["method"] == "GET" and r["path"].upper().endswith(".TIF")
+              and "/inputs/" in r["path"]]  # fmt: skip
+    chunks = [r for r in seen if r["method"] == "GET" and "/rp/run/chunks/" in r["path"]]
+    writes = [r for r in seen if r["method"] in ("PUT", "POST")]
+    assert inputs and chunks and writes  # GDAL's input and chunk reads, boto3's writes
+    others = [r for r in seen if r not in head_bucket]  # HeadBucket takes no RequestPayer
+    if payer:
+        assert [r for r in others if r["payer"] != "requester"] == []
+    else:
+        leaked = [r for r in seen if r["payer"] is not None]
+        assert leaked == [], (len(leaked), len(seen), leaked[:3])

@@ -119,8 +119,11 @@ def gdal_env(environ: Mapping[str, str] | None = None) -> dict[str, str]:
       S3-compatible servers need);
     * GDAL's HTTP retries and timeouts (HTTP_RETRIES, HTTP_TIMEOUTS).
 
-    `AWS_REQUEST_PAYER` (requester-pays buckets: `requester`) is passed on to GDAL, which
-    then sends `x-amz-request-payer` with every /vsis3/ request.
+    `AWS_REQUEST_PAYER=requester` (requester-pays buckets) is read by GDAL from the
+    environment itself, which then sends `x-amz-request-payer` with every /vsis3/ request
+    (tested at the server). It is not made a GDAL config option of the run: rasterio restores
+    the config options its environments found when they end, in every thread, so a value set
+    for one run outlived it in the threads' reads of the next run (measured in one process).
     """
     env = os.environ if environ is None else environ
     config: dict[str, str] = {}
