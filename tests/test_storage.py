@@ -20,7 +20,6 @@ from s3_fixtures import FAKE_KEY_ID, FAKE_SECRET, MotoServer, S3Bucket
 from mosaic_assembler import assemble
 from mosaic_assembler.cli import cli
 from mosaic_assembler.demo_data import make_demo_sample
-from mosaic_assembler.errors import ConfigError
 from mosaic_assembler.storage import gdal_env
 
 ZOOM, TILESIZE = 11, 256
@@ -93,8 +92,6 @@ def test_provenance_companions_beside_an_s3_output(s3, demo, tmp_path):
     local = tmp_path / "local" / "p.tif"
     local.parent.mkdir()
     assemble(local, progress=False, **opts)
-    with pytest.raises(ConfigError, match="`provenance` needs a local `run_dir`"):
-        assemble(s3.url("prov/p.tif"), progress=False, **opts)
     opts["run_dir"] = str(tmp_path / "run")
     assemble(s3.url("prov/p.tif"), progress=False, **opts)
     assert sorted(s3.keys("prov/")) == ["prov/p.count.tif", "prov/p.json", "prov/p.tif"]
@@ -108,6 +105,37 @@ def test_provenance_companions_beside_an_s3_output(s3, demo, tmp_path):
         assemble(s3.url("prov/p.tif"), progress=False, **opts)
     assemble(s3.url("prov/p.tif"), progress=False, overwrite=True, **opts)
     assert "prov/p.tif" in s3.keys("prov/")
+
+
+def test_provenance_with_an_s3_run_dir(s3, demo, tmp_path):
+    """--provenance count,date with an s3:// run directory: each chunk's provenance files go up
+    with it, the finalize reads them through /vsis3/ (OUT.count.tif, OUT.date.tif equal a local
+    run's), and a resumed run finds them and recomputes nothing."""
+    opts = {
+        **_options(str(demo.items_path), provenance=("count", "date")),
+        "pixel_selection": "first",
+    }  # date is defined for the pickers, not for median
+    local = tmp_path / "local.tif"
+    assemble(local, progress=False, **opts)
+    run = s3.url("prun")
+    first = assemble(tmp_path / "s.tif", progress=False, run_dir=run, keep_run_dir=True, **opts)
+    keys = s3.keys("prun/chunks/")
+    plain = sorted(k for k in keys if k.count(".") == 1)
+    assert plain and sorted(k for k in keys if k.endswith(".count.tif")) == [
+        k.replace(".tif", ".count.tif") for k in plain
+    ]
+    assert len([k for k in keys if k.endswith(".date.tif")]) == len(plain)
+    for kind in ("count", "date"):
+        assert_same(tmp_path / f"s.{kind}.tif", tmp_path / f"local.{kind}.tif")
+    assert_same(tmp_path / "s.tif", local)
+    # resumed: every chunk and its provenance is found; nothing is uploaded to the run again
+    offset = s3.server.log_offset()
+    again = assemble(tmp_path / "t.tif", progress=False, run_dir=run, **opts)
+    assert again.chunks_resumed == first.chunks
+    puts = [p for m, p, _ in s3.server.requests(offset) if m in ("PUT", "POST")]
+    assert not [p for p in puts if "/prun/chunks/" in p or "/prun/records/" in p], puts
+    assert_same(tmp_path / "t.count.tif", tmp_path / "local.count.tif")
+    assert s3.keys("prun/") == []  # removed, provenance chunks included
 
 
 def test_s3_output_is_refused_when_it_exists_unless_overwrite(s3, demo, oracle, tmp_path):

@@ -31,8 +31,9 @@ def compute_remote_chunk(
 ) -> Any:
     """Compute a chunk of an S3 run directory: locally in TMPDIR, then upload, then record.
 
-    The chunk file (ZSTD-compressed: S3_CHUNK_CODEC) goes up first (one PUT, replacing an
-    earlier attempt's), then the end record create-only: a record means its file is complete.
+    The chunk's provenance files (`KEY.count.tif`, `KEY.date.tif`) and then its file
+    (ZSTD-compressed: S3_CHUNK_CODEC) go up first (one PUT each, replacing an earlier
+    attempt's), then the end record create-only: a record means its files are complete.
     """
     from mosaic_assembler.writer._chunkfile import S3_CHUNK_CODEC, chunk_compression
 
@@ -42,6 +43,11 @@ def compute_remote_chunk(
         with chunk_compression(S3_CHUNK_CODEC):  # uploaded and read back: bytes cost more
             result = compute(dataclasses.replace(spec, chunk_dir=tmp), job, on_tile)
         if result.status.has_file:
+            # provenance files first: a chunk file on the store has its provenance beside it
+            for kind in spec.provenance:
+                name = f"{job.key}.{kind}.tif"
+                if (Path(tmp) / name).exists():
+                    _s3.put_file(Path(tmp) / name, chunks.child(name), False, "chunk provenance")
             _s3.put_file(
                 Path(tmp) / f"{job.key}.tif", chunks.child(f"{job.key}.tif"), False, "chunk"
             )
