@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 import uuid
 from pathlib import Path
 
@@ -396,3 +398,58 @@ def test_requester_pays_is_sent_on_every_request(recording_moto, demo, oracle, t
     else:
         leaked = [r for r in seen if r["payer"] is not None]
         assert leaked == [], (len(leaked), len(seen), leaked[:3])
+
+
+@pytest.mark.parametrize("where", ["local", "s3"])
+def test_retried_tile_history_survives_in_the_run_dir(s3, demo, tmp_path, where):
+    """Tiles that failed in a first attempt (an s3:// asset missing) and succeeded on the rerun
+    (the asset uploaded) are the chunk's `retried` tiles in its end record, read back from an
+    S3 run directory as from a local one."""
+    upload_demo(s3, demo)
+    items = json.loads(demo.items_path.read_text())
+    for item in items["features"]:
+        for asset in item["assets"].values():
+            asset["href"] = s3.url("inputs/" + asset["href"].lstrip("./"))
+    red = items["features"][0]["assets"]["red"]
+    original = red["href"].removeprefix(f"s3://{s3.name}/")
+    red["href"] = s3.url("inputs/late/red.tif")
+    path = tmp_path / "items.json"
+    path.write_text(json.dumps(items))
+    run = s3.url("hist/run") if where == "s3" else str(tmp_path / "run")
+    opts = _options(str(path), run_dir=run, keep_run_dir=True)
+
+    def end_records() -> list[dict]:
+        if where == "s3":
+            return [json.loads(s3.get(k)) for k in s3.keys("hist/run/records/")]
+        last = {}
+        for e in map(json.loads, (tmp_path / "run" / "manifest.jsonl").read_text().splitlines()):
+            if e.get("event") == "end":
+                last[e["chunk"]] = e
+        return list(last.values())
+
+    with pytest.raises(Exception, match="tiles failed"):
+        assemble(tmp_path / "o.tif", progress=False, **opts)
+    first = end_records()
+    failed = {tuple(t[:3]) for e in first for t in e["failed"]}
+    assert failed and any(e["done"] for e in first)  # some tiles failed, others did not
+    s3.client.copy_object(Bucket=s3.name, Key="inputs/late/red.tif",
+                          CopySource={"Bucket": s3.name, "Key": original})  # fmt: skip
+    # the rerun in a new process, as a resume is (this one's GDAL remembers the 404)
+    args = [str(tmp_path / "o.tif"), "--zoom", str(ZOOM), "--tilesize", str(TILESIZE),
+            "--items", str(path), "--assets", "red,green,blue", "--pixel-selection", "median",
+            "--chunk-tiles", "1", "--run-dir", run, "--keep-run-dir", "--json", "-q"]  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-c", "from mosaic_assembler.cli import main; main()", *args],
+        capture_output=True, text=True, timeout=600,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    r = json.loads(done.stdout)
+    assert r["tiles_failed"] == 0 and 0 < r["chunks_resumed"] < r["chunks"]
+    ends = end_records()
+    assert all(e["status"] == "done" and not e["failed"] for e in ends)
+    retried = {tuple(t) for e in ends for t in e["retried"]}
+    assert retried == failed
+    # the chunks that had no failure kept their record as the worker wrote it
+    calm = {e["chunk"] for e in first if not e["failed"]}
+    assert calm and all(not e["retried"] for e in ends if e["chunk"] in calm)

@@ -23,7 +23,7 @@ logger = logging.getLogger(__name__)
 
 RECORD_DIR = "records"
 
-__all__ = ["RECORD_DIR", "compute_remote_chunk", "write_record"]
+__all__ = ["RECORD_DIR", "compute_remote_chunk", "replace_record", "write_record"]
 
 
 def compute_remote_chunk(
@@ -70,3 +70,10 @@ def write_record(run_prefix: S3Url, record: dict[str, Any]) -> None:
             logger.info("chunk %s was already recorded by another worker", record["chunk"])
             return
         _s3.put_bytes(url, data, create_only=False, what="chunk record")
+
+
+def replace_record(run_prefix: S3Url, record: dict[str, Any]) -> None:
+    """Overwrite a chunk's end record (the driver's: the same chunk, with its retry history)."""
+    url = run_prefix.child(RECORD_DIR).child(f"{record['chunk']}.json")
+    data = json.dumps({**record, "t": round(time.time(), 3)}).encode()
+    _s3.put_bytes(url, data, create_only=False, what="chunk record")

@@ -134,7 +134,19 @@ class S3RunState:
         """Driver events (submit) are not kept on S3: only the workers' end records."""
 
     def record_result(self, result: Any) -> None:
-        """Nothing to do: the worker that computed the chunk wrote its end record."""
+        """Keep the tiles that failed in earlier attempts in the chunk's end record.
+
+        The worker that computed the chunk wrote its end record, but it knows only its own
+        attempt; the driver adds the tiles that failed before (`retried`, from the records
+        `finished` read) and rewrites the record then, and only then: one PUT per chunk that
+        had failed tiles, none otherwise.
+        """
+        before = (self._records or {}).get(result.key) or {}
+        if not before.get("failed"):
+            return
+        from mosaic_assembler.storage._records import replace_record
+
+        replace_record(self.prefix, result.to_record())
 
     def records(self) -> dict[str, dict[str, Any]]:
         """The end record of every chunk that has one."""
