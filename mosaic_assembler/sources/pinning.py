@@ -96,8 +96,8 @@ def pin_items(run_dir: Path | str, key: str, source: Any) -> None:
         from mosaic_assembler.storage import S3Url, _s3
 
         prefix = S3Url.parse(run_dir, "`run_dir`")
-        with tempfile.TemporaryDirectory(prefix="mosaic-assembler-pin-") as tmp:
-            saved = save_items(source, Path(tmp) / PINNED_ITEMS)
+        with tempfile.TemporaryDirectory(prefix="mosaic-assembler-pin-") as scratch:
+            saved = save_items(source, Path(scratch) / PINNED_ITEMS)
             _s3.put_file(saved, prefix.child(PINNED_ITEMS), False, "pinned search items")
         _s3.put_bytes(
             prefix.child(PINNED_SEARCH), json.dumps({"key": key}).encode(), False, "pinned search"
