@@ -167,7 +167,8 @@ def _provenance_cog(
     kind_parts = []
     for chunk, path in parts:
         kpath = path.with_name(f"{chunk.key}.{kind}.tif")
-        if not kpath.exists():
+        # on S3 (a /vsis3/ path) the run state checked them: each was uploaded before its chunk
+        if not is_s3(kpath) and not kpath.exists():
             raise OutputError(
                 f"chunk {chunk.key} has no {kind} provenance file: rerun with `restart`"
             )

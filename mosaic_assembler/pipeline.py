@@ -78,12 +78,6 @@ def run(
     # GDAL reads its /vsicurl chunk and cache sizes once per process: for chunks on S3 (read
     # back by the finalize) they are set for the whole run
     chunk_reads = CHUNK_READS if is_s3(opts.run_dir or output) else {}
-    if opts.read.provenance and is_s3(opts.run_dir or output):
-        # the workers upload a chunk's file and end record, not its provenance files yet
-        raise ConfigError(
-            "`provenance` needs a local `run_dir` (an s3:// run directory holds no "
-            "provenance chunks yet); an s3:// output is fine"
-        )
     with rasterio.Env(**{**gdal_env(), **chunk_reads, **gdal_config(opts)}):
         t0 = time.perf_counter()
         target = output_target(output, opts.overwrite, directory=opts.split_zoom is not None)
@@ -254,8 +248,8 @@ def execute(r: Resolved, p: Planned, prep: Prepared, progress: ProgressCallback 
         {"output": str(r.output), "tiles": len(p.plan.tiles), "chunks": len(p.chunks)},
         restart=opts.restart,
     )
-    if opts.stac is not None and not r.pinned and not is_s3(r.run_dir):
-        pin_items(Path(r.run_dir), r.search_key, r.source)
+    if opts.stac is not None and not r.pinned:  # local or s3:// (is_s3: a str)
+        pin_items(r.run_dir if is_s3(r.run_dir) else Path(r.run_dir), r.search_key, r.source)
     finished = state.finished(p.chunks, accept_partial=opts.allow_partial)
     finished = _with_provenance(finished, state, prep.read.provenance)
     earlier = _failed_before(state)
@@ -312,8 +306,7 @@ def _with_provenance(
     return {
         key: res
         for key, res in finished.items()
-        if not res.status.has_file
-        or all((state.chunk_dir / f"{key}.{k}.tif").exists() for k in kinds)
+        if not res.status.has_file or all(state.has_chunk_file(f"{key}.{k}.tif") for k in kinds)
     }
 
 

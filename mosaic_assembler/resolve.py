@@ -76,11 +76,6 @@ def resolve(output: Path | str, opts: AssembleOptions) -> Resolved:
     key, pinned, source = "", False, None
     if opts.stac is not None:
         assert aoi is not None  # AssembleOptions requires an AOI with a search
-        if isinstance(run_dir, str):
-            raise ConfigError(
-                "a STAC search pins its items in a local run directory: give a local "
-                "`run_dir` (an s3:// `output` is fine)"
-            )
         source, key, pinned = _search(opts, opts.stac, aoi, assets, run_dir)
     elif opts.index is not None:
         items = opts.index if isinstance(opts.index, ItemsFile) else None
@@ -148,7 +143,11 @@ def _headers(pairs: Any) -> dict[str, str] | None:
 
 
 def _search(
-    opts: AssembleOptions, st: StacSearch, aoi: AOI, assets: tuple[str, ...], run_dir: Path
+    opts: AssembleOptions,
+    st: StacSearch,
+    aoi: AOI,
+    assets: tuple[str, ...],
+    run_dir: Path | str,
 ) -> tuple[Any, str, bool]:
     """Run the STAC API search, or reuse the items a previous run pinned in `run_dir`.
 

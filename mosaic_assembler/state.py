@@ -156,6 +156,10 @@ class RunState:
         """Record a finished chunk."""
         self.record(result.to_record())
 
+    def has_chunk_file(self, name: str) -> bool:
+        """Whether the chunks directory holds the file `name`."""
+        return (self.chunk_dir / name).exists()
+
     def end_records(self) -> list[dict[str, Any]]:
         """The manifest's chunk-end events, every attempt's (for the tiles that failed before)."""
         return [e for e in read_manifest(self.run_dir) if e.get("event") == "end"]

@@ -33,6 +33,33 @@ _ANSI = r"(?:\x1b\[[\d;]*m)*"
 _REQUEST = re.compile(rf'"{_ANSI}(GET|PUT|POST|DELETE|HEAD) (\S+) HTTP/[\d.]+{_ANSI}" (\d+)')
 
 
+#: moto's server with a WSGI wrapper that appends, per request, its method, path and the one
+#: header a test asks about (`x-amz-request-payer`) to a file: what reached the server. No
+#: other header is kept (Authorization carries the access key id).
+_RECORDING_SERVER = r"""
+import json, os, signal, sys, threading
+from moto.server import DomainDispatcherApplication, create_backend_app
+from werkzeug.serving import run_simple
+
+host, port, record = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+os.environ.setdefault("MOTO_PORT", str(port))
+app = DomainDispatcherApplication(create_backend_app)
+lock = threading.Lock()
+out = open(record, "a", buffering=1)
+
+def recording(environ, start_response):
+    line = json.dumps({"method": environ["REQUEST_METHOD"], "path": environ.get("PATH_INFO", ""),
+                       "query": environ.get("QUERY_STRING", ""),
+                       "payer": environ.get("HTTP_X_AMZ_REQUEST_PAYER")})
+    with lock:
+        out.write(line + "\n")
+    return app(environ, start_response)
+
+signal.signal(signal.SIGTERM, lambda *a: sys.exit(0))
+run_simple(host, port, recording, threaded=True)
+"""
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -42,14 +69,20 @@ def _free_port() -> int:
 class MotoServer:
     """moto's S3 server in a subprocess on a free loopback port, with an access log."""
 
-    def __init__(self, log: Path | None = None):
+    def __init__(self, log: Path | None = None, record: Path | None = None):
+        """Start the server (`record`: also keep each request's x-amz-request-payer there)."""
         self.port = _free_port()
+        self.record_path = record
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log or Path(tempfile.mkstemp(prefix="moto-", suffix=".log")[1])
         self._log = open(self.log_path, "wb")  # noqa: SIM115
         env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+        command = ["-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)]
+        if record is not None:
+            record.write_text("")
+            command = ["-c", _RECORDING_SERVER, "127.0.0.1", str(self.port), str(record)]
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
+            [sys.executable, *command],
             stdout=self._log,
             stderr=self._log,
             env=env,
@@ -104,6 +137,13 @@ class MotoServer:
             f.seek(since)
             text = f.read().decode(errors="replace")
         return [(m, p, int(s)) for m, p, s in _REQUEST.findall(text)]
+
+    def recorded(self) -> list[dict[str, str | None]]:
+        """Each request so far: method, path, query and its x-amz-request-payer (or None)."""
+        import json
+
+        assert self.record_path is not None, "start the server with record="
+        return [json.loads(line) for line in self.record_path.read_text().splitlines()]
 
     def stop(self) -> None:
         """Terminate the server."""

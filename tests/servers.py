@@ -1,4 +1,5 @@
-"""Real servers on 127.0.0.1 for tests and benchmarks: TiTiler, and a fault-injecting proxy."""
+"""Real servers on 127.0.0.1 for tests and benchmarks: TiTiler, a fault-injecting proxy, and a
+static file server with HTTP range requests (for /vsicurl/ reads of COGs)."""
 
 from __future__ import annotations
 
@@ -320,3 +321,97 @@ class HostileTiler:
         self._stop.set()
         self.server.shutdown()
         self.server.server_close()
+
+
+#: The range server's process: `mosaic_assembler.render.rangeserver`'s handler, plus names that
+#: always fail (`FAIL_STATUS` for paths containing `FAIL_MARK`) and per-path first requests that
+#: fail once (`FLAKY_STATUS`, to see GDAL's retries), with one access-log line per request.
+_RANGE_SERVER = r"""
+import functools, os, sys, threading
+from http.server import ThreadingHTTPServer
+from mosaic_assembler.render.rangeserver import RangeRequestHandler
+
+root, port, log = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+fail_mark, fail_status = os.environ.get("FAIL_MARK", ""), int(os.environ.get("FAIL_STATUS", "500"))
+flaky = int(os.environ.get("FLAKY_STATUS", "0"))
+seen, lock = set(), threading.Lock()
+out = open(log, "a", buffering=1)
+
+class Handler(RangeRequestHandler):
+    def send_head(self):
+        with lock:
+            first = (self.command, self.path) not in seen
+            seen.add((self.command, self.path))
+        status = 0
+        if fail_mark and fail_mark in self.path:
+            status = fail_status
+        elif flaky and first:
+            status = flaky
+        out.write(f"{self.command} {self.path} {self.headers.get('Range', '-')} {status or 'ok'}\n")
+        if status:
+            self.send_response(status)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return None
+        return super().send_head()
+
+server = ThreadingHTTPServer(("127.0.0.1", port), functools.partial(Handler, directory=root))
+server.daemon_threads = True
+server.serve_forever()
+"""
+
+
+class RangeServer:
+    """A directory served over HTTP with range requests, in its own process on 127.0.0.1.
+
+    Its own process, not a thread of the test's: GDAL holds the GIL while it opens a dataset
+    (rasterio's `open` does not release it), so an in-process server thread cannot answer the
+    HEAD and range GETs of that open: the reads stall until curl's timeout (measured: each
+    sidecar probe waited the full GDAL_HTTP_TIMEOUT, 50 s for one COG with a 5 s timeout).
+
+    Args:
+        directory: what is served.
+        fail_mark: requests whose path contains it are answered `fail_status`, always.
+        flaky_status: the first request of each (method, path) is answered this status.
+    """
+
+    def __init__(
+        self,
+        directory: Path,
+        fail_mark: str = "",
+        fail_status: int = 500,
+        flaky_status: int = 0,
+    ):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = Path(directory).parent / f"range-{self.port}.log"
+        self.log_path.write_text("")
+        env = {**os.environ, "FAIL_MARK": fail_mark, "FAIL_STATUS": str(fail_status),
+               "FLAKY_STATUS": str(flaky_status)}  # fmt: skip
+        root = str(Path(__file__).resolve().parents[1])
+        env["PYTHONPATH"] = os.pathsep.join([root, env.get("PYTHONPATH", "")])
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", _RANGE_SERVER, str(directory), str(self.port),
+             str(self.log_path)],
+            env=env,
+        )  # fmt: skip
+        try:
+            wait_http(self.url + "/", timeout=60, proc=self.proc)
+        except Exception:
+            self.stop()
+            raise
+
+    def requests(self) -> list[tuple[str, str, str, str]]:
+        """(method, path, Range header or '-', status or 'ok') of every request so far."""
+        lines = self.log_path.read_text().splitlines()
+        return [tuple(line.split(" ", 3)) for line in lines]  # type: ignore[misc]
+
+    def stop(self) -> None:
+        """Terminate the server."""
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()

@@ -6,6 +6,10 @@ Oracle: the same run written locally, read back with rasterio (pixels and mask).
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+import uuid
 from pathlib import Path
 
 import numpy
@@ -13,12 +17,11 @@ import pytest
 import rasterio
 from click.testing import CliRunner
 from rio_cogeo.cogeo import cog_validate
-from s3_fixtures import FAKE_KEY_ID, FAKE_SECRET
+from s3_fixtures import FAKE_KEY_ID, FAKE_SECRET, MotoServer, S3Bucket
 
 from mosaic_assembler import assemble
 from mosaic_assembler.cli import cli
 from mosaic_assembler.demo_data import make_demo_sample
-from mosaic_assembler.errors import ConfigError
 from mosaic_assembler.storage import gdal_env
 
 ZOOM, TILESIZE = 11, 256
@@ -91,8 +94,6 @@ def test_provenance_companions_beside_an_s3_output(s3, demo, tmp_path):
     local = tmp_path / "local" / "p.tif"
     local.parent.mkdir()
     assemble(local, progress=False, **opts)
-    with pytest.raises(ConfigError, match="`provenance` needs a local `run_dir`"):
-        assemble(s3.url("prov/p.tif"), progress=False, **opts)
     opts["run_dir"] = str(tmp_path / "run")
     assemble(s3.url("prov/p.tif"), progress=False, **opts)
     assert sorted(s3.keys("prov/")) == ["prov/p.count.tif", "prov/p.json", "prov/p.tif"]
@@ -106,6 +107,37 @@ def test_provenance_companions_beside_an_s3_output(s3, demo, tmp_path):
         assemble(s3.url("prov/p.tif"), progress=False, **opts)
     assemble(s3.url("prov/p.tif"), progress=False, overwrite=True, **opts)
     assert "prov/p.tif" in s3.keys("prov/")
+
+
+def test_provenance_with_an_s3_run_dir(s3, demo, tmp_path):
+    """--provenance count,date with an s3:// run directory: each chunk's provenance files go up
+    with it, the finalize reads them through /vsis3/ (OUT.count.tif, OUT.date.tif equal a local
+    run's), and a resumed run finds them and recomputes nothing."""
+    opts = {
+        **_options(str(demo.items_path), provenance=("count", "date")),
+        "pixel_selection": "first",
+    }  # date is defined for the pickers, not for median
+    local = tmp_path / "local.tif"
+    assemble(local, progress=False, **opts)
+    run = s3.url("prun")
+    first = assemble(tmp_path / "s.tif", progress=False, run_dir=run, keep_run_dir=True, **opts)
+    keys = s3.keys("prun/chunks/")
+    plain = sorted(k for k in keys if k.count(".") == 1)
+    assert plain and sorted(k for k in keys if k.endswith(".count.tif")) == [
+        k.replace(".tif", ".count.tif") for k in plain
+    ]
+    assert len([k for k in keys if k.endswith(".date.tif")]) == len(plain)
+    for kind in ("count", "date"):
+        assert_same(tmp_path / f"s.{kind}.tif", tmp_path / f"local.{kind}.tif")
+    assert_same(tmp_path / "s.tif", local)
+    # resumed: every chunk and its provenance is found; nothing is uploaded to the run again
+    offset = s3.server.log_offset()
+    again = assemble(tmp_path / "t.tif", progress=False, run_dir=run, **opts)
+    assert again.chunks_resumed == first.chunks
+    puts = [p for m, p, _ in s3.server.requests(offset) if m in ("PUT", "POST")]
+    assert not [p for p in puts if "/prun/chunks/" in p or "/prun/records/" in p], puts
+    assert_same(tmp_path / "t.count.tif", tmp_path / "local.count.tif")
+    assert s3.keys("prun/") == []  # removed, provenance chunks included
 
 
 def test_s3_output_is_refused_when_it_exists_unless_overwrite(s3, demo, oracle, tmp_path):
@@ -285,3 +317,139 @@ def test_credentials_are_never_written_or_printed(s3, demo, tmp_path, capfd):
     for name, text in texts.items():
         for secret in (FAKE_SECRET, FAKE_KEY_ID):
             assert secret not in text, f"{secret[:6]}… found in {name}"
+
+
+def test_s3_chunk_files_are_compressed_losslessly(s3, demo, tmp_path):
+    """Chunk files of an S3 run directory go up ZSTD-compressed; a local one's stay raw; both
+    hold the same pixels and mask, and the S3 ones are smaller."""
+    opts = _options(str(demo.items_path), keep_run_dir=True)
+    assemble(tmp_path / "a.tif", progress=False, run_dir=str(tmp_path / "run"), **opts)
+    assemble(tmp_path / "b.tif", progress=False, run_dir=s3.url("zrun"), **opts)
+    local = sorted((tmp_path / "run" / "chunks").glob("r*-c*.tif"))
+    remote = sorted(k for k in s3.keys("zrun/chunks/"))
+    assert [p.name for p in local] == [k.rsplit("/", 1)[1] for k in remote] and local
+    local_bytes = remote_bytes = 0
+    for path, key in zip(local, remote, strict=True):
+        got = s3.download(key, tmp_path / "got.tif")
+        with rasterio.open(path) as want, rasterio.open(got) as have:
+            assert want.compression is None
+            assert have.compression is not None and have.compression.name == "zstd"
+            assert have.overviews(1) == want.overviews(1)
+            numpy.testing.assert_array_equal(have.read(), want.read())
+            numpy.testing.assert_array_equal(have.read_masks(1), want.read_masks(1))
+        local_bytes += path.stat().st_size
+        remote_bytes += got.stat().st_size
+    assert remote_bytes < local_bytes / 2, (remote_bytes, local_bytes)
+    assert_same(tmp_path / "b.tif", tmp_path / "a.tif")
+
+
+@pytest.fixture(scope="module")
+def recording_moto(tmp_path_factory):
+    """A moto server that keeps each request's x-amz-request-payer header."""
+    server = MotoServer(record=tmp_path_factory.mktemp("moto") / "requests.jsonl")
+    yield server
+    server.stop()
+
+
+def _bucket_of(server: MotoServer, monkeypatch) -> S3Bucket:
+    from mosaic_assembler.storage import reset_clients
+
+    for name in list(os.environ):
+        if name.startswith("AWS_"):
+            monkeypatch.delenv(name)
+    for name, value in server.env().items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", os.devnull)
+    monkeypatch.setenv("AWS_CONFIG_FILE", os.devnull)
+    reset_clients()
+    client = server.client()
+    name = f"test-{uuid.uuid4().hex[:16]}"
+    client.create_bucket(Bucket=name)
+    return S3Bucket(server, name, client)
+
+
+@pytest.mark.parametrize("payer", ["requester", None])
+def test_requester_pays_is_sent_on_every_request(recording_moto, demo, oracle, tmp_path,
+                                                 monkeypatch, payer):  # fmt: skip
+    """With AWS_REQUEST_PAYER=requester, GDAL's /vsis3/ reads (inputs, the finalize's chunk
+    reads) and every boto3 request of the run (run directory, output) carry
+    x-amz-request-payer: requester, as the server saw them; without it, none does."""
+    bucket = _bucket_of(recording_moto, monkeypatch)
+    items = upload_demo(bucket, demo)
+    if payer:
+        monkeypatch.setenv("AWS_REQUEST_PAYER", payer)
+    start = len(recording_moto.recorded())
+    opts = _options(items, run_dir=bucket.url("rp/run"), keep_run_dir=True)
+    assemble(bucket.url("rp/out.tif"), progress=False, **opts)
+    assert CliRunner().invoke(cli, ["status", bucket.url("rp/run")]).exit_code == 0
+    seen = [r for r in recording_moto.recorded()[start:] if r["path"].startswith(f"/{bucket.name}")]
+    assert_same(bucket.download("rp/out.tif", tmp_path / "out.tif"), oracle)  # (the test's GET)
+    head_bucket = [
+        r for r in seen if r["method"] == "HEAD" and r["path"].rstrip("/").count("/") == 1
+    ]
+    inputs = [r for r in seen if r["method"] == "GET" and r["path"].upper().endswith(".TIF")
+              and "/inputs/" in r["path"]]  # fmt: skip
+    chunks = [r for r in seen if r["method"] == "GET" and "/rp/run/chunks/" in r["path"]]
+    writes = [r for r in seen if r["method"] in ("PUT", "POST")]
+    assert inputs and chunks and writes  # GDAL's input and chunk reads, boto3's writes
+    others = [r for r in seen if r not in head_bucket]  # HeadBucket takes no RequestPayer
+    if payer:
+        assert [r for r in others if r["payer"] != "requester"] == []
+    else:
+        leaked = [r for r in seen if r["payer"] is not None]
+        assert leaked == [], (len(leaked), len(seen), leaked[:3])
+
+
+@pytest.mark.parametrize("where", ["local", "s3"])
+def test_retried_tile_history_survives_in_the_run_dir(s3, demo, tmp_path, where):
+    """Tiles that failed in a first attempt (an s3:// asset missing) and succeeded on the rerun
+    (the asset uploaded) are the chunk's `retried` tiles in its end record, read back from an
+    S3 run directory as from a local one."""
+    upload_demo(s3, demo)
+    items = json.loads(demo.items_path.read_text())
+    for item in items["features"]:
+        for asset in item["assets"].values():
+            asset["href"] = s3.url("inputs/" + asset["href"].lstrip("./"))
+    red = items["features"][0]["assets"]["red"]
+    original = red["href"].removeprefix(f"s3://{s3.name}/")
+    red["href"] = s3.url("inputs/late/red.tif")
+    path = tmp_path / "items.json"
+    path.write_text(json.dumps(items))
+    run = s3.url("hist/run") if where == "s3" else str(tmp_path / "run")
+    opts = _options(str(path), run_dir=run, keep_run_dir=True)
+
+    def end_records() -> list[dict]:
+        if where == "s3":
+            return [json.loads(s3.get(k)) for k in s3.keys("hist/run/records/")]
+        last = {}
+        for e in map(json.loads, (tmp_path / "run" / "manifest.jsonl").read_text().splitlines()):
+            if e.get("event") == "end":
+                last[e["chunk"]] = e
+        return list(last.values())
+
+    with pytest.raises(Exception, match="tiles failed"):
+        assemble(tmp_path / "o.tif", progress=False, **opts)
+    first = end_records()
+    failed = {tuple(t[:3]) for e in first for t in e["failed"]}
+    assert failed and any(e["done"] for e in first)  # some tiles failed, others did not
+    s3.client.copy_object(Bucket=s3.name, Key="inputs/late/red.tif",
+                          CopySource={"Bucket": s3.name, "Key": original})  # fmt: skip
+    # the rerun in a new process, as a resume is (this one's GDAL remembers the 404)
+    args = [str(tmp_path / "o.tif"), "--zoom", str(ZOOM), "--tilesize", str(TILESIZE),
+            "--items", str(path), "--assets", "red,green,blue", "--pixel-selection", "median",
+            "--chunk-tiles", "1", "--run-dir", run, "--keep-run-dir", "--json", "-q"]  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-c", "from mosaic_assembler.cli import main; main()", *args],
+        capture_output=True, text=True, timeout=600,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    r = json.loads(done.stdout)
+    assert r["tiles_failed"] == 0 and 0 < r["chunks_resumed"] < r["chunks"]
+    ends = end_records()
+    assert all(e["status"] == "done" and not e["failed"] for e in ends)
+    retried = {tuple(t) for e in ends for t in e["retried"]}
+    assert retried == failed
+    # the chunks that had no failure kept their record as the worker wrote it
+    calm = {e["chunk"] for e in first if not e["failed"]}
+    assert calm and all(not e["retried"] for e in ends if e["chunk"] in calm)

@@ -18,6 +18,7 @@ from mosaic_assembler.storage._s3 import reset_clients, scrub
 from mosaic_assembler.storage._url import (
     CHUNK_READS,
     HTTP_RETRIES,
+    HTTP_TIMEOUTS,
     S3Url,
     gdal_env,
     gdal_path,
@@ -27,6 +28,7 @@ from mosaic_assembler.storage._url import (
 __all__ = [
     "CHUNK_READS",
     "HTTP_RETRIES",
+    "HTTP_TIMEOUTS",
     "S3Url",
     "gdal_env",
     "gdal_path",

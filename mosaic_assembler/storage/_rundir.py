@@ -4,7 +4,9 @@ Layout under the prefix:
 
     run.json            the marker, as a local run directory's (created once, create-only)
     chunks/KEY.tif      finished chunk GeoTIFFs, uploaded by the worker that computed them
+    chunks/KEY.KIND.tif  its provenance files (--provenance count|date), uploaded before it
     records/KEY.json    the chunk's end record (ChunkResult.to_record), written after its file
+    search.items.json, search.json   a STAC search's pinned items (sources.pinning)
 
 No object is ever appended to: instead of the local manifest, the worker that computed a chunk
 uploads its file (one PUT: the object is complete or absent) and then writes the chunk's end
@@ -41,7 +43,7 @@ logger = logging.getLogger(__name__)
 
 RUN_FILE = "run.json"
 CHUNK_DIR = "chunks"
-_CHUNK_NAME = re.compile(r"r\d+-c\d+\.tif")
+_CHUNK_NAME = re.compile(r"r\d+-c\d+(\.(count|date))?\.tif")
 _RECORD_NAME = re.compile(r"(r\d+-c\d+)\.json")
 
 
@@ -82,6 +84,8 @@ class S3RunState:
     #: the end records `finished` read (reused by `end_records`: one listing and one GET a
     #: chunk per run, not two)
     _records: dict[str, dict[str, Any]] | None = dataclasses.field(default=None, repr=False)
+    #: the names under chunks/ that `finished` listed (for `has_chunk_file`)
+    _files: dict[str, int] = dataclasses.field(default_factory=dict, repr=False)
 
     @property
     def run_dir(self) -> str:
@@ -130,7 +134,19 @@ class S3RunState:
         """Driver events (submit) are not kept on S3: only the workers' end records."""
 
     def record_result(self, result: Any) -> None:
-        """Nothing to do: the worker that computed the chunk wrote its end record."""
+        """Keep the tiles that failed in earlier attempts in the chunk's end record.
+
+        The worker that computed the chunk wrote its end record, but it knows only its own
+        attempt; the driver adds the tiles that failed before (`retried`, from the records
+        `finished` read) and rewrites the record then, and only then: one PUT per chunk that
+        had failed tiles, none otherwise.
+        """
+        before = (self._records or {}).get(result.key) or {}
+        if not before.get("failed"):
+            return
+        from mosaic_assembler.storage._records import replace_record
+
+        replace_record(self.prefix, result.to_record())
 
     def records(self) -> dict[str, dict[str, Any]]:
         """The end record of every chunk that has one."""
@@ -161,7 +177,7 @@ class S3RunState:
         from mosaic_assembler.chunks import ChunkResult
 
         records = self._records = self.records()
-        files = {
+        files = self._files = {
             o["Key"].rsplit("/", 1)[-1]: o["Size"]
             for o in _s3.list_objects(self.prefix.child(CHUNK_DIR))
         }
@@ -184,16 +200,26 @@ class S3RunState:
                     )
         return ok
 
+    def has_chunk_file(self, name: str) -> bool:
+        """Whether chunks/`name` was there when `finished` listed the chunks."""
+        return self._files.get(name, 0) > 0
+
     def remove(self) -> None:
         """Delete this tool's objects under the prefix (run.json last); nothing else."""
+        from mosaic_assembler.sources.pinning import PINNED_ITEMS, PINNED_SEARCH
+
+        base = f"{self.prefix.key}/" if self.prefix.key else ""
+        names = {CHUNK_DIR: _CHUNK_NAME, RECORD_DIR: _RECORD_NAME}
         own = []
-        for sub, name in ((CHUNK_DIR, _CHUNK_NAME), (RECORD_DIR, _RECORD_NAME)):
-            base = self.prefix.child(sub)
-            own += [
-                o["Key"]
-                for o in _s3.list_objects(base)
-                if name.fullmatch(o["Key"][len(base.key) + 1 :])
-            ]
+        for o in _s3.list_objects(self.prefix):
+            rel = o["Key"][len(base) :]
+            sub, _, name = rel.partition("/")
+            pattern = names.get(sub)
+            if (pattern is not None and pattern.fullmatch(name)) or rel in (
+                PINNED_SEARCH,
+                PINNED_ITEMS,
+            ):
+                own.append(o["Key"])
         _s3.delete_keys(self.prefix.bucket, own)
         _s3.delete_keys(self.prefix.bucket, [self.prefix.child(RUN_FILE).key])
 

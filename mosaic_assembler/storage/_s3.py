@@ -141,7 +141,11 @@ def check_bucket(url: S3Url, what: str = "output") -> None:
 
 
 def _payer() -> dict[str, str]:
-    """RequestPayer for requester-pays buckets (AWS_REQUEST_PAYER=requester, as GDAL reads it)."""
+    """RequestPayer for requester-pays buckets (AWS_REQUEST_PAYER=requester, as GDAL reads it).
+
+    Sent with every request that takes it (reads, listings, writes, multipart, deletes);
+    HeadBucket has no such parameter.
+    """
     return (
         {"RequestPayer": "requester"}
         if os.environ.get("AWS_REQUEST_PAYER", "").lower() == "requester"
@@ -171,7 +175,7 @@ def put_bytes(url: S3Url, data: bytes, create_only: bool, what: str = "object") 
     """Write an object in one PUT (create-only: If-None-Match, ExistsError if it is there)."""
     kwargs: dict[str, Any] = {"IfNoneMatch": "*"} if create_only else {}
     try:
-        client().put_object(Bucket=url.bucket, Key=url.key, Body=data, **kwargs)
+        client().put_object(Bucket=url.bucket, Key=url.key, Body=data, **kwargs, **_payer())
     except _errors() as e:
         if create_only and _code(e) in ("PreconditionFailed", "412", "ConditionalRequestConflict"):
             raise ExistsError(f"{what} {url.url!r} exists") from e
@@ -201,7 +205,7 @@ def put_file(path: Path, url: S3Url, create_only: bool, what: str = "output") ->
     s3 = client()
     kwargs: dict[str, Any] = {"IfNoneMatch": "*"} if create_only else {}
     try:
-        upload = s3.create_multipart_upload(Bucket=url.bucket, Key=url.key)["UploadId"]
+        upload = s3.create_multipart_upload(Bucket=url.bucket, Key=url.key, **_payer())["UploadId"]
     except _errors() as e:
         raise OutputError(f"cannot write {what} {url.url!r}: {describe(e)}") from e
 
@@ -210,8 +214,9 @@ def put_file(path: Path, url: S3Url, create_only: bool, what: str = "output") ->
             f.seek((number - 1) * PART_BYTES)
             body = f.read(PART_BYTES)
         r = s3.upload_part(
-            Bucket=url.bucket, Key=url.key, UploadId=upload, PartNumber=number, Body=body
-        )
+            Bucket=url.bucket, Key=url.key, UploadId=upload, PartNumber=number, Body=body,
+            **_payer(),
+        )  # fmt: skip
         return {"PartNumber": number, "ETag": r["ETag"]}
 
     try:
@@ -219,11 +224,11 @@ def put_file(path: Path, url: S3Url, create_only: bool, what: str = "output") ->
             parts = list(pool.map(send, range(1, -(-size // PART_BYTES) + 1)))
         s3.complete_multipart_upload(
             Bucket=url.bucket, Key=url.key, UploadId=upload,
-            MultipartUpload={"Parts": parts}, **kwargs,
+            MultipartUpload={"Parts": parts}, **kwargs, **_payer(),
         )  # fmt: skip
     except BaseException as e:
         try:
-            s3.abort_multipart_upload(Bucket=url.bucket, Key=url.key, UploadId=upload)
+            s3.abort_multipart_upload(Bucket=url.bucket, Key=url.key, UploadId=upload, **_payer())
         except _errors():
             logger.warning("could not abort the multipart upload of %s", url.url)
         if isinstance(e, _errors()):
@@ -260,7 +265,9 @@ def delete_keys(bucket: str, keys: list[str]) -> None:
     for i in range(0, len(keys), 1000):
         batch = [{"Key": k} for k in keys[i : i + 1000]]
         try:
-            r = s3.delete_objects(Bucket=bucket, Delete={"Objects": batch, "Quiet": True})
+            r = s3.delete_objects(
+                Bucket=bucket, Delete={"Objects": batch, "Quiet": True}, **_payer()
+            )
         except _errors() as e:
             raise OutputError(f"cannot delete objects in bucket {bucket!r}: {describe(e)}") from e
         for err in r.get("Errors", []):

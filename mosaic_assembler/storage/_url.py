@@ -19,6 +19,11 @@ _BUCKET = re.compile(r"[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]")
 #: then the tile) fails.
 HTTP_RETRIES = {"GDAL_HTTP_MAX_RETRY": "4", "GDAL_HTTP_RETRY_DELAY": "0.5"}
 
+#: GDAL's HTTP timeouts for the same reads, unless the environment sets them (curl has none by
+#: default: a server that accepts the connection and never answers would stall a tile forever).
+#: Seconds to connect, and for a whole request (a 2 MB range read at 0.2 Mbit/s fits).
+HTTP_TIMEOUTS = {"GDAL_HTTP_CONNECTTIMEOUT": "15", "GDAL_HTTP_TIMEOUT": "90"}
+
 
 def is_s3(path: object) -> bool:
     """Whether a path or URL names object storage (s3://… or GDAL's /vsis3/…)."""
@@ -112,10 +117,13 @@ def gdal_env(environ: Mapping[str, str] | None = None) -> dict[str, str]:
     * `AWS_ENDPOINT_URL` (boto3's variable for S3-compatible servers) mapped to GDAL's
       `AWS_S3_ENDPOINT`, `AWS_HTTPS` and `AWS_VIRTUAL_HOSTING` (path-style addressing, as
       S3-compatible servers need);
-    * GDAL's HTTP retries (HTTP_RETRIES).
+    * GDAL's HTTP retries and timeouts (HTTP_RETRIES, HTTP_TIMEOUTS).
 
     `AWS_REQUEST_PAYER=requester` (requester-pays buckets) is read by GDAL from the
-    environment as it is.
+    environment itself, which then sends `x-amz-request-payer` with every /vsis3/ request
+    (tested at the server). It is not made a GDAL config option of the run: rasterio restores
+    the config options its environments found when they end, in every thread, so a value set
+    for one run outlived it in the threads' reads of the next run (measured in one process).
     """
     env = os.environ if environ is None else environ
     config: dict[str, str] = {}
@@ -127,7 +135,7 @@ def gdal_env(environ: Mapping[str, str] | None = None) -> dict[str, str]:
             config["AWS_HTTPS"] = "NO" if parsed.scheme == "http" else "YES"
         if "AWS_VIRTUAL_HOSTING" not in env:
             config["AWS_VIRTUAL_HOSTING"] = "FALSE"
-    for name, value in HTTP_RETRIES.items():
+    for name, value in {**HTTP_RETRIES, **HTTP_TIMEOUTS}.items():
         if name not in env:
             config[name] = value
     return config
