@@ -435,6 +435,13 @@ def test_s3_prefix_holds_the_folders_tiles_and_a_rerun_puts_nothing(rgb_cog, fol
     for x, y, z in ref:
         assert s3.get(f"pyr/{z}/{x}/{y}.png") == ref[(x, y, z)].read_bytes()
     assert s3.get("pyr/index.html") == (folder / "index.html").read_bytes()
+    # served with their types: a browser shows the previewer instead of downloading it
+    kinds = {k: s3.client.head_object(Bucket=s3.name, Key=k)["ContentType"]
+             for k in ("pyr/index.html", "pyr/preview/leaflet/leaflet.js", "pyr/tiles.json",
+                       min(tiles))}  # fmt: skip
+    assert kinds["pyr/index.html"] == "text/html" and kinds[min(tiles)] == "image/png"
+    assert kinds["pyr/tiles.json"] == "application/json"
+    assert kinds["pyr/preview/leaflet/leaflet.js"] in ("text/javascript", "application/javascript")
     leaflet = folder / "preview" / "leaflet" / "leaflet.js"
     assert s3.get("pyr/preview/leaflet/leaflet.js") == leaflet.read_bytes()
     meta, local = (

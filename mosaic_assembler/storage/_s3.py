@@ -171,9 +171,21 @@ def get_bytes(url: S3Url, what: str, limit: int | None = None) -> bytes:
         raise OutputError(f"cannot read {what} {url.url!r}: {describe(e)}") from e
 
 
+def _content_type(url: S3Url) -> dict[str, str]:
+    """ContentType from the key's suffix (index.html must be served as text/html)."""
+    import mimetypes
+
+    kind, _ = mimetypes.guess_type(url.key, strict=False)
+    return {"ContentType": kind} if kind else {}
+
+
 def put_bytes(url: S3Url, data: bytes, create_only: bool, what: str = "object") -> None:
-    """Write an object in one PUT (create-only: If-None-Match, ExistsError if it is there)."""
+    """Write an object in one PUT (create-only: If-None-Match, ExistsError if it is there).
+
+    Its ContentType follows the key's suffix (text/html, image/png, application/json …).
+    """
     kwargs: dict[str, Any] = {"IfNoneMatch": "*"} if create_only else {}
+    kwargs.update(_content_type(url))
     try:
         client().put_object(Bucket=url.bucket, Key=url.key, Body=data, **kwargs, **_payer())
     except _errors() as e:
@@ -205,7 +217,9 @@ def put_file(path: Path, url: S3Url, create_only: bool, what: str = "output") ->
     s3 = client()
     kwargs: dict[str, Any] = {"IfNoneMatch": "*"} if create_only else {}
     try:
-        upload = s3.create_multipart_upload(Bucket=url.bucket, Key=url.key, **_payer())["UploadId"]
+        upload = s3.create_multipart_upload(
+            Bucket=url.bucket, Key=url.key, **_content_type(url), **_payer()
+        )["UploadId"]
     except _errors() as e:
         raise OutputError(f"cannot write {what} {url.url!r}: {describe(e)}") from e
 
