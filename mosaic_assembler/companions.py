@@ -40,6 +40,7 @@ __all__ = [
     "place_companions",
     "provenance_overviews",
     "run_properties",
+    "stale_companions",
     "write_companions",
 ]
 
@@ -99,6 +100,37 @@ def place_companions(
         return
     for done, final in companions:
         os.replace(done, final)
+
+
+def stale_companions(output: Path | str, provenance: Sequence[str]) -> list[Path]:
+    """Provenance COGs beside a local `output` that an overwrite would leave behind.
+
+    Only files the tool wrote: those listed as assets by the `OUT.json` it wrote beside the
+    output before (its `processing:software` is ours), of a kind this run does not write,
+    and still regular files (not links). Read before the new `OUT.json` replaces the old.
+    """
+    import json
+
+    if is_s3(output):
+        return []
+    out = Path(output)
+    try:
+        doc = json.loads(sidecar_path(out).read_text())
+        ours = "mosaic-assembler" in doc["properties"]["processing:software"]
+        assets = doc["assets"]
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError):
+        return []
+    if not ours or not isinstance(assets, dict):
+        return []
+    stale = []
+    for kind in ("count", "date"):
+        path = provenance_path(out, kind)
+        listed = assets.get(kind)
+        if kind in provenance or not isinstance(listed, dict):
+            continue
+        if listed.get("href") == f"./{path.name}" and path.is_file() and not path.is_symlink():
+            stale.append(path)
+    return stale
 
 
 def provenance_overviews(overviews: ChunkOverviews | None) -> ChunkOverviews | None:

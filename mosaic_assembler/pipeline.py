@@ -33,6 +33,7 @@ from mosaic_assembler.companions import (
     check_companions,
     place_companions,
     provenance_overviews,
+    stale_companions,
     write_companions,
 )
 from mosaic_assembler.errors import ConfigError, EmptyPlanError, OutputError, TilesFailedError
@@ -406,6 +407,8 @@ def finalize(r: Resolved, p: Planned, prep: Prepared, ex: Executed, target: Any)
     t2 = time.perf_counter()
     if p.overviews is not None:  # chunks resumed from a run without them, or other ones
         ensure_chunk_overviews([path for _, path in parts], p.overviews)
+    # an overwrite without a kind of provenance: the older run's file of that kind goes
+    stale = stale_companions(r.output, r.read.provenance) if opts.overwrite else []
     with target:
         assert target.workdir is not None
         staged, outputs = _write_output(r, p, parts, bands, target.workdir)
@@ -416,6 +419,9 @@ def finalize(r: Resolved, p: Planned, prep: Prepared, ex: Executed, target: Any)
             check_companions(r.output, r.read.provenance, opts.overwrite)
             place_companions(r.output, companions, opts.overwrite)
         target.commit(staged)
+    for path in stale:
+        logger.info("removing %s, written by an earlier run of this output", path.name)
+        path.unlink(missing_ok=True)
     p.seconds["finalize"] = time.perf_counter() - t2
     p.seconds["total"] = time.perf_counter() - p.t0
     if not opts.keep_run_dir:

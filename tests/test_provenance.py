@@ -7,6 +7,7 @@ The reference reads each item with rio-tiler's `Reader` and counts / picks with 
 from __future__ import annotations
 
 import datetime as dt
+import json
 
 import numpy
 import pytest
@@ -167,6 +168,23 @@ def test_count_with_a_mosaicjson_and_an_existing_companion(demo, tmp_path):
     res = runner.invoke(cli, [*args, "--overwrite"])
     assert res.exit_code == 0, res.output
     _check_companion(out, tmp_path / "first.count.tif", "uint16", 1)
+
+
+def test_overwrite_without_a_kind_removes_only_that_kind_we_wrote(demo, tmp_path):
+    """An overwrite that writes no count removes the count COG the earlier run wrote (listed
+    in its OUT.json), not a file of that name the tool did not write."""
+    out = tmp_path / "o.tif"
+    _run(demo, out, provenance=("count", "date"), pixel_selection="first")
+    assert (tmp_path / "o.count.tif").is_file() and (tmp_path / "o.date.tif").is_file()
+    _run(demo, out, provenance=("date",), pixel_selection="first", overwrite=True)
+    assert not (tmp_path / "o.count.tif").exists()
+    _check_companion(out, tmp_path / "o.date.tif", "int32", 1)
+    doc = json.loads((tmp_path / "o.json").read_text())
+    assert "count" not in doc["assets"] and "date" in doc["assets"]
+    (tmp_path / "o.count.tif").write_text("mine")  # not in OUT.json: not ours
+    _run(demo, out, pixel_selection="first", overwrite=True)
+    assert (tmp_path / "o.count.tif").read_text() == "mine"
+    assert not (tmp_path / "o.date.tif").exists()  # ours (listed), not written this time
 
 
 def test_split_outputs_get_one_provenance_cog_each(demo, tmp_path):
