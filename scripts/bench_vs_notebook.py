@@ -438,8 +438,8 @@ def inprocess(args: argparse.Namespace) -> None:
                   f"{ntiles * 512 * 512 / 1e6:.1f} Mpx), medians of {args.repeats}:")  # fmt: skip
             print(f"  {'':10s} {'wall s':>8} {'peak RSS MB':>12} {'CPU s':>8} {'server CPU s':>13}")
             for k, (w, r, c, sc) in med.items():
-                server = f"{sc:.1f}" if k == "notebook" else ""
-                print(f"  {k:10s} {w:8.1f} {r:12.0f} {c:8.1f} {server:>13}")
+                srv = f"{sc:.1f}" if k == "notebook" else ""
+                print(f"  {k:10s} {w:8.1f} {r:12.0f} {c:8.1f} {srv:>13}")
             o = med.get("ours")
             if o and "notebook" in med:
                 nb = med["notebook"]
@@ -499,7 +499,11 @@ def main() -> None:
         help="inprocess: what ours reads (the notebook reads the mosaicJSON, odc the items)",
     )  # fmt: skip
     parser.add_argument("--odc-scheduler", choices=["threads", "cluster"], default="threads")
-    parser.add_argument("--odc-chunk", type=int, default=2048, help="odc spatial chunk, px")
+    parser.add_argument(
+        "--odc-chunk", type=int, default=512,
+        help="odc spatial chunk, px (512: with 2048, 64 float32 time slices of a chunk at once "
+        "took 19 GB at 156 tiles and the run was OOM-killed)",
+    )  # fmt: skip
     parser.add_argument("--baseline-child", nargs=4, help=argparse.SUPPRESS)
     parser.add_argument("--generate-child", help=argparse.SUPPRESS)
     args = parser.parse_args()
