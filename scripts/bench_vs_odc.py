@@ -116,7 +116,8 @@ def odc_child(spec: dict[str, Any]) -> None:
             ``scheduler`` (``"threads"`` or ``"cluster"``), ``chunk`` (spatial chunk, px),
             ``gdal_cachemax`` (GDAL block cache, MB; None: GDAL's default, 5 % of RAM),
             ``crs`` (the grid's CRS, default EPSG:3857), ``groupby`` (default ``"id"``),
-            ``timeout`` (s; the run fails with TimeoutError after it).
+            ``timeout`` (s; the run fails with TimeoutError after it), ``bands`` (odc-stac
+            band names, default BANDS; ``"image.1"`` is band 1 of a multi-band asset).
     """
     t0 = time.perf_counter()
     if spec.get("gdal_cachemax"):  # before GDAL loads; spawned workers inherit it
@@ -156,7 +157,7 @@ def odc_child(spec: dict[str, Any]) -> None:
     chunk = spec["chunk"]
     ds = odc.stac.load(
         items,
-        bands=list(BANDS),
+        bands=list(spec.get("bands", BANDS)),
         geobox=geobox,
         resampling="nearest",
         chunks={"x": chunk, "y": chunk},
@@ -355,8 +356,8 @@ def compare(ours: Path, odc: Path) -> list[dict[str, Any]]:
     import numpy
     import rasterio
 
-    stats = [dict(both=0, equal=0, max_diff=0, only_ours=0, only_odc=0) for _ in BANDS]
     with rasterio.open(ours) as a, rasterio.open(odc) as b:
+        stats = [dict(both=0, equal=0, max_diff=0, only_ours=0, only_odc=0) for _ in a.indexes]
         # odc-geo's Dask COG writer pads the raster to a multiple of its overview factors
         # (1398 x 1794 -> 1400 x 1796 with overviews 2, 4): same origin, ours' window compared
         fits = b.height >= a.height and b.width >= a.width

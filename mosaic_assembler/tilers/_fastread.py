@@ -21,7 +21,12 @@ the warp time again.
 
 Open datasets are cached per thread (GDAL handles are not thread-safe), at most
 `MAX_OPEN` of them, keyed by href plus the file's size and mtime, so a file rewritten in
-place is reopened.
+place is reopened. What a fast read needs to know of a file besides its handle (CRS, bounds,
+nodata, its default transform in the tile grid's CRS) is kept once per process under the same
+key (`_Facts`, at most `MAX_FACTS`): a thread that meets the file again does not recompute the
+transform (half the cost of an open, profiled), and answers rio-tiler's `tile_exists` from
+those facts with rio-tiler's own code before opening, so that a mosaicJSON's assets that do
+not reach the tile are not opened by every thread.
 
 Any TileMatrixSet (`tms=`, as rio-tiler's readers take it): the same warp is made in the
 TMS's CRS, which is what rio-tiler does for it (its `part` only special-cases WGS84 sources
@@ -50,6 +55,7 @@ from rasterio.warp import calculate_default_transform
 from rio_tiler.constants import WEB_MERCATOR_TMS
 from rio_tiler.errors import TileOutsideBounds
 from rio_tiler.io import Reader, STACReader
+from rio_tiler.io.base import SpatialMixin
 from rio_tiler.models import ImageData
 from rio_tiler.utils import has_alpha_band
 
@@ -59,6 +65,7 @@ from mosaic_assembler.types import GDAL_DTYPES
 __all__ = ["MAX_OPEN", "reader_tile", "stac_tile"]
 
 MAX_OPEN = 64  # open datasets (and parsed STAC items) kept per thread
+MAX_FACTS = 4096  # files whose facts (_Facts) are kept per process
 _WGS84 = CRS.from_epsg(4326)
 _TMS_CRS = WEB_MERCATOR_TMS.rasterio_crs  # the default TMS of rio-tiler's readers
 _local = threading.local()
@@ -99,6 +106,33 @@ class _Source:
         self.reader.close()
 
 
+@dataclass(frozen=True)
+class _Facts:
+    """What `_open` learnt of a file that does not depend on the thread's handle."""
+
+    fast: bool
+    dst_transform: Affine | None
+    crs: CRS  # the dataset's, for rio-tiler's tile_exists
+    bounds: tuple[float, ...]
+    tms: Any  # the reader's TileMatrixSet
+
+
+_FACTS: OrderedDict[Any, _Facts] = OrderedDict()
+_FACTS_LOCK = threading.Lock()
+
+
+def _facts(key: Any) -> _Facts | None:
+    with _FACTS_LOCK:
+        return _FACTS.get(key)
+
+
+def _remember(key: Any, facts: _Facts) -> None:
+    with _FACTS_LOCK:
+        _FACTS[key] = facts
+        while len(_FACTS) > MAX_FACTS:
+            _FACTS.popitem(last=False)
+
+
 def _cache(name: str) -> OrderedDict:
     cache = getattr(_local, name, None)
     if cache is None:
@@ -134,12 +168,22 @@ def _file_key(href: str) -> tuple:
     return (href, st.st_size, st.st_mtime_ns)
 
 
-def _open(href: str, tms: Any = None) -> _Source:
+def _source_key(href: str, tms: Any) -> Any:
+    key = _file_key(href)
+    return key if tms is None else (*key, _tms_key(tms))
+
+
+def _open(href: str, tms: Any = None, key: Any = None) -> _Source:
+    key = _source_key(href, tms) if key is None else key
+
     def make() -> _Source:
         reader = Reader(href) if tms is None else Reader(href, tms=tms)
         try:
             src: Any = reader.dataset
             tms_crs = _TMS_CRS if tms is None else tms.rasterio_crs
+            known = _facts(key)
+            if known is not None:
+                return _Source(reader, known.fast, known.dst_transform, src.nodata, tms_crs)
             mercator = tms_crs == _TMS_CRS
             fast = (
                 src.nodata is not None
@@ -158,13 +202,19 @@ def _open(href: str, tms: Any = None) -> _Source:
                 dst_transform, _, _ = calculate_default_transform(
                     src.crs, tms_crs, src.width, src.height, *src.bounds
                 )
+                facts = _Facts(fast, dst_transform, reader.crs, tuple(reader.bounds), reader.tms)
+                _remember(key, facts)
             return _Source(reader, fast, dst_transform, src.nodata, tms_crs)
         except Exception:
             reader.close()
             raise
 
-    key = _file_key(href)
-    return _cached("sources", key if tms is None else (*key, _tms_key(tms)), make)
+    return _cached("sources", key, make)
+
+
+def _tile_exists(facts: _Facts, x: int, y: int, z: int) -> bool:
+    """rio-tiler's `SpatialMixin.tile_exists`, run on a file's facts instead of a Reader."""
+    return SpatialMixin.tile_exists(facts, x, y, z)  # type: ignore[arg-type]
 
 
 def _vrt_grid(
@@ -239,7 +289,11 @@ def reader_tile(
     Raises:
         TileOutsideBounds: the tile does not intersect the dataset.
     """
-    source = _open(href, tms)
+    key = _source_key(href, tms)
+    known = _facts(key)  # only fast sources have facts
+    if known is not None and not _tile_exists(known, x, y, z):
+        raise TileOutsideBounds(f"Tile(x={x}, y={y}, z={z}) is outside bounds")
+    source = _open(href, tms, key)
     reader = source.reader
     if not source.fast:
         return reader.tile(
@@ -251,7 +305,7 @@ def reader_tile(
             expression=expression,
             resampling_method=resampling_method,
         )
-    if not reader.tile_exists(x, y, z):
+    if known is None and not reader.tile_exists(x, y, z):
         raise TileOutsideBounds(f"Tile(x={x}, y={y}, z={z}) is outside bounds")
     if expression:
         from rio_tiler.expression import parse_expression
