@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from servers import stop_process
 
 #: Planted credentials: moto accepts any; no file, log or message may ever show them.
 FAKE_KEY_ID = "AKIAPLANTEDKEY7QX2ZW"
@@ -147,13 +148,7 @@ class MotoServer:
 
     def stop(self) -> None:
         """Terminate the server."""
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc)
         self._log.close()
 
 

@@ -17,6 +17,17 @@ from pathlib import Path
 import requests
 
 
+def stop_process(proc: subprocess.Popen) -> None:
+    """Terminate a server process (SIGTERM, then SIGKILL after 10 s) and reap it."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
 def free_port() -> int:
     """A free TCP port on 127.0.0.1."""
     with socket.socket() as s:
@@ -80,13 +91,7 @@ class TiTiler:
 
     def stop(self) -> None:
         """Terminate the server."""
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc)
         if self._log is not subprocess.DEVNULL:
             self._log.close()
 
@@ -408,10 +413,4 @@ class RangeServer:
 
     def stop(self) -> None:
         """Terminate the server."""
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc)

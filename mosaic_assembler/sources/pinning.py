@@ -51,13 +51,7 @@ def load_pinned(
     if pinned.get("key") != key or not (run_dir / PINNED_ITEMS).exists():
         return None
     source = open_stac_items(run_dir / PINNED_ITEMS, assets, extra_assets=extra)
-    logger.info(
-        "resuming with the %d item(s) the first run's search pinned in %s (not "
-        "searching again; --restart searches anew)",
-        len(source.items),
-        run_dir,
-    )
-    return source
+    return _resumed(source, run_dir)
 
 
 def _load_pinned_s3(run_dir: str, key: str, assets: tuple[str, ...], extra: tuple[str, ...]) -> Any:
@@ -73,6 +67,10 @@ def _load_pinned_s3(run_dir: str, key: str, assets: tuple[str, ...], extra: tupl
     if not isinstance(pinned, dict) or pinned.get("key") != key:
         return None
     source = open_stac_items(prefix.child(PINNED_ITEMS).url, assets, extra_assets=extra)
+    return _resumed(source, run_dir)
+
+
+def _resumed(source: Any, run_dir: Path | str) -> Any:
     logger.info(
         "resuming with the %d item(s) the first run's search pinned in %s (not "
         "searching again; --restart searches anew)",
