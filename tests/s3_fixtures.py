@@ -195,13 +195,12 @@ def moto_server() -> Iterator[MotoServer]:
     server.stop()
 
 
-@pytest.fixture
-def s3(moto_server: MotoServer, monkeypatch: pytest.MonkeyPatch) -> S3Bucket:
-    """A fresh bucket, with the environment pointing boto3 and GDAL at the server."""
+def bucket_on(server: MotoServer, monkeypatch: pytest.MonkeyPatch) -> S3Bucket:
+    """A fresh bucket on `server`, the environment pointing boto3 and GDAL at it (only)."""
     for name in list(os.environ):
         if name.startswith("AWS_"):
             monkeypatch.delenv(name)
-    for name, value in moto_server.env().items():
+    for name, value in server.env().items():
         monkeypatch.setenv(name, value)
     # no credentials or config files of the machine
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", os.devnull)
@@ -209,8 +208,16 @@ def s3(moto_server: MotoServer, monkeypatch: pytest.MonkeyPatch) -> S3Bucket:
     from mosaic_assembler.storage import reset_clients
 
     reset_clients()
-    client = moto_server.client()
+    client = server.client()
     name = f"test-{uuid.uuid4().hex[:16]}"
     client.create_bucket(Bucket=name)
-    yield S3Bucket(moto_server, name, client)
+    return S3Bucket(server, name, client)
+
+
+@pytest.fixture
+def s3(moto_server: MotoServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[S3Bucket]:
+    """A fresh bucket, with the environment pointing boto3 and GDAL at the server."""
+    from mosaic_assembler.storage import reset_clients
+
+    yield bucket_on(moto_server, monkeypatch)
     reset_clients()

@@ -18,7 +18,7 @@ from conftest import make_mosaicjson, write_cog
 from rasterio.transform import from_origin
 from rasterio.warp import transform_bounds
 from rasterio.windows import Window, from_bounds
-from servers import free_port, wait_http
+from servers import free_port, stop_process, wait_http
 
 RED, BLUE, GREEN, YELLOW = (220, 40, 40), (40, 60, 220), (40, 200, 60), (230, 210, 30)
 # EPSG:3857 origin of the test COGs (~5.39 E, 45.50 N), 30 m pixels, 512 x 512
@@ -90,12 +90,7 @@ def run_serve(args: list[str], log: Path) -> Iterator[str]:
             wait_http(base + "/api/layers", timeout=60, proc=proc)
             yield base
         finally:
-            proc.terminate()
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            stop_process(proc)
 
 
 def centre(path):

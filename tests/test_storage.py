@@ -9,7 +9,6 @@ import json
 import os
 import subprocess
 import sys
-import uuid
 from pathlib import Path
 
 import numpy
@@ -17,7 +16,7 @@ import pytest
 import rasterio
 from click.testing import CliRunner
 from rio_cogeo.cogeo import cog_validate
-from s3_fixtures import FAKE_KEY_ID, FAKE_SECRET, MotoServer, S3Bucket
+from s3_fixtures import FAKE_KEY_ID, FAKE_SECRET, MotoServer, S3Bucket, bucket_on
 
 from mosaic_assembler import assemble
 from mosaic_assembler.cli import cli
@@ -352,20 +351,7 @@ def recording_moto(tmp_path_factory):
 
 
 def _bucket_of(server: MotoServer, monkeypatch) -> S3Bucket:
-    from mosaic_assembler.storage import reset_clients
-
-    for name in list(os.environ):
-        if name.startswith("AWS_"):
-            monkeypatch.delenv(name)
-    for name, value in server.env().items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", os.devnull)
-    monkeypatch.setenv("AWS_CONFIG_FILE", os.devnull)
-    reset_clients()
-    client = server.client()
-    name = f"test-{uuid.uuid4().hex[:16]}"
-    client.create_bucket(Bucket=name)
-    return S3Bucket(server, name, client)
+    return bucket_on(server, monkeypatch)
 
 
 @pytest.mark.parametrize("payer", ["requester", None])
