@@ -14,7 +14,6 @@ import logging
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ from typing import Any
 import rasterio
 
 from mosaic_assembler import web
+from mosaic_assembler._threads import bounded_map as bounded_map
 from mosaic_assembler.errors import TileReadError
 from mosaic_assembler.grid import Chunk, Clipper, Plan, Tile
 from mosaic_assembler.tilers import TileSource
@@ -139,40 +139,6 @@ class ChunkResult:
             items=tuple(record.get("items", ())),
             retried=tuple((x, y, z) for z, x, y in record.get("retried", ())),
         )
-
-
-def bounded_map(
-    fn: Callable[..., Any],
-    jobs: Iterable[tuple[Any, ...]],
-    workers: int,
-    limit: int,
-    name: str,
-    on_submit: Callable[[tuple[Any, ...]], None] | None = None,
-) -> Iterator[tuple[tuple[Any, ...], Future]]:
-    """Run fn(*job) in a thread pool; yield (job, finished future) as each one finishes.
-
-    At most `limit` jobs are in flight (memory stays bounded whatever the number of jobs).
-    When the consumer stops early or raises, pending jobs are cancelled.
-    """
-    pending: dict[Future, tuple[Any, ...]] = {}
-    it = iter(jobs)
-    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=name)
-    try:
-        while True:
-            while len(pending) < limit:
-                job = next(it, None)
-                if job is None:
-                    break
-                if on_submit is not None:
-                    on_submit(job)
-                pending[pool.submit(fn, *job)] = job
-            if not pending:
-                return
-            finished, _ = wait(pending, return_when=FIRST_COMPLETED)
-            for fut in finished:
-                yield pending.pop(fut), fut
-    finally:
-        pool.shutdown(wait=False, cancel_futures=True)
 
 
 def iter_tiles(

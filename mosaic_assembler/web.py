@@ -17,30 +17,39 @@ Used by `tilers.http` (tiles), `tilers.pgstac` (search registration) and `source
 * where custom headers go (`make_session`: to the origin they were given for; a redirect to
   another origin drops them).
 
-Depends on `errors` only (and requests/urllib3).
+Depends on `errors` and `_redact` only (and requests/urllib3); the redaction lives in `_redact`
+(no requests import) and is re-exported here.
 """
 
 from __future__ import annotations
 
 import email.utils
 import json
-import logging
 import random
-import re
 import socket
 import time
 from collections.abc import Iterable, Mapping
 from typing import Any
-from urllib.parse import quote, quote_plus, unquote_plus, urlsplit
+from urllib.parse import urlsplit
 
 import requests
 import urllib3
 from urllib3.util.retry import Retry
 
+from mosaic_assembler._redact import (
+    REDACTED,
+    REDACTING_FILTER,
+    is_credential_name,
+    redact,
+    redact_logs,
+    secrets_of,
+)
 from mosaic_assembler.errors import HTTP_ERRORS, HTTPError, HTTPRequestError, HTTPServerError
 
 __all__ = [
     "MESSAGE_LIMIT",
+    "REDACTED",
+    "REDACTING_FILTER",
     "RETRY_STATUSES",
     "BodyError",
     "backoff_delay",
@@ -64,7 +73,6 @@ RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 MESSAGE_LIMIT = 300
 #: A `Retry-After` longer than this many backoff caps is not honoured in full.
 RETRY_AFTER_CAPS = 4
-REDACTED = "***"
 
 
 # --------------------------------------------------------------------------- statuses
@@ -191,101 +199,6 @@ def error_from_response(
     """`{lead}: {server message}` as the error class of `status`, redacted, status kept."""
     text = redact(f"{lead}: {server_message(body)}", secrets)
     return error_class(status)(text, status)
-
-
-# --------------------------------------------------------------------------- redaction
-
-_CREDENTIAL_WORDS = frozenset(
-    {"token", "key", "apikey", "signature", "sig", "secret", "password", "passwd", "pwd"}
-    | {"credential", "credentials", "auth", "authorization", "session", "jwt", "sas"}
-)
-_CREDENTIAL_PARTS = ("token", "apikey", "api_key", "secret", "password", "credential", "signature")
-_QUERY_PARAM = re.compile(
-    r"(?P<lead>[?&;]|&amp;)(?P<name>[^=&#\s?;\"'<>]+)=(?P<value>[^&#\s\"'<>]*)"
-)
-_MIN_SECRET = 3
-
-
-def is_credential_name(name: str) -> bool:
-    """Whether a query-parameter name looks like a credential (token, key, sig, X-Amz-*, …)."""
-    n = unquote_plus(name).strip().lower()
-    if n.startswith(("x-amz-", "x-goog-")):
-        return True
-    words = set(re.split(r"[^a-z0-9]+", n))
-    return bool(words & _CREDENTIAL_WORDS) or any(p in n for p in _CREDENTIAL_PARTS)
-
-
-def secrets_of(
-    headers: Iterable[tuple[str, str]] | Mapping[str, str] = (), urls: Iterable[str] = ()
-) -> frozenset[str]:
-    """The values `redact` must hide.
-
-    Every header value (and its credential part after a scheme like `Bearer`), and the
-    values of the credential-like query parameters of `urls`.
-    """
-    items = headers.items() if isinstance(headers, Mapping) else headers
-    out: set[str] = set()
-    for _, value in items:
-        out.add(value.strip())
-        out.update(value.split()[1:])
-    for url in urls:
-        for m in _QUERY_PARAM.finditer(url):
-            if is_credential_name(m.group("name")):
-                out.add(unquote_plus(m.group("value")))
-    return frozenset(s for s in out if len(s) >= _MIN_SECRET)
-
-
-def redact(text: str, secrets: Iterable[str] = ()) -> str:
-    """`text` with its secrets replaced by `***`.
-
-    Every secret as is, URL-quoted and JSON-escaped, and the value of every query parameter
-    whose name looks like a credential (`is_credential_name`).
-    """
-    for s in sorted(set(secrets), key=len, reverse=True):
-        if len(s) < _MIN_SECRET:
-            continue
-        for form in {s, quote(s, safe=""), quote_plus(s), json.dumps(s)[1:-1]}:
-            text = text.replace(form, REDACTED)
-
-    def param(m: re.Match[str]) -> str:
-        if not is_credential_name(m.group("name")) or not m.group("value"):
-            return m.group(0)
-        return f"{m.group('lead')}{m.group('name')}={REDACTED}"
-
-    return _QUERY_PARAM.sub(param, text)
-
-
-_LOG_SECRETS: set[str] = set()
-_LOGGERS = ("mosaic_assembler", "urllib3", "requests", "pystac_client")
-
-
-class _RedactingFilter(logging.Filter):
-    def filter(self, record: logging.LogRecord) -> bool:
-        msg = record.getMessage()
-        clean = redact(msg, _LOG_SECRETS)
-        if clean != msg:
-            record.msg, record.args = clean, ()
-        return True
-
-
-_FILTER = _RedactingFilter()
-#: For a log handler: redacts every record it emits, whichever logger made it (a filter on a
-#: logger only sees the records logged on that very logger, not its children's).
-REDACTING_FILTER = _FILTER
-
-
-def redact_logs(secrets: Iterable[str] = ()) -> None:
-    """From now on, redact `secrets` and credential query parameters from log records.
-
-    The records of this package, urllib3, requests and pystac-client: urllib3 logs every
-    request URL at DEBUG, so `-vv` would print a `?token=`.
-    """
-    _LOG_SECRETS.update(secrets)
-    names = [n for n in logging.root.manager.loggerDict if n.split(".")[0] in _LOGGERS]
-    for name in {*_LOGGERS, "urllib3.connectionpool", "urllib3.util.retry", *names}:
-        logger = logging.getLogger(name)
-        if _FILTER not in logger.filters:
-            logger.addFilter(_FILTER)
 
 
 # --------------------------------------------------------------------------- transport

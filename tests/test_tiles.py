@@ -566,3 +566,37 @@ def test_an_s3_split_outputs_mosaicjson(rgb_cog, folder, s3, tmp_path):
     for tile in ref:
         a, b = _decode(files[tile].read_bytes()), _decode(ref[tile].read_bytes())
         numpy.testing.assert_array_equal(a, b)
+
+
+def test_a_local_pyramid_starts_without_the_pipeline_or_boto3(rgb_cog, folder, tmp_path):
+    """`tiles` of a local COG imports neither `assemble`'s modules (the CLI loads a command's
+    module when it runs) nor boto3 (refused while rasterio and rio-tiler import); the tiles
+    are the usual ones, and boto3 still imports afterwards."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from mosaic_assembler.cli import main\n"
+        "try:\n"
+        "    main(['tiles', sys.argv[1], sys.argv[2], '--zooms', '6-11', '-q'])\n"
+        "except SystemExit as e:\n"
+        "    assert e.code == 0, e.code\n"
+        "loaded = [m for m in ('boto3', 'botocore', 'mosaic_assembler.pipeline',\n"
+        "          'mosaic_assembler.writer', 'pystac_client', 'requests') if m in sys.modules]\n"
+        "assert not loaded, loaded\n"
+        "import rasterio.session\n"
+        "assert rasterio.session.boto3 is None\n"
+        "import boto3\n"
+        "assert boto3.Session\n"
+        "print('ok')\n"
+    )
+    out = tmp_path / "lean"
+    r = subprocess.run(
+        [sys.executable, "-c", code, str(rgb_cog), str(out)], capture_output=True, text=True
+    )
+    assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr
+    tiles = {p.relative_to(folder) for p in folder.rglob("*.png")}
+    assert tiles and {p.relative_to(out) for p in out.rglob("*.png")} == tiles
+    for rel in tiles:
+        assert (out / rel).read_bytes() == (folder / rel).read_bytes(), rel

@@ -6,6 +6,9 @@ in `cli.options`. Nothing below the CLI imports click or prints.
 
 from __future__ import annotations
 
+import atexit
+import gc
+import importlib
 import importlib.abc
 import importlib.machinery
 import os
@@ -19,24 +22,46 @@ import click
 from mosaic_assembler import __version__
 from mosaic_assembler.cli import _common
 from mosaic_assembler.cli._common import ARGV_KEY, EXIT_FAILED, RunError
-from mosaic_assembler.cli.assemble import assemble_command
-from mosaic_assembler.cli.batch import batch_command
-from mosaic_assembler.cli.chips import chips_command
-from mosaic_assembler.cli.serve import serve_command
-from mosaic_assembler.cli.status import demo_command, status_command
-from mosaic_assembler.cli.tiles import tiles_command
 
 __all__ = ["RunError", "cli", "main"]
 
+#: Each command and where it is defined. A command's module is imported when the command
+#: runs (or --help lists the commands), so `tiles` starts without the modules of `assemble`
+#: (the pipeline, the COG writer, the STAC client: ~0.45 s of a ~2 s pyramid run).
+COMMANDS = {
+    "assemble": "mosaic_assembler.cli.assemble:assemble_command",
+    "status": "mosaic_assembler.cli.status:status_command",
+    "demo": "mosaic_assembler.cli.status:demo_command",
+    "serve": "mosaic_assembler.cli.serve:serve_command",
+    "tiles": "mosaic_assembler.cli.tiles:tiles_command",
+    "batch": "mosaic_assembler.cli.batch:batch_command",
+    "chips": "mosaic_assembler.cli.chips:chips_command",
+}
+
 
 class DefaultCommandGroup(click.Group):
-    """A group whose default command runs when the first argument is not a subcommand."""
+    """Commands imported when they run; the default runs when no command is named.
+
+    Click's "lazy loading of subcommands" pattern: `COMMANDS` names each command's module.
+    """
 
     default_command = "assemble"
 
+    def list_commands(self, ctx: click.Context) -> list[str]:  # noqa: D102
+        return [*COMMANDS, *(n for n in super().list_commands(ctx) if n not in COMMANDS)]
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:  # noqa: D102
+        if cmd_name not in COMMANDS:
+            return super().get_command(ctx, cmd_name)
+        if cmd_name not in self.commands:
+            module, _, attr = COMMANDS[cmd_name].partition(":")
+            self.commands[cmd_name] = getattr(importlib.import_module(module), attr)
+        return self.commands[cmd_name]
+
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:  # noqa: D102
-        if args and args[0] not in self.commands and args[0] not in ("-h", "--help", "--version"):
-            args = [self.default_command, *args]
+        if args and args[0] not in COMMANDS and args[0] not in self.commands:
+            if args[0] not in ("-h", "--help", "--version"):
+                args = [self.default_command, *args]
         ctx.meta[ARGV_KEY] = ("assemble-mosaic", *args)  # the STAC sidecar records it
         return super().parse_args(ctx, args)
 
@@ -51,15 +76,6 @@ def cli() -> None:
     assemble-mosaic --aoi area.geojson --zoom Z --items items.json --assets red,green,blue OUT.tif
     assemble-mosaic demo OUT_DIR
     """
-
-
-cli.add_command(assemble_command)
-cli.add_command(status_command)
-cli.add_command(demo_command)
-cli.add_command(serve_command)
-cli.add_command(tiles_command)
-cli.add_command(batch_command)
-cli.add_command(chips_command)
 
 
 def _return_freed_memory() -> None:
@@ -123,6 +139,11 @@ class _RioTilerWithoutXarray(importlib.abc.MetaPathFinder):
 def main(argv: list[str] | None = None) -> None:
     """Entry point: one clear line on stderr and a non-zero exit for every expected error."""
     _return_freed_memory()
+    # The last thing before the interpreter tears down: the collector would otherwise walk
+    # every object of the ~1,000 imported modules again (~0.3 s of a ~2 s `tiles` run);
+    # the memory goes back to the system with the process anyway. atexit's other handlers
+    # (registered later, run earlier) still run first.
+    atexit.register(gc.freeze)
     if "rio_tiler.io" not in sys.modules:
         sys.meta_path.insert(0, _RioTilerWithoutXarray())
     try:

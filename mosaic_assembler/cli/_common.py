@@ -7,12 +7,14 @@ import re
 import sys
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from mosaic_assembler.options import AssembleResult
-from mosaic_assembler.web import REDACTING_FILTER
+from mosaic_assembler._redact import REDACTING_FILTER
+
+if TYPE_CHECKING:
+    from mosaic_assembler.results import AssembleResult
 
 EXIT_USAGE = 2
 #: `click.Context.meta` key of the command line as typed (the STAC sidecar records it).

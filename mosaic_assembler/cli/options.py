@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import click
 
 from mosaic_assembler._grouping import GROUP_BY
+from mosaic_assembler.cli._params import Decorator, bidx_opt, dask, group, tilesize_choice
+
+# the options that need click alone live in `_params` (lean `tiles`); `report` is re-exported
+from mosaic_assembler.cli._params import report as report
 from mosaic_assembler.harmonize import HARMONIZE
 from mosaic_assembler.provenance import PROVENANCE
 from mosaic_assembler.selection import (
@@ -25,92 +28,6 @@ from mosaic_assembler.selection import (
     check_pixel_selection,
 )
 from mosaic_assembler.writer import COG_PROFILES, OVERVIEW_RESAMPLINGS
-
-Decorator = Callable[[Any], Any]
-
-
-class BidxParamType(click.ParamType):
-    """Comma-separated 1-based band indexes, e.g. `1,2,3`."""
-
-    name = "bidx"
-
-    def convert(self, value: Any, param: Any, ctx: Any) -> tuple[int, ...]:  # noqa: D102
-        if isinstance(value, tuple):
-            return value
-        try:
-            out = tuple(int(v) for v in str(value).split(","))
-        except ValueError:
-            self.fail(f"{value!r} is not a comma-separated list of band indexes", param, ctx)
-        if not out or any(v < 1 for v in out):
-            self.fail(f"band indexes are 1-based, got {value!r}", param, ctx)
-        return out
-
-
-class RescaleType(click.ParamType):
-    """MIN,MAX → (min, max), e.g. `0,3000`."""
-
-    name = "MIN,MAX"
-
-    def convert(self, value: Any, param: Any, ctx: Any) -> tuple[float, float]:  # noqa: D102
-        if isinstance(value, tuple):
-            return value
-        try:
-            lo, hi = (float(v) for v in str(value).split(","))
-        except ValueError:
-            self.fail(f"{value!r} is not MIN,MAX", param, ctx)
-        if not lo < hi:
-            self.fail(f"{value!r}: MIN must be below MAX", param, ctx)
-        return lo, hi
-
-
-class ZoomRangeType(click.ParamType):
-    """MIN-MAX zooms (`5-12`) or one zoom (`7`) → (min, max)."""
-
-    name = "MIN-MAX"
-
-    def convert(self, value: Any, param: Any, ctx: Any) -> tuple[int, int]:  # noqa: D102
-        if isinstance(value, tuple):
-            return value
-        lo, sep, hi = str(value).partition("-")
-        try:
-            zmin, zmax = (int(lo), int(hi)) if sep else (int(lo), int(lo))
-        except ValueError:
-            self.fail(f"{value!r} is not MIN-MAX (e.g. 5-12) or one zoom", param, ctx)
-        if not 0 <= zmin <= zmax:
-            self.fail(f"{value!r}: zooms must be 0 <= MIN <= MAX", param, ctx)
-        return zmin, zmax
-
-
-class TmsType(click.ParamType):
-    """A morecantile TileMatrixSet id (checked when parsed: morecantile loads lazily)."""
-
-    name = "ID"
-
-    def convert(self, value: Any, param: Any, ctx: Any) -> str:  # noqa: D102
-        import morecantile
-
-        ids = morecantile.tms.list()
-        if value not in ids:
-            self.fail(f"unknown TileMatrixSet {value!r}: use one of {', '.join(ids)}", param, ctx)
-        return str(value)
-
-
-class ColormapType(click.ParamType):
-    """A rio-tiler colour map name (viridis, magma, terrain …)."""
-
-    name = "NAME"
-
-    def convert(self, value: Any, param: Any, ctx: Any) -> str:  # noqa: D102
-        from rio_tiler.colormap import cmap
-
-        if value not in cmap.list():
-            self.fail(
-                f"unknown colour map {value!r}: use one of rio-tiler's, e.g. viridis, magma, "
-                "terrain, rdylgn",
-                param,
-                ctx,
-            )
-        return str(value)
 
 
 class MethodType(click.ParamType):
@@ -139,17 +56,6 @@ class KeyValueType(click.ParamType):
         if not sep or not name:
             self.fail(f"{value!r} is not NAME=VALUE", param, ctx)
         return name.strip(), val
-
-
-def group(*decorators: Decorator) -> Decorator:
-    """One decorator applying several options, in the order written (as in --help)."""
-
-    def apply(f: Any) -> Any:
-        for d in reversed(decorators):
-            f = d(f)
-        return f
-
-    return apply
 
 
 #: `--aoi -` reads at most this much from stdin (a country outline is a few MB).
@@ -206,33 +112,6 @@ zoom_opt = click.option(
     type=int,
     help="Level of the TileMatrixSet (WebMercatorQuad: 0-24); required unless --crs.",
 )
-zooms_opt = click.option(
-    "--zooms",
-    type=ZoomRangeType(),
-    required=True,
-    help="Zoom levels of a pyramid, MIN-MAX (e.g. 5-12) or one zoom.",
-)
-tms_opt = click.option(
-    "--tms",
-    type=TmsType(),
-    default="WebMercatorQuad",
-    show_default=True,
-    help="TileMatrixSet id (morecantile's), e.g. WorldCRS84Quad.",
-)
-
-
-def tilesize_choice(default: int = 512) -> Decorator:
-    """--tilesize 256|512 with a default of the command's."""
-    return click.option(
-        "--tilesize",
-        type=click.Choice(["256", "512"]),
-        default=str(default),
-        show_default=True,
-        callback=lambda ctx, param, value: int(value),
-        help="Tile side in pixels.",
-    )
-
-
 tilesize_opt = tilesize_choice(512)
 grid = group(zoom_opt, tilesize_opt)
 
@@ -395,7 +274,6 @@ def pixel_selection_opt(default: str = "first", template_may_decide: bool = True
     )
 
 
-bidx_opt = click.option("--bidx", type=BidxParamType(), help="Band indexes, e.g. 1,2,3.")
 mask = group(
     click.option(
         "--mask-band",
@@ -452,18 +330,6 @@ pixels = group(
 )
 
 # -------------------------------------------------------------------------------- visual
-rescale_opt = click.option(
-    "--rescale",
-    multiple=True,
-    type=RescaleType(),
-    callback=lambda ctx, param, value: tuple(value) or None,
-    help="Map MIN..MAX to 0..255 (once for all bands, or once per band).",
-)
-colormap_opt = click.option(
-    "--colormap",
-    type=ColormapType(),
-    help="rio-tiler colour map for a single band, e.g. viridis.",
-)
 visual = group(
     click.option(
         "--rescale",
@@ -535,19 +401,6 @@ output = group(
 )
 
 # ----------------------------------------------------------------------------- execution
-dask = group(
-    click.option(
-        "--dask-scheduler",
-        metavar="tcp://HOST:PORT",
-        help="Run chunks on an existing Dask cluster (shared run directory needed).",
-    ),
-    click.option(
-        "--dask-local",
-        type=click.IntRange(min=1),
-        metavar="N",
-        help="Run chunks on a local Dask cluster of N worker processes.",
-    ),
-)
 execution = group(
     click.option(
         "--concurrency",
@@ -569,11 +422,3 @@ execution = group(
     click.option("--restart", is_flag=True, help="Discard an existing run directory."),
     dask,
 )
-
-# -------------------------------------------------------------------------------- report
-json_opt = click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout.")
-verbosity = group(
-    click.option("-v", "--verbose", count=True),
-    click.option("-q", "--quiet", count=True),
-)
-report = group(json_opt, verbosity)

@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from mosaic_assembler.cli import options as o
+from mosaic_assembler.cli import _params as o
 from mosaic_assembler.cli._common import RunError, flag_message, progress_bar, setup_logging
 from mosaic_assembler.errors import MosaicAssemblerError
 
@@ -36,6 +36,40 @@ def _tile_sized_malloc() -> None:
         libc.mallopt(-1, 64 * 1024 * 1024)  # M_TRIM_THRESHOLD
     except (OSError, AttributeError):
         pass
+
+
+def _may_touch_s3(src: str, out: str, options: dict[str, Any]) -> bool:
+    """Whether rasterio may need its boto3 session in this run.
+
+    An s3:// (or amazonaws.com) SRC or OUT does; so may a mosaic.json (its members may be
+    on S3) and a Dask run (a local cluster's workers fork from here).
+    """
+    if options.get("dask_scheduler") or options.get("dask_local"):
+        return True
+    text = f"{src} {out}".lower()
+    return "s3://" in text or "amazonaws.com" in text or not src.lower().endswith((".tif", ".tiff"))
+
+
+def _import_rasterio_without_boto3() -> None:
+    """Import rasterio and rio-tiler with boto3 refused, for a run that reads no S3.
+
+    `rasterio.session` imports boto3 whenever it is installed (our s3 extra), to build AWS
+    sessions for s3:// paths, and `rio_tiler.io.stac` to fetch STAC documents from S3: ~0.2 s
+    of a ~2 s pyramid of a local COG, before the first tile. Both imports are optional there
+    (`except ImportError`), so boto3 is refused while the two are imported and allowed
+    again right after: a later `import boto3` works as usual (our S3 code imports it
+    itself); rasterio alone keeps GDAL's own handling of AWS credentials for an s3:// path
+    in this process. Nothing is done when rasterio or boto3 is already imported.
+    """
+    if "rasterio" in sys.modules or "boto3" in sys.modules:
+        return
+    sys.modules["boto3"] = None  # type: ignore[assignment]  # `import boto3` → ImportError
+    try:
+        import rasterio  # noqa: F401
+        import rio_tiler.io  # noqa: F401
+    finally:
+        if "boto3" in sys.modules and sys.modules["boto3"] is None:
+            del sys.modules["boto3"]
 
 
 @click.command("tiles", context_settings={"help_option_names": ["-h", "--help"]})
@@ -75,6 +109,8 @@ def tiles_command(
     s3://bucket/prefix or s3://bucket/NAME.pmtiles. SRC may be s3:// too. A rerun skips
     the tiles already there.
     """
+    if not _may_touch_s3(src, out, options):
+        _import_rasterio_without_boto3()
     from mosaic_assembler.render import render_tiles
 
     _tile_sized_malloc()

@@ -10,13 +10,11 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import morecantile
 
-from mosaic_assembler.chunks import bounded_map
 from mosaic_assembler.errors import ConfigError, EmptyPlanError
-from mosaic_assembler.executors import ExecutorOptions, dask_client
 from mosaic_assembler.render._previewer import previewer_files, write_previewer
 from mosaic_assembler.render._s3sinks import S3FolderSink, S3PMTilesSink
 from mosaic_assembler.render._sinks import FolderSink, PMTilesSink, TileSink
@@ -33,6 +31,9 @@ from mosaic_assembler.render._spec import (
     render_in_worker,
 )
 from mosaic_assembler.results import Progress
+
+if TYPE_CHECKING:
+    from mosaic_assembler.executors import ExecutorOptions
 
 logger = logging.getLogger(__name__)
 
@@ -147,7 +148,11 @@ def render_tiles(
         tms=tms,
         tilesize=int(tilesize),
     )
-    executor = ExecutorOptions(dask_scheduler=dask_scheduler, dask_local=dask_local)
+    executor: ExecutorOptions | None = None
+    if dask_scheduler or dask_local:  # the pipeline's modules only for a Dask run
+        from mosaic_assembler.executors import ExecutorOptions
+
+        executor = ExecutorOptions(dask_scheduler=dask_scheduler, dask_local=dask_local)
     check_out(out)
     remote = str(out).startswith("s3://")
     if not remote:
@@ -169,7 +174,7 @@ def render_tiles(
     workers = concurrency or os.cpu_count() or 1
     if parallel == "auto":
         parallel = "processes" if workers > 1 and len(todo) >= PROCESS_MIN_TILES else "threads"
-    if executor.uses_dask:
+    if executor is not None and executor.uses_dask:
         results = _render_dask(spec, todo, executor)
     elif parallel == "processes" and todo:
         results = _render_processes(spec, todo, workers)
@@ -279,6 +284,8 @@ def _render_threads(
     """
     import threading
 
+    from mosaic_assembler._threads import bounded_map
+
     local = threading.local()
 
     def render(tile: Tile) -> bytes | None:
@@ -356,6 +363,8 @@ def _render_dask(
 ) -> Iterator[tuple[Tile, bytes | None]]:
     """Batches of tiles as Dask tasks; the images come back to the driver, which writes them."""
     from distributed import as_completed
+
+    from mosaic_assembler.executors import dask_client
 
     client = dask_client(executor)
     try:
