@@ -148,8 +148,18 @@ class CountMethod(_Reducer):
 # order statistics (median, percentiles) keep the fed (data, mask) layers and sort them per
 # pixel, chunk by chunk, when ``data`` is read
 def _keep_layer(layers: list, data: numpy.ndarray, mask: numpy.ndarray, owner: object) -> None:
+    """Keep a layer, unless it is masked everywhere and another one is kept already.
+
+    A layer without a valid value changes no pixel's valid values, hence no order statistic
+    (the sort handles any number of masked values per pixel); with one layer kept the shape
+    and dtype are known. A scene whose footprint's bounding box reaches a tile but whose
+    data does not (a tilted nodata collar) gives such a layer: 73 of the 196 layers fed at
+    16 tiles of bench_vs_notebook's run. Dropping them saves their memory and their sort.
+    """
     if data.dtype.kind not in "iuf":
         raise TypeError(f"{type(owner).__name__}: unsupported dtype {data.dtype}")
+    if layers and mask.all():
+        return
     layers.append((data, mask))
 
 

@@ -166,27 +166,69 @@ def test_stac_tile_equals_stac_reader(scenes, tmp_path, kwargs):
     assert any(s.dataset is None for s in stacks)  # the EPSG:3857 scene is not warped here
 
 
-def test_datasets_are_per_thread_and_bounded(scenes, monkeypatch):
-    monkeypatch.setattr(_fastread, "MAX_OPEN", 2)
-    seen = {}
+def test_datasets_are_shared_by_threads_but_never_in_use_by_two(scenes, monkeypatch):
+    monkeypatch.setattr(_fastread, "_POOL", _fastread._Pool())
+    href = str(scenes.paths[0])
+    key = _fastread._source_key(href, None)
+    inside = threading.Barrier(2)
+    used: dict[str, int] = {}
 
     def work(name):
-        for p in scenes.paths:
-            _fastread._open(str(p))
-        seen[name] = dict(_fastread._cache("sources"))
+        with _fastread._POOL.checkout(href, None, key) as source:
+            used[name] = id(source)
+            inside.wait(timeout=30)  # both threads hold a source at the same time
 
     threads = [threading.Thread(target=work, args=(n,)) for n in ("a", "b")]
     for th in threads:
         th.start()
     for th in threads:
         th.join()
-    assert len(seen["a"]) == len(seen["b"]) == 2
-    assert not {id(s) for s in seen["a"].values()} & {id(s) for s in seen["b"].values()}
-    assert all(not s.reader.dataset.closed for s in seen["a"].values())
+    assert used["a"] != used["b"]  # two reads at once: two handles
+    assert _fastread._POOL.count == 2
+    # one thread after the other: the second takes the handle the first gave back
+    box = {}
+
+    def take(name):
+        with _fastread._POOL.checkout(href, None, key) as source:
+            box[name] = id(source)
+
+    for name in ("c", "d"):
+        th = threading.Thread(target=take, args=(name,))
+        th.start()
+        th.join()
+    assert box["c"] == box["d"] and box["c"] in used.values()
+    assert _fastread._POOL.count == 2
 
 
-def test_evicted_datasets_are_closed(scenes, monkeypatch):
-    monkeypatch.setattr(_fastread, "MAX_OPEN", 2)
-    monkeypatch.setattr(_fastread, "_local", threading.local())
-    opened = [_fastread._open(str(p)) for p in scenes.paths]
+def test_idle_datasets_are_bounded_and_evicted_ones_closed(scenes, monkeypatch):
+    monkeypatch.setattr(_fastread, "MAX_OPEN_LOCAL", 2)  # the scenes are local files
+    monkeypatch.setattr(_fastread, "_POOL", _fastread._Pool())
+    opened = []
+    for p in scenes.paths:
+        with _fastread._POOL.checkout(str(p), None, _fastread._source_key(str(p), None)) as s:
+            opened.append(s)
+    assert len(opened) == 4 and _fastread._POOL.count == 2
     assert [s.reader.dataset.closed for s in opened] == [True, True, False, False]
+    # closing from another thread than the one that opened leaves this thread's Env alone
+    import rasterio
+    from rasterio.env import local
+
+    with rasterio.Env():
+        env = local._env
+        _fastread.release_datasets()
+        assert local._env is env
+    assert all(s.reader.dataset.closed for s in opened) and _fastread._POOL.count == 0
+
+
+def test_a_failed_read_closes_its_dataset(scenes, monkeypatch):
+    monkeypatch.setattr(_fastread, "_POOL", _fastread._Pool())
+    href = str(scenes.paths[0])
+    key = _fastread._source_key(href, None)
+    with pytest.raises(ValueError):
+        with _fastread._POOL.checkout(href, None, key) as source:
+            raise ValueError("a read failed")
+    assert source.reader.dataset.closed and _fastread._POOL.count == 0
+    with pytest.raises(TileOutsideBounds):  # a tile outside is no failure: kept
+        with _fastread._POOL.checkout(href, None, key) as source:
+            raise TileOutsideBounds("outside")
+    assert not source.reader.dataset.closed and _fastread._POOL.count == 1

@@ -19,7 +19,7 @@ warnings.filterwarnings("ignore", module="rio_tiler")
 
 
 def _in_new_thread(fn):
-    """fn() in a fresh thread (its own dataset cache); its result, or the exception it raised."""
+    """fn() in a fresh thread; its result, or the exception it raised."""
     out: dict = {}
 
     def run():
@@ -36,6 +36,7 @@ def _in_new_thread(fn):
 
 def test_tile_exists_from_facts_equals_rio_tilers(scenes, monkeypatch):
     monkeypatch.setattr(_fastread, "_FACTS", OrderedDict())
+    monkeypatch.setattr(_fastread, "_POOL", _fastread._Pool())  # no file open yet
     path = str(scenes.paths[0])  # EPSG:32631, a fast source
     w, s, e, n = bounds_lonlat(path)
     inside = mercantile.tile((w + e) / 2, (s + n) / 2, 9)
@@ -65,6 +66,7 @@ def test_tile_exists_from_facts_equals_rio_tilers(scenes, monkeypatch):
 
 def test_a_missed_file_is_not_opened(scenes, monkeypatch):
     monkeypatch.setattr(_fastread, "_FACTS", OrderedDict())
+    monkeypatch.setattr(_fastread, "_POOL", _fastread._Pool())  # no file open yet
     path = str(scenes.paths[0])
     w, s, e, n = bounds_lonlat(path)
     inside = mercantile.tile((w + e) / 2, (s + n) / 2, 9)
@@ -74,8 +76,9 @@ def test_a_missed_file_is_not_opened(scenes, monkeypatch):
     def miss():
         with pytest.raises(TileOutsideBounds):
             reader_tile(path, far.x, far.y, 9)
-        return dict(_fastread._cache("sources"))
+        return dict(_fastread._POOL.idle)
 
+    monkeypatch.setattr(_fastread, "_POOL", _fastread._Pool())
     assert _in_new_thread(miss)["value"] == {}  # refused from the facts, never opened here
     # without facts (a file not seen yet), the thread opens it and rio-tiler's test refuses
     monkeypatch.setattr(_fastread, "_FACTS", OrderedDict())

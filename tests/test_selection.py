@@ -567,3 +567,48 @@ def test_the_cli_does_not_import_rio_tiler():
     )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
+
+
+@pytest.mark.parametrize("method", ["median", "p10", "p50", "p90"])
+@pytest.mark.parametrize("dtype", ["uint16", "int16", "float32"])
+def test_layers_masked_everywhere_are_dropped_without_changing_a_pixel(method, dtype):
+    """Order statistics skip a layer without any valid value (memory and sort): same output."""
+    from rio_tiler.mosaic.methods.defaults import MedianMethod as RioMedian
+
+    rng = numpy.random.default_rng(7)
+    shape = (3, 16, 16)
+    layers = []
+    for i in range(9):
+        data = rng.integers(-50 if dtype == "int16" else 0, 400, shape).astype(dtype)
+        mask = rng.random(shape) < 0.4
+        if i in (0, 3, 4, 8):  # masked everywhere: first, middle (two in a row) and last
+            mask[...] = True
+        layers.append(numpy.ma.MaskedArray(data, mask=mask))
+    ours = selection.make_method(method)
+    for layer in layers:
+        ours.feed(layer.copy())
+    assert len(ours._layers) == 6  # the first layer is kept; the 3 others are dropped
+    stack = numpy.ma.stack(layers)
+    if method == "median":
+        ref = RioMedian()
+        for layer in layers:
+            ref.feed(layer.copy())
+        expected = ref.data
+    else:
+        as_float = numpy.where(numpy.ma.getmaskarray(stack), numpy.nan, stack.data.astype("f8"))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            values = numpy.nanpercentile(as_float, int(method[1:]), axis=0)
+        masked = numpy.isnan(values)
+        expected = numpy.ma.MaskedArray(numpy.where(masked, 0, values).astype(dtype), mask=masked)
+    got = ours.data
+    assert_array_equal(numpy.ma.getmaskarray(got), numpy.ma.getmaskarray(expected))
+    valid = ~numpy.ma.getmaskarray(expected)
+    assert_array_equal(numpy.ma.getdata(got)[valid], numpy.ma.getdata(expected)[valid])
+    # and the same as the method fed only the layers with data
+    kept = selection.make_method(method)
+    for layer in layers:
+        if not layer.mask.all():
+            kept.feed(layer.copy())
+    assert_array_equal(numpy.ma.getdata(kept.data), numpy.ma.getdata(got))
+    assert_array_equal(numpy.ma.getmaskarray(kept.data), numpy.ma.getmaskarray(got))

@@ -24,7 +24,7 @@ from mosaic_assembler.harmonize import offset_bands, remove_offset
 from mosaic_assembler.provenance import compute_provenance
 from mosaic_assembler.selection import QAMask, ReadOptions, make_method, method_traits
 from mosaic_assembler.sources import ItemAssets
-from mosaic_assembler.tilers._fastread import reader_tile, stac_tile
+from mosaic_assembler.tilers._fastread import reader_tile, release_datasets, stac_tile
 from mosaic_assembler.types import BandInfo, TileData
 
 
@@ -192,6 +192,10 @@ class LocalTiler:
 
     options: ReadOptions
     grid: Grid = WEB_MERCATOR
+
+    def close(self) -> None:
+        """Close the datasets the reads kept open (the pipeline calls it after the reads)."""
+        release_datasets()
 
     def read_tile(self, tile: tuple[int, int, int], assets: Sequence) -> TileData | None:
         """Mosaic the assets over one tile.
