@@ -232,3 +232,28 @@ def test_a_failed_read_closes_its_dataset(scenes, monkeypatch):
         with _fastread._POOL.checkout(href, None, key) as source:
             raise TileOutsideBounds("outside")
     assert not source.reader.dataset.closed and _fastread._POOL.count == 1
+
+
+def test_a_failed_asset_read_names_the_asset(scenes, tmp_path):
+    """A tile whose asset cannot be read fails with the asset's path before GDAL's reason
+    (for an HTTP error GDAL's own message does not say which file); a URL's query string
+    is left out of the name."""
+    from mosaic_assembler.errors import TileReadError
+    from mosaic_assembler.selection import ReadOptions
+    from mosaic_assembler.tilers.local import LocalTiler, _asset_label
+
+    good = scenes.paths[0]
+    data = good.read_bytes()
+    broken = tmp_path / "broken.tif"
+    broken.write_bytes(data[: len(data) // 3])  # the header and IFDs, not the tiles
+    w, s, e, n = bounds_lonlat(good)
+    tile = mercantile.tile((w + e) / 2, (s + n) / 2, 10)  # inside the scene's data
+    tiler = LocalTiler(ReadOptions(pixel_selection="first", tilesize=256))
+    try:
+        with pytest.raises(TileReadError) as e:
+            tiler.read_tile((tile.x, tile.y, tile.z), [str(broken), str(good)])
+    finally:
+        tiler.close()
+    message = str(e.value)
+    assert message.startswith(f"tile {tile.z}/{tile.x}/{tile.y}: {broken}: "), message
+    assert _asset_label("https://h.example/a.tif?token=s3cr3t#x") == "https://h.example/a.tif"

@@ -161,8 +161,10 @@ def test_an_asset_answering_500_gives_failed_tiles_with_the_reason(demo, oracle,
         server.stop()
     assert res.returncode == 1, res.stderr
     assert "Traceback" not in res.stderr
-    # GDAL's reason (it does not name the URL: tilers.local passes GDAL's message on)
+    # GDAL's reason, after the asset that failed (GDAL's message does not name the URL)
     assert "tiles failed" in res.stderr and "HTTP response code: 500" in res.stderr, res.stderr
+    first = json.loads(items.read_text())["features"][0]["id"]
+    assert f"item {first!r} (" in res.stderr, res.stderr
     assert not (tmp_path / "o.tif").exists()
     assert partial.returncode == 0, partial.stderr
     summary = json.loads(partial.stdout)

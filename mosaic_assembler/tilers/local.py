@@ -58,22 +58,45 @@ def read_asset_tile(
     ("s2"), Sentinel-2's +1000 DN offset is removed from the item's reflectance assets
     first (before an expression is evaluated).
     """
-    shift = (
-        offset_bands(asset.item, asset.assets)
-        if harmonize and isinstance(asset, ItemAssets)
-        else ()
-    )
-    if any(shift):
-        img = _read_harmonized(asset, shift, x, y, z, tms=tms, **kwargs)  # type: ignore[arg-type]
-    elif isinstance(asset, ItemAssets):
-        img = stac_tile(lambda: asset.item, asset, asset.assets, x, y, z, tms=tms, **kwargs)
-    else:
-        img = reader_tile(asset, x, y, z, tms=tms, **kwargs)
-    if qa_mask is not None:
-        qa = _read_qa(asset, x, y, z, qa_mask, kwargs.get("tilesize", 256), tms)
-        mask = numpy.ma.getmaskarray(img.array) | qa_mask.exclude(qa)[numpy.newaxis]
-        img.array = numpy.ma.MaskedArray(numpy.ma.getdata(img.array), mask=mask)
+    try:
+        shift = (
+            offset_bands(asset.item, asset.assets)
+            if harmonize and isinstance(asset, ItemAssets)
+            else ()
+        )
+        if any(shift):
+            img = _read_harmonized(asset, shift, x, y, z, tms=tms, **kwargs)  # type: ignore[arg-type]
+        elif isinstance(asset, ItemAssets):
+            img = stac_tile(lambda: asset.item, asset, asset.assets, x, y, z, tms=tms, **kwargs)
+        else:
+            img = reader_tile(asset, x, y, z, tms=tms, **kwargs)
+        if qa_mask is not None:
+            qa = _read_qa(asset, x, y, z, qa_mask, kwargs.get("tilesize", 256), tms)
+            mask = numpy.ma.getmaskarray(img.array) | qa_mask.exclude(qa)[numpy.newaxis]
+            img.array = numpy.ma.MaskedArray(numpy.ma.getdata(img.array), mask=mask)
+    except (TileOutsideBounds, SourceError, AssertionError):
+        raise  # an asset outside the tile (skipped by mosaic_reader), a source error, a bug
+    except Exception as e:  # GDAL, rasterio, rio-tiler: say which asset failed
+        raise _AssetFailed(_asset_label(asset), e) from e
     return img
+
+
+class _AssetFailed(Exception):
+    """One asset's read of a tile failed; `read_tile` names the asset in the tile's reason."""
+
+    def __init__(self, label: str, error: Exception):
+        super().__init__(f"{label}: {type(error).__name__}: {error}")
+        self.label, self.error = label, error
+
+
+def _asset_label(asset: str | ItemAssets) -> str:
+    """Which asset, for a message: an item's id and assets, or a path or URL.
+
+    A URL loses its query string and fragment, which may hold a token.
+    """
+    if isinstance(asset, ItemAssets):
+        return f"item {asset.id!r} ({', '.join(asset.assets)})"
+    return str(asset).split("?", 1)[0].split("#", 1)[0]
 
 
 def _read_harmonized(
@@ -248,6 +271,8 @@ class LocalTiler:
             raise TileReadError(
                 f"tile {z}/{x}/{y}: assets have different band counts ({e})", tile
             ) from e
+        except _AssetFailed as e:  # one asset's read: its name, then GDAL's (or rio-tiler's) reason
+            raise TileReadError(f"tile {z}/{x}/{y}: {e}", tile) from e.error
         except Exception as e:  # rio-tiler, OSError, ValueError, KeyError; rasterio/GDAL more
             raise TileReadError(f"tile {z}/{x}/{y}: {type(e).__name__}: {e}", tile) from e
         arr = img.array
