@@ -149,14 +149,15 @@ def iter_tiles(
     """Read tiles concurrently; yield (tile, data, error) as they finish.
 
     Never more than 2 × concurrency tiles are in flight. A tile that fails (TileReadError)
-    is yielded with its message; any other error (a 4xx from a tiler, a bug) propagates at
+    is yielded with its message (credential query parameters redacted: GDAL's message may
+    hold the URL); any other error (a 4xx from a tiler, a bug) propagates at
     once and cancels what is pending.
     """
     for (tile, _), fut in bounded_map(tiler.read_tile, jobs, concurrency, 2 * concurrency, "tile"):
         try:
             data = fut.result()
-        except TileReadError as e:
-            yield tile, None, str(e)
+        except TileReadError as e:  # recorded in the chunk's record: no credential in it
+            yield tile, None, web.redact(str(e))
         else:
             yield tile, data, None
 

@@ -257,3 +257,24 @@ def test_a_failed_asset_read_names_the_asset(scenes, tmp_path):
     message = str(e.value)
     assert message.startswith(f"tile {tile.z}/{tile.x}/{tile.y}: {broken}: "), message
     assert _asset_label("https://h.example/a.tif?token=s3cr3t#x") == "https://h.example/a.tif"
+
+
+def test_a_failed_tiles_recorded_reason_holds_no_credential(scenes, tmp_path):
+    """GDAL's message names the path it could not open, query string included: the reason
+    a chunk records (`iter_tiles`) has credential parameters redacted, the asset still named."""
+    from mosaic_assembler.chunks import iter_tiles
+    from mosaic_assembler.selection import ReadOptions
+    from mosaic_assembler.tilers.local import LocalTiler
+
+    w, s, e, n = bounds_lonlat(scenes.paths[0])
+    t = mercantile.tile((w + e) / 2, (s + n) / 2, 10)
+    missing = f"{tmp_path}/gone.tif?token=s3cr3tvalue"
+    tiler = LocalTiler(ReadOptions(pixel_selection="first", tilesize=256))
+    try:
+        results = list(iter_tiles(tiler, [((t.x, t.y, t.z), [missing])], 1))
+    finally:
+        tiler.close()
+    [(tile, data, reason)] = results
+    assert data is None and reason is not None
+    assert "s3cr3tvalue" not in reason, reason
+    assert f"{tmp_path}/gone.tif" in reason, reason

@@ -600,3 +600,23 @@ def test_a_local_pyramid_starts_without_the_pipeline_or_boto3(rgb_cog, folder, t
     assert tiles and {p.relative_to(out) for p in out.rglob("*.png")} == tiles
     for rel in tiles:
         assert (out / rel).read_bytes() == (folder / rel).read_bytes(), rel
+
+
+@pytest.mark.parametrize(
+    ("src", "out", "options", "may"),
+    [
+        ("a.tif", "pyr", {}, False),
+        ("a.TIFF", "a.pmtiles", {}, False),
+        ("https://h.example/a.tif", "pyr", {}, False),
+        ("s3://b/a.tif", "pyr", {}, True),
+        ("a.tif", "s3://b/pyr", {}, True),
+        ("https://b.s3.amazonaws.com/a.tif", "pyr", {}, True),
+        ("out/mosaic.json", "pyr", {}, True),  # its members may be on S3
+        ("a.tif", "pyr", {"dask_local": 2}, True),
+        ("a.tif", "pyr", {"dask_scheduler": "tcp://127.0.0.1:8786"}, True),
+    ],
+)
+def test_boto3_is_refused_only_where_no_s3_path_can_occur(src, out, options, may):
+    from mosaic_assembler.cli.tiles import _may_touch_s3
+
+    assert _may_touch_s3(src, out, options) is may

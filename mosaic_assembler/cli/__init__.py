@@ -122,15 +122,8 @@ class _RioTilerWithoutXarray(importlib.abc.MetaPathFinder):
         run = spec.loader.exec_module
 
         def exec_module(module: types.ModuleType) -> None:
-            blocked = [m for m in ("xarray", "rioxarray") if m not in sys.modules]
-            for m in blocked:
-                sys.modules[m] = None  # type: ignore[assignment]  # `import m` → ImportError
-            try:
+            with _common.refused_imports("xarray", "rioxarray"):
                 run(module)
-            finally:
-                for m in blocked:
-                    if m in sys.modules and sys.modules[m] is None:
-                        del sys.modules[m]
 
         spec.loader.exec_module = exec_module  # type: ignore[method-assign]
         return spec
@@ -143,6 +136,7 @@ def main(argv: list[str] | None = None) -> None:
     # every object of the ~1,000 imported modules again (~0.3 s of a ~2 s `tiles` run);
     # the memory goes back to the system with the process anyway. atexit's other handlers
     # (registered later, run earlier) still run first.
+    atexit.unregister(gc.freeze)  # once, however often main() runs in this process
     atexit.register(gc.freeze)
     if "rio_tiler.io" not in sys.modules:
         sys.meta_path.insert(0, _RioTilerWithoutXarray())

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import sys
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -28,6 +30,24 @@ class RunError(click.ClickException):
     def __init__(self, message: str, exit_code: int = EXIT_USAGE):
         super().__init__(message)
         self.exit_code = exit_code  # type: ignore[misc]  # click declares it on the class
+
+
+@contextlib.contextmanager
+def refused_imports(*names: str) -> Iterator[None]:
+    """`import NAME` raises ImportError inside the block, for the names not yet imported.
+
+    For a library's optional imports (`try: import x / except ImportError`) that a command
+    does not need: they are allowed again after the block, so a later `import NAME` works.
+    """
+    refused = [m for m in names if m not in sys.modules]
+    for m in refused:
+        sys.modules[m] = None  # type: ignore[assignment]  # `import m` → ImportError
+    try:
+        yield
+    finally:
+        for m in refused:
+            if m in sys.modules and sys.modules[m] is None:
+                del sys.modules[m]
 
 
 _PARAMETER = re.compile(r"`([a-z][a-z0-9_]*)`")

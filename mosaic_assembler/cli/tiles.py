@@ -11,7 +11,13 @@ from typing import Any
 import click
 
 from mosaic_assembler.cli import _params as o
-from mosaic_assembler.cli._common import RunError, flag_message, progress_bar, setup_logging
+from mosaic_assembler.cli._common import (
+    RunError,
+    flag_message,
+    progress_bar,
+    refused_imports,
+    setup_logging,
+)
 from mosaic_assembler.errors import MosaicAssemblerError
 
 
@@ -61,15 +67,11 @@ def _import_rasterio_without_boto3() -> None:
     itself); rasterio alone keeps GDAL's own handling of AWS credentials for an s3:// path
     in this process. Nothing is done when rasterio or boto3 is already imported.
     """
-    if "rasterio" in sys.modules or "boto3" in sys.modules:
+    if "rasterio" in sys.modules:
         return
-    sys.modules["boto3"] = None  # type: ignore[assignment]  # `import boto3` → ImportError
-    try:
+    with refused_imports("boto3"):
         import rasterio  # noqa: F401
         import rio_tiler.io  # noqa: F401
-    finally:
-        if "boto3" in sys.modules and sys.modules["boto3"] is None:
-            del sys.modules["boto3"]
 
 
 @click.command("tiles", context_settings={"help_option_names": ["-h", "--help"]})

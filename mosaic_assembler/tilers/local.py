@@ -86,7 +86,7 @@ class _AssetFailed(Exception):
 
     def __init__(self, label: str, error: Exception):
         super().__init__(f"{label}: {type(error).__name__}: {error}")
-        self.label, self.error = label, error
+        self.error = error
 
 
 def _asset_label(asset: str | ItemAssets) -> str:
